@@ -1,0 +1,35 @@
+# Everything a newcomer needs: `make demo` (install + run the main job on sample media) and
+# `make test` (install + the whole test suite). No system packages: ffmpeg comes from the
+# imageio-ffmpeg wheel.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+export MEDIA_ASSETS_DATA_ROOT ?= $(CURDIR)/data
+
+.PHONY: install demo test ui bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+	mkdir -p $(DAGSTER_HOME)
+	cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+
+demo: install
+	$(VENV)/bin/media-assets demo
+
+test: install
+	$(PY) -m pytest -n 2 media_assets_tests
+
+ui: install
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: install
+	$(PY) benchmarks/video_pipeline.py
+
+clean:
+	rm -rf $(VENV) .dagster data

@@ -1,0 +1,329 @@
+"""Video conversion assets: AVI -> verified MP4 clips -> labeling frames.
+
+Large media never pass through an IO manager: each asset writes its objects itself and
+records them in a small JSON manifest in the MP4 bucket (``.manifests/<video>/...``), written
+last. The manifest is the commit point: downstream assets read it, and a run that fails before
+writing it removes what it uploaded, so a partial result is never visible as done.
+"""
+
+
+import base64
+import concurrent.futures
+import datetime as dt
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+from PIL import Image
+
+from ...kernels.ffmpeg import FFmpegError
+from ...kernels.frames import DeadFrameThresholds, classify_dead_frames, luma_thumbnail, sample_frames
+from ...kernels.probe import MediaError, probe
+from ...kernels.transcode import VerificationError, expected_duration_s, transcode_to_mp4, verify_clips
+from ...resources.video import VideoConversionSettings
+from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
+from .partitions import video_partitions
+
+raw_videos = dg.AssetSpec(
+    "raw_videos",
+    description="Source AVI objects in the source bucket (external: uploaded by other systems). "
+    "One dynamic partition per object key, added by `new_avi_sensor`.",
+    partitions_def=video_partitions,
+    kinds={"s3", "avi"},
+    group_name="video",
+)
+
+
+def _fail(message: str, **metadata) -> dg.Failure:
+    """A failure that is the input's fault: clear description, no retries."""
+    return dg.Failure(description=message, metadata={k: str(v) for k, v in metadata.items()}, allow_retries=False)
+
+
+def read_manifest(store: ObjectStore, bucket: str, key: str) -> dict | None:
+    """The JSON manifest at ``bucket/key``, or ``None`` if it does not exist."""
+    try:
+        return json.loads(store.get_bytes(bucket, key))
+    except ObjectNotFoundError:
+        return None
+
+
+def _write_manifest(store: ObjectStore, bucket: str, key: str, manifest: dict) -> None:
+    store.put_bytes(json.dumps(manifest, indent=1).encode(), bucket, key, content_type="application/json")
+
+
+def _delete_quietly(store: ObjectStore, bucket: str, keys: list[str], log) -> None:
+    for key in keys:
+        try:
+            store.delete(bucket, key)
+        except Exception as err:  # noqa: BLE001 - cleanup must not mask the original error
+            log.warning(f"could not remove {bucket}/{key}: {err}")
+
+
+def _clip_checks(manifest: dict, tolerance_s: float) -> list[dg.AssetCheckResult]:
+    total = sum(c["duration_s"] for c in manifest["clips"])
+    expected = manifest["source"]["expected_duration_s"]
+    return [
+        dg.AssetCheckResult(
+            check_name="clip_durations_match_source",
+            passed=abs(total - expected) <= tolerance_s,
+            metadata={"clips_total_s": round(total, 3), "source_s": round(expected, 3), "tolerance_s": tolerance_s},
+        )
+    ]
+
+
+def _clips_result(manifest: dict, settings: VideoConversionSettings, **extra) -> dg.MaterializeResult:
+    clips = manifest["clips"]
+    return dg.MaterializeResult(
+        metadata={
+            "clip_keys": [c["key"] for c in clips],
+            "clip_durations_s": [round(c["duration_s"], 3) for c in clips],
+            "clip_sizes_bytes": [c["size_bytes"] for c in clips],
+            "n_clips": len(clips),
+            "codec": "h264/" + (clips[0]["audio_codec"] or "none"),
+            "source_duration_s": round(manifest["source"]["expected_duration_s"], 3),
+            "source_status": manifest.get("source_status", "kept"),
+            "manifest": dg.MetadataValue.path(f"{settings.mp4_bucket}/{settings.manifest_key(manifest['source']['key'], 'clips')}"),
+            **extra,
+        },
+        check_results=_clip_checks(manifest, settings.duration_tolerance_s),
+    )
+
+
+@dg.asset(
+    deps=[raw_videos],
+    partitions_def=video_partitions,
+    kinds={"ffmpeg", "mp4", "s3"},
+    group_name="video",
+    pool="ffmpeg",
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
+    check_specs=[dg.AssetCheckSpec("clip_durations_match_source", asset="mp4_clips", description="Clip durations add up to the source duration within `duration_tolerance_s`.")],
+)
+def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, video_settings: VideoConversionSettings) -> dg.MaterializeResult:
+    """H.264/AAC MP4 (+faststart) of one source video, in `video-mp4/<video>/`.
+
+    Sources longer than `max_duration_s` (240 s) are cut into `clip_s` (120 s) clips in the
+    same ffmpeg pass (forced keyframes + segment muxer). Every clip is probed (streams,
+    duration) before upload and its size checked after; the manifest is written last. Only
+    then, with `source_removal=delete`, is the source AVI removed (and only if it was not
+    re-uploaded meanwhile). Re-materializing after the source was removed reuses the verified
+    clips and says so in the metadata.
+    """
+    settings, store = video_settings, object_store.get_store()
+    key = context.partition_key
+    bucket = settings.source_bucket
+    try:
+        check_key(key)
+    except UnsafeKeyError as err:
+        raise _fail(str(err), source=f"{bucket}/{key}") from err
+    prefix = settings.video_prefix(key)
+    manifest_key = settings.manifest_key(key, "clips")
+    previous = read_manifest(store, settings.mp4_bucket, manifest_key)
+
+    try:
+        source_obj = store.head(bucket, key)
+    except ObjectNotFoundError:
+        if previous is not None:
+            context.log.warning(
+                f"{bucket}/{key} is gone (removed after its clips were verified on {previous['created_at']}); "
+                "reusing the verified clips. Upload the source again to re-transcode."
+            )
+            return _clips_result(previous, settings, note="source removed after verification; existing verified clips reused")
+        raise _fail(f"source object {bucket}/{key} does not exist and no clips were ever produced from it", source=f"{bucket}/{key}") from None
+
+    started = time.perf_counter()
+    uploaded: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="mp4_clips-") as tmp:
+        tmp = Path(tmp)
+        local = store.download(bucket, key, tmp / safe_local_name(key, ".avi"))
+        try:
+            info = probe(local)
+            clips = transcode_to_mp4(
+                local, tmp / "out", stem=Path(prefix).name or "video",
+                max_duration_s=settings.max_duration_s, clip_s=settings.clip_s,
+                settings=settings.encode_settings(), info=info,
+            )
+            verified = verify_clips(clips, info, max_duration_s=settings.max_duration_s, clip_s=settings.clip_s, tolerance_s=settings.duration_tolerance_s)
+        except (MediaError, FFmpegError, VerificationError) as err:
+            detail = getattr(err, "stderr_tail", "")
+            raise _fail(f"{bucket}/{key}: {err}. The source object is kept.", source=f"{bucket}/{key}", error=type(err).__name__, ffmpeg_log=detail) from err
+        encode_s = time.perf_counter() - started
+
+        clip_entries = []
+        first_frame = 0
+        try:
+            for clip in verified:
+                clip_key = f"{prefix}/{clip.path.name}"
+                uploaded.append(clip_key)
+                head = store.upload(clip.path, settings.mp4_bucket, clip_key, content_type="video/mp4")
+                if head.size != clip.size_bytes:
+                    raise VerificationError(f"{settings.mp4_bucket}/{clip_key}: stored {head.size} bytes, wrote {clip.size_bytes}")
+                clip_entries.append({
+                    "key": clip_key, "index": clip.index, "start_s": clip.start_s, "duration_s": clip.duration_s,
+                    "n_frames": clip.n_frames, "first_frame_index": first_frame, "size_bytes": clip.size_bytes,
+                    "video_codec": clip.video_codec, "audio_codec": clip.audio_codec, "etag": head.etag,
+                })
+                first_frame += clip.n_frames
+            manifest = {
+                "source": {"bucket": bucket, "key": key, "etag": source_obj.etag, "size_bytes": source_obj.size,
+                           "duration_s": info.duration_s, "expected_duration_s": expected_duration_s(info),
+                           "frame_rate": info.video.frame_rate if info.video else None},
+                "clips": clip_entries,
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "run_id": context.run.run_id,
+            }
+            _write_manifest(store, settings.mp4_bucket, manifest_key, manifest)
+        except BaseException:
+            keep = {c["key"] for c in (previous or {}).get("clips", [])}
+            _delete_quietly(store, settings.mp4_bucket, [k for k in uploaded if k not in keep], context.log)
+            raise
+
+    # committed: drop clips of an earlier materialization that this one did not rewrite
+    stale = [c["key"] for c in (previous or {}).get("clips", []) if c["key"] not in set(uploaded)]
+    _delete_quietly(store, settings.mp4_bucket, stale, context.log)
+
+    source_status = "kept"
+    if settings.source_removal == "delete":
+        current = store.head(bucket, key)
+        if current.etag == source_obj.etag:
+            store.delete(bucket, key)
+            source_status = "deleted after verification"
+        else:
+            source_status = "kept: re-uploaded during processing"
+            context.log.warning(f"{bucket}/{key} changed while it was processed; not deleting it")
+    manifest["source_status"] = source_status
+    _write_manifest(store, settings.mp4_bucket, manifest_key, manifest)
+    return _clips_result(manifest, settings, wall_s=round(time.perf_counter() - started, 3), encode_s=round(encode_s, 3))
+
+
+def _preview_markdown(paths: list[Path], n: int = 4, width: int = 160) -> str:
+    cells = []
+    for p in paths[:: max(1, len(paths) // n)][:n]:
+        with Image.open(p) as img:
+            img.draft("RGB", (width, width))
+            img = img.convert("RGB")
+            img.thumbnail((width, width))
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=70)
+        cells.append(f"![{p.stem}](data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()})")
+    return " ".join(cells) if cells else "_no frame kept_"
+
+
+def _clearly_dead(t: DeadFrameThresholds) -> DeadFrameThresholds:
+    """Thresholds for the re-check on decoded JPEGs: halfway stricter, so a frame that passed
+    by a hair on ffmpeg's thumbnail is not flagged because PIL's decode differs by a little."""
+    return DeadFrameThresholds(
+        black_pixel_luma=t.black_pixel_luma,
+        black_pixel_share=(1 + t.black_pixel_share) / 2,
+        blank_luma_std=t.blank_luma_std / 2,
+        frozen_mean_abs_diff=t.frozen_mean_abs_diff / 2,
+    )
+
+
+def _jpeg_thumbnail(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return luma_thumbnail(img)
+
+
+@dg.asset(
+    deps=[mp4_clips],
+    partitions_def=video_partitions,
+    kinds={"ffmpeg", "jpeg", "s3"},
+    group_name="video",
+    pool="ffmpeg",
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
+    check_specs=[dg.AssetCheckSpec("no_dead_frame_kept", asset="labeling_frames", description="Re-decodes every uploaded JPEG: none is black, blank or frozen.")],
+)
+def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, video_settings: VideoConversionSettings) -> dg.MaterializeResult:
+    """Every `every_n_frames`-th (10th) frame of the video as JPEG, minus dead frames, in
+    `unlabeled-images/<video>/<frame index>.jpg` (frame index = index in the source video).
+
+    Frames are selected inside ffmpeg (`select`, `-fps_mode vfr`) from the verified MP4
+    clips, on one grid across clip boundaries. Dead frames (black, blank, frozen; see
+    `media_assets.kernels.frames`) are dropped before upload. Frames of an earlier
+    materialization that are not in this one are removed after the manifest is written.
+    """
+    settings, store = video_settings, object_store.get_store()
+    key = context.partition_key
+    clips_manifest = read_manifest(store, settings.mp4_bucket, settings.manifest_key(key, "clips"))
+    if clips_manifest is None:
+        raise _fail(f"no verified clips for {key!r}: materialize mp4_clips for this partition first")
+    prefix = settings.video_prefix(key)
+    manifest_key = settings.manifest_key(key, "frames")
+    previous = read_manifest(store, settings.mp4_bucket, manifest_key)
+    thresholds = settings.dead_frame_thresholds()
+
+    started = time.perf_counter()
+    kept_paths: list[Path] = []
+    kept_indices: list[int] = []
+    dropped = {"black": 0, "blank": 0, "frozen": 0}
+    n_sampled = 0
+    uploaded: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="labeling_frames-") as tmp, concurrent.futures.ThreadPoolExecutor(settings.upload_concurrency) as pool:
+        tmp = Path(tmp)
+        last_kept = None
+        try:
+            futures = []
+            for clip in clips_manifest["clips"]:
+                local = store.download(settings.mp4_bucket, clip["key"], tmp / f"clip_{clip['index']}.mp4")
+                try:
+                    frames = sample_frames(local, tmp / f"frames_{clip['index']}", every_n=settings.every_n_frames, start_index=clip["first_frame_index"])
+                except FFmpegError as err:
+                    raise _fail(f"{settings.mp4_bucket}/{clip['key']}: cannot sample frames: {err}", ffmpeg_log=err.stderr_tail) from err
+                local.unlink()
+                n_sampled += len(frames.paths)
+                reasons = classify_dead_frames(frames.thumbnails, thresholds, previous_kept=last_kept)
+                for path, idx, thumb, reason in zip(frames.paths, frames.frame_indices, frames.thumbnails, reasons):
+                    if reason:
+                        dropped[reason] += 1
+                        path.unlink()
+                        continue
+                    last_kept = thumb
+                    frame_key = f"{prefix}/{int(idx)}.jpg"
+                    uploaded.append(frame_key)
+                    kept_paths.append(path)
+                    kept_indices.append(int(idx))
+                    futures.append(pool.submit(store.upload, path, settings.labeling_bucket, frame_key, "image/jpeg"))
+            for f in futures:
+                f.result()
+            # asset check: re-decode the JPEGs as uploaded; none may be dead
+            thumbs = np.stack([_jpeg_thumbnail(p) for p in kept_paths]) if kept_paths else np.zeros((0, 36, 64), np.uint8)
+            recheck = [r for r in classify_dead_frames(thumbs, _clearly_dead(thresholds)) if r]
+            preview = _preview_markdown(kept_paths)
+            manifest = {
+                "source_key": key, "frame_keys": uploaded, "frame_indices": kept_indices,
+                "dropped": dropped, "n_sampled": n_sampled,
+                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": context.run.run_id,
+            }
+            _write_manifest(store, settings.mp4_bucket, manifest_key, manifest)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            keep = set((previous or {}).get("frame_keys", []))
+            _delete_quietly(store, settings.labeling_bucket, [k for k in uploaded if k not in keep], context.log)
+            raise
+    stale = [k for k in (previous or {}).get("frame_keys", []) if k not in set(uploaded)]
+    _delete_quietly(store, settings.labeling_bucket, stale, context.log)
+    return dg.MaterializeResult(
+        metadata={
+            "frames_sampled": n_sampled,
+            "frames_kept": len(uploaded),
+            "frames_dropped": sum(dropped.values()),
+            "dropped_black": dropped["black"],
+            "dropped_blank": dropped["blank"],
+            "dropped_frozen": dropped["frozen"],
+            "first_frame_keys": uploaded[:10],
+            "preview": dg.MetadataValue.md(preview),
+            "wall_s": round(time.perf_counter() - started, 3),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="no_dead_frame_kept",
+                passed=not recheck,
+                metadata={"frames_checked": len(kept_paths), "dead_found": len(recheck)},
+            )
+        ],
+    )

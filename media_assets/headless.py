@@ -1,0 +1,130 @@
+"""Headless processing: evaluate the sensors, add their partitions, run what they request.
+
+This is what ``media-assets process`` does in one pass, against the Dagster instance in
+``DAGSTER_HOME`` so the runs show up in the UI afterwards. Each sensor keeps its own cursor
+in the instance's key-value store (``media_assets/headless_cursor/<sensor>``), and runs carry
+the same ``dagster/sensor_name`` and ``dagster/run_key`` tags the sensor daemon uses, so a
+run key executed here is not launched again by the daemon when the sensor is switched on in
+the UI (and vice versa). Sensors are ticked until they request nothing new, so the per-tick
+cap on run requests does not leave objects behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+from dagster._core.storage.dagster_run import RunsFilter
+from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+
+
+@dataclass
+class RunOutcome:
+    """One executed run: its sensor, partition (or partition range), success and the metadata
+    of every asset it materialized (``{asset key string: metadata dict}``)."""
+
+    sensor: str
+    job: str
+    partition: str
+    run_id: str
+    success: bool
+    seconds: float
+    error: str | None = None
+    materializations: dict[str, dict] = field(default_factory=dict)
+
+
+def _cursor_key(sensor_name: str) -> str:
+    return f"media_assets/headless_cursor/{sensor_name}"
+
+
+def _already_run(instance: dg.DagsterInstance, sensor_name: str, run_key: str) -> bool:
+    runs = instance.get_runs(filters=RunsFilter(tags={RUN_KEY_TAG: run_key, SENSOR_NAME_TAG: sensor_name}), limit=1)
+    return bool(runs)
+
+
+def _failure_message(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            err = event.step_failure_data.error
+            desc = event.step_failure_data.user_failure_data.description if event.step_failure_data.user_failure_data else None
+            return f"{event.step_key}: {desc or err.message.strip()}"
+    return "run failed"
+
+
+def _metadata_values(metadata) -> dict:
+    return {k: getattr(v, "value", v) for k, v in metadata.items()}
+
+
+def execute_run_request(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str, job_name: str, request: dg.RunRequest) -> RunOutcome:
+    """Execute one run request in this process and record it in ``instance``."""
+    job = defs.resolve_job_def(request.job_name or job_name)
+    tags = {**(request.tags or {}), SENSOR_NAME_TAG: sensor_name}
+    if request.run_key:
+        tags[RUN_KEY_TAG] = request.run_key
+    started = time.perf_counter()
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key,
+        run_config=request.run_config,
+        tags=tags,
+        raise_on_error=False,
+    )
+    mats = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        mats[mat.asset_key.to_user_string()] = _metadata_values(mat.metadata)
+    return RunOutcome(
+        sensor=sensor_name,
+        job=job.name,
+        partition=request.partition_key or tags.get("dagster/asset_partition_range_start", ""),
+        run_id=result.run_id,
+        success=result.success,
+        seconds=time.perf_counter() - started,
+        error=None if result.success else _failure_message(result),
+        materializations=mats,
+    )
+
+
+def process_pending(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    *,
+    sensor_names: list[str] | None = None,
+    on_outcome: Callable[[RunOutcome], None] | None = None,
+    max_ticks: int = 10_000,
+) -> list[RunOutcome]:
+    """Tick every sensor (or those named) until it requests nothing new; execute each request.
+
+    Returns:
+        One :class:`RunOutcome` per executed run, in execution order.
+    """
+    outcomes: list[RunOutcome] = []
+    store = instance.daemon_cursor_storage
+    for sensor in sorted(defs.sensors, key=lambda s: s.name):
+        if sensor_names and sensor.name not in sensor_names:
+            continue
+        job_name = sensor.job_name if sensor.has_jobs else None
+        for _ in range(max_ticks):
+            cursor = store.get_cursor_values({_cursor_key(sensor.name)}).get(_cursor_key(sensor.name))
+            # instance_ref (not instance) lets the tick resolve partitions its own requests add
+            with dg.build_sensor_context(
+                instance_ref=instance.get_ref(), cursor=cursor, definitions=defs, sensor_name=sensor.name, resources=defs.resources
+            ) as context:
+                data = sensor.evaluate_tick(context)
+            for request in data.dynamic_partitions_requests or []:
+                if isinstance(request, dg.AddDynamicPartitionsRequest):
+                    instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            new_cursor = data.cursor if data.cursor is not None else cursor
+            requests = [r for r in data.run_requests or [] if not (r.run_key and _already_run(instance, sensor.name, r.run_key))]
+            for request in requests:
+                outcome = execute_run_request(defs, instance, sensor.name, job_name, request)
+                outcomes.append(outcome)
+                if on_outcome:
+                    on_outcome(outcome)
+            if new_cursor is not None:
+                store.set_cursor_values({_cursor_key(sensor.name): new_cursor})
+            if not data.run_requests and new_cursor == cursor:
+                break
+    return outcomes

@@ -1,0 +1,169 @@
+"""Frame sampling for labeling, and dead-frame detection.
+
+:func:`sample_frames` runs one ffmpeg pass per video: the ``select`` filter keeps every
+``every_n``-th frame, ``split`` sends each kept frame both to the JPEG writer and to a
+64x36 grayscale thumbnail (area-averaged) piped to Python. Dead frames are then judged on
+the thumbnails with numpy (:func:`classify_dead_frames`), so no JPEG is decoded again.
+
+Dead-frame rules (:class:`DeadFrameThresholds`, all on 8-bit luma, 0-255):
+
+* ``black``: at least ``black_pixel_share`` (98 %) of pixels darker than
+  ``black_pixel_luma`` (32) -- ffmpeg's ``blackframe`` filter defaults (amount=98,
+  threshold=32).
+* ``blank``: luma standard deviation below ``blank_luma_std`` (3.0): a near-uniform frame of
+  any brightness or colour (white flash, grey slate, colour field).
+* ``frozen``: mean absolute luma difference to the previous *kept* frame below
+  ``frozen_mean_abs_diff`` (0.5): the picture has not changed since the last frame sent to
+  labeling. Area averaging to 64x36 removes sensor and compression noise (a still scene
+  re-encoded by x264 scores well under 0.5), while a person crossing a static shot moves
+  the score well above it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .ffmpeg import run_ffmpeg
+
+THUMB_W, THUMB_H = 64, 36
+
+
+@dataclass(frozen=True)
+class DeadFrameThresholds:
+    """Thresholds of the dead-frame rules in this module's docstring (8-bit luma units)."""
+
+    black_pixel_luma: int = 32
+    black_pixel_share: float = 0.98
+    blank_luma_std: float = 3.0
+    frozen_mean_abs_diff: float = 0.5
+
+
+@dataclass
+class SampledFrames:
+    """Output of :func:`sample_frames`.
+
+    Attributes:
+        paths: JPEG files, one per sampled frame, in order.
+        frame_indices: ``(n,) int64`` index of each sampled frame in the source video
+            (``start_index`` + index within the input file).
+        thumbnails: ``(n, 36, 64) uint8`` grayscale thumbnails of the same frames.
+    """
+
+    paths: list[Path]
+    frame_indices: np.ndarray
+    thumbnails: np.ndarray
+
+
+def sample_frames(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    every_n: int = 10,
+    start_index: int = 0,
+    jpeg_quality: int = 2,
+) -> SampledFrames:
+    """Write every ``every_n``-th frame of ``path`` as JPEG into ``out_dir``.
+
+    A frame is kept when its index in the *source* video, ``start_index + n`` (``n`` = index
+    in this file), is a multiple of ``every_n``; so a video split into clips is sampled on
+    one grid across clip boundaries when each clip is given the source index of its first
+    frame. Selection happens inside ffmpeg (``select``, ``-fps_mode vfr``): frames that are
+    not kept are decoded but never scaled or encoded.
+
+    Args:
+        jpeg_quality: ffmpeg ``-q:v`` for MJPEG (2 = high quality, 31 = lowest).
+
+    Returns:
+        :class:`SampledFrames`; JPEGs are named ``<frame index>.jpg``.
+
+    Raises:
+        ValueError: ``every_n < 1`` or ``start_index < 0``.
+        FFmpegError: ffmpeg cannot decode ``path``.
+    """
+    if every_n < 1 or start_index < 0:
+        raise ValueError(f"every_n must be >= 1 and start_index >= 0, got {every_n}, {start_index}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pattern = out_dir / "sample_%09d.jpg"
+    graph = (
+        f"[0:v:0]select='not(mod(n+{start_index}\\,{every_n}))',split=2[jpg][t];"
+        f"[t]scale={THUMB_W}:{THUMB_H}:flags=area,format=gray[thumb]"
+    )
+    stdout = run_ffmpeg(
+        [
+            "-i", str(path),
+            "-filter_complex", graph,
+            "-map", "[jpg]", "-fps_mode", "vfr", "-q:v", str(jpeg_quality), "-f", "image2", "-start_number", "0", str(pattern),
+            "-map", "[thumb]", "-fps_mode", "vfr", "-f", "rawvideo", "pipe:1",
+        ],
+        capture_stdout=True,
+    )
+    thumbs = np.frombuffer(stdout, dtype=np.uint8)
+    n = thumbs.size // (THUMB_W * THUMB_H)
+    thumbs = thumbs[: n * THUMB_W * THUMB_H].reshape(n, THUMB_H, THUMB_W)
+    raw = sorted(out_dir.glob("sample_*.jpg"))
+    if len(raw) != n:
+        raise RuntimeError(f"ffmpeg wrote {len(raw)} JPEGs but {n} thumbnails for {path}")
+    first = (-start_index) % every_n  # first local n with (start_index + n) % every_n == 0
+    indices = start_index + first + every_n * np.arange(n, dtype=np.int64)
+    paths = []
+    for p, idx in zip(raw, indices):
+        dst = out_dir / f"{idx}.jpg"
+        p.rename(dst)
+        paths.append(dst)
+    return SampledFrames(paths=paths, frame_indices=indices, thumbnails=thumbs)
+
+
+def luma_thumbnail(image: "Image.Image") -> np.ndarray:
+    """A ``(36, 64) uint8`` luma thumbnail of a PIL image, by area averaging (``Image.BOX``),
+    the same reduction ffmpeg's ``scale=64:36:flags=area`` applies in :func:`sample_frames`.
+    JPEGs are decoded at reduced DCT scale first (``draft``), which is exact enough for a
+    64x36 average and several times faster than a full decode."""
+    image.draft("L", (THUMB_W * 2, THUMB_H * 2))
+    return np.asarray(image.convert("L").resize((THUMB_W, THUMB_H), Image.BOX), dtype=np.uint8)
+
+
+def dead_reason(thumb: np.ndarray, previous_kept: np.ndarray | None, t: DeadFrameThresholds = DeadFrameThresholds()) -> str | None:
+    """Why a frame is dead (``"black"``, ``"blank"``, ``"frozen"``) or ``None`` if it is kept.
+
+    Args:
+        thumb: ``(36, 64) uint8`` luma thumbnail of the frame.
+        previous_kept: thumbnail of the previous kept frame, or ``None`` for the first.
+    """
+    x = thumb.astype(np.float32)
+    if np.mean(x < t.black_pixel_luma) >= t.black_pixel_share:
+        return "black"
+    if float(x.std()) < t.blank_luma_std:
+        return "blank"
+    if previous_kept is not None and float(np.abs(x - previous_kept.astype(np.float32)).mean()) < t.frozen_mean_abs_diff:
+        return "frozen"
+    return None
+
+
+def is_dead_frame(thumb: np.ndarray, previous_kept: np.ndarray | None = None, t: DeadFrameThresholds = DeadFrameThresholds()) -> bool:
+    """``True`` if :func:`dead_reason` gives a reason for this frame."""
+    return dead_reason(thumb, previous_kept, t) is not None
+
+
+def classify_dead_frames(thumbnails: np.ndarray, t: DeadFrameThresholds = DeadFrameThresholds(), previous_kept: np.ndarray | None = None) -> list[str | None]:
+    """Apply :func:`dead_reason` in order; "frozen" compares with the last *kept* frame.
+
+    Args:
+        thumbnails: ``(n, 36, 64) uint8``.
+        previous_kept: the last kept thumbnail before this batch (to continue across clips).
+
+    Returns:
+        ``n`` reasons, ``None`` for kept frames.
+    """
+    reasons: list[str | None] = []
+    for thumb in thumbnails:
+        reason = dead_reason(thumb, previous_kept, t)
+        reasons.append(reason)
+        if reason is None:
+            previous_kept = thumb
+    return reasons

@@ -1,0 +1,1 @@
+"""Dagster resources: configuration and clients that call the kernels."""

@@ -1,0 +1,74 @@
+"""Settings of the video conversion pipeline (buckets, clip lengths, sampling, dead frames)."""
+
+
+from typing import Literal
+
+import dagster as dg
+
+from ..kernels.frames import DeadFrameThresholds
+from ..kernels.transcode import EncodeSettings
+
+
+class VideoConversionSettings(dg.ConfigurableResource):
+    """Configuration of ``mp4_clips`` and ``labeling_frames``; every field can be set from
+    the environment as ``MEDIA_ASSETS_VIDEO_<FIELD>`` (see :mod:`media_assets.resources.env`).
+
+    Attributes:
+        source_bucket: bucket the AVI sensor watches (original: ``video-avi``).
+        source_prefix: only keys under this prefix are sources.
+        source_suffixes: file name suffixes (case-insensitive) that count as sources.
+        mp4_bucket: where clips go, under ``<source key without extension>/`` (``video-mp4``).
+        labeling_bucket: where labeling frames go (``unlabeled-images``).
+        max_duration_s: sources longer than this many seconds are split (240 s, original).
+        clip_s: clip length in seconds when splitting (120 s, original).
+        duration_tolerance_s: allowed difference, seconds, between clip durations and source.
+        x264_preset / x264_crf / audio_bitrate: encoder settings (bits/s for audio).
+        every_n_frames: one labeling frame per this many source frames (10, original).
+        black_pixel_luma / black_pixel_share / blank_luma_std / frozen_mean_abs_diff:
+            dead-frame thresholds, see :mod:`media_assets.kernels.frames`.
+        source_removal: ``delete`` the source once every clip is uploaded and verified (the
+            original behaviour) or ``keep`` it.
+        max_runs_per_tick: cap on run requests one sensor evaluation emits.
+        upload_concurrency: parallel uploads of frames.
+    """
+
+    source_bucket: str = "video-avi"
+    source_prefix: str = ""
+    source_suffixes: list[str] = [".avi"]
+    mp4_bucket: str = "video-mp4"
+    labeling_bucket: str = "unlabeled-images"
+    max_duration_s: float = 240.0
+    clip_s: float = 120.0
+    duration_tolerance_s: float = 1.0
+    x264_preset: str = "veryfast"
+    x264_crf: int = 23
+    audio_bitrate: int = 128_000
+    every_n_frames: int = 10
+    black_pixel_luma: int = 32
+    black_pixel_share: float = 0.98
+    blank_luma_std: float = 3.0
+    frozen_mean_abs_diff: float = 0.5
+    source_removal: Literal["delete", "keep"] = "delete"
+    max_runs_per_tick: int = 25
+    upload_concurrency: int = 8
+
+    def encode_settings(self) -> EncodeSettings:
+        return EncodeSettings(preset=self.x264_preset, crf=self.x264_crf, audio_bitrate=self.audio_bitrate)
+
+    def dead_frame_thresholds(self) -> DeadFrameThresholds:
+        return DeadFrameThresholds(
+            black_pixel_luma=self.black_pixel_luma,
+            black_pixel_share=self.black_pixel_share,
+            blank_luma_std=self.blank_luma_std,
+            frozen_mean_abs_diff=self.frozen_mean_abs_diff,
+        )
+
+    def video_prefix(self, source_key: str) -> str:
+        """Folder (key prefix, no trailing ``/``) of one source's outputs: its key without
+        the extension, so ``cams/a b.avi`` -> ``cams/a b`` (no collisions across folders)."""
+        stem, dot, ext = source_key.rpartition(".")
+        return stem if dot and "/" not in ext else source_key
+
+    def manifest_key(self, source_key: str, name: str) -> str:
+        """Key of a manifest in ``mp4_bucket``: ``.manifests/<video prefix>/<name>.json``."""
+        return f".manifests/{self.video_prefix(source_key)}/{name}.json"

@@ -1,0 +1,28 @@
+"""Object storage: backends (no Dagster) and the Dagster resource that selects one."""
+
+from .object_store import (
+    LocalObjectStore,
+    ObjectInfo,
+    ObjectNotFoundError,
+    ObjectStore,
+    ObjectStoreError,
+    S3ObjectStore,
+    UnsafeKeyError,
+    check_key,
+    safe_local_name,
+)
+from .resource import ObjectStoreResource, object_store_from_env
+
+__all__ = [
+    "LocalObjectStore",
+    "ObjectInfo",
+    "ObjectNotFoundError",
+    "ObjectStore",
+    "ObjectStoreError",
+    "ObjectStoreResource",
+    "S3ObjectStore",
+    "UnsafeKeyError",
+    "check_key",
+    "object_store_from_env",
+    "safe_local_name",
+]

