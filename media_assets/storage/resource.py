@@ -31,15 +31,19 @@ class ObjectStoreResource(dg.ConfigurableResource):
     Attributes:
         backend: ``"local"`` or ``"s3"``.
         data_root: local backend root folder; bucket ``b`` key ``k`` is ``<data_root>/b/k``.
-        s3: the ``dagster_aws`` S3 resource used to build the boto3 client (endpoint, region,
-            retry attempts).
+        endpoint_url: S3-compatible endpoint (MinIO, moto); ``None`` = AWS.
+        region_name: AWS region; ``None`` = the default chain's.
+        max_attempts: botocore "standard" retry mode attempts (throttling, 5xx, connection
+            errors are retried with exponential backoff).
         multipart_threshold_bytes: S3 uploads/downloads above this size are multipart.
         multipart_chunksize_bytes: part size for multipart transfers (S3 minimum 5 MiB).
     """
 
     backend: str = "local"
     data_root: str = "data"
-    s3: S3Resource = S3Resource()
+    endpoint_url: str | None = None
+    region_name: str | None = None
+    max_attempts: int = 5
     multipart_threshold_bytes: int = 64 * 1024 * 1024
     multipart_chunksize_bytes: int = 16 * 1024 * 1024
 
@@ -56,7 +60,8 @@ class ObjectStoreResource(dg.ConfigurableResource):
                 self._store = LocalObjectStore(Path(self.data_root))
             elif self.backend == "s3":
                 self._store = S3ObjectStore(
-                    self.s3.get_client(),
+                    # the boto3 client comes from dagster-aws's S3Resource (retry config included)
+                    S3Resource(endpoint_url=self.endpoint_url, region_name=self.region_name, max_attempts=self.max_attempts).get_client(),
                     multipart_threshold=self.multipart_threshold_bytes,
                     multipart_chunksize=self.multipart_chunksize_bytes,
                 )
@@ -73,9 +78,7 @@ def object_store_from_env(environ: os._Environ | dict | None = None) -> ObjectSt
     return ObjectStoreResource(
         backend=backend,
         data_root=str(Path(env.get("MEDIA_ASSETS_DATA_ROOT", "data")).absolute()),
-        s3=S3Resource(
-            endpoint_url=endpoint,
-            region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
-            max_attempts=int(env.get("MEDIA_ASSETS_S3_MAX_ATTEMPTS", "5")),
-        ),
+        endpoint_url=endpoint,
+        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
+        max_attempts=int(env.get("MEDIA_ASSETS_S3_MAX_ATTEMPTS", "5")),
     )

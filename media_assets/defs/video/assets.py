@@ -99,7 +99,7 @@ def _clips_result(manifest: dict, settings: VideoConversionSettings, **extra) ->
     kinds={"ffmpeg", "mp4", "s3"},
     group_name="video",
     pool="ffmpeg",
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
     check_specs=[dg.AssetCheckSpec("clip_durations_match_source", asset="mp4_clips", description="Clip durations add up to the source duration within `duration_tolerance_s`.")],
 )
 def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, video_settings: VideoConversionSettings) -> dg.MaterializeResult:
@@ -234,7 +234,7 @@ def _jpeg_thumbnail(path: Path) -> np.ndarray:
     kinds={"ffmpeg", "jpeg", "s3"},
     group_name="video",
     pool="ffmpeg",
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
     check_specs=[dg.AssetCheckSpec("no_dead_frame_kept", asset="labeling_frames", description="Re-decodes every uploaded JPEG: none is black, blank or frozen.")],
 )
 def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, video_settings: VideoConversionSettings) -> dg.MaterializeResult:

@@ -1,0 +1,55 @@
+"""``media-assets process`` as a user runs it: a subprocess on a fresh data root and
+DAGSTER_HOME, with one good and two bad videos in the same pass."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.instance.ref import InstanceRef
+
+
+def _cli(env_root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "MEDIA_ASSETS_DATA_ROOT": str(env_root / "data"),
+        "DAGSTER_HOME": str(env_root / "home"),
+        "MEDIA_ASSETS_VIDEO_SOURCE_REMOVAL": "keep",
+    }
+    env.pop("AWS_ENDPOINT_URL", None)
+    exe = Path(sys.executable).with_name("media-assets")
+    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_process_runs_everything_pending_and_reports_failures(tmp_path, media):
+    src = tmp_path / "data" / "video-avi"
+    (src / "cams").mkdir(parents=True)
+    shutil.copy(media["bikes"], src / "cams" / "bikes one.avi")
+    shutil.copy(media["text"], src / "broken.avi")
+    shutil.copy(media["empty"], src / "empty.avi")
+
+    first = _cli(tmp_path, "process")
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "3 runs, 2 failed" in first.stdout
+    assert "not a readable media container" in first.stdout and "empty file" in first.stdout
+
+    data = tmp_path / "data"
+    assert (data / "video-mp4" / "cams" / "bikes one" / "bikes one.mp4").is_file()
+    frames = sorted((data / "unlabeled-images" / "cams" / "bikes one").glob("*.jpg"))
+    assert len(frames) == 25 and (data / "unlabeled-images" / "cams" / "bikes one" / "240.jpg").exists()
+    # sources kept: configured keep, and bad inputs are never removed
+    assert (src / "broken.avi").exists() and (src / "cams" / "bikes one.avi").exists()
+
+    # the runs are in the instance the UI reads
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home"))) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 3
+        assert {r.tags["dagster/sensor_name"] for r in runs} == {"new_avi_sensor"}
+
+    # a second pass finds nothing new
+    second = _cli(tmp_path, "process")
+    assert second.returncode == 0 and "nothing pending" in second.stdout

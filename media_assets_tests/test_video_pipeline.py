@@ -1,0 +1,146 @@
+"""The video conversion assets end to end through ``dg.materialize`` on both backends, and
+what happens to bad input, removed sources and failures half-way."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+from PIL import Image
+
+from media_assets.defs.video import labeling_frames, mp4_clips, raw_videos, video_partitions
+from media_assets.resources.video import VideoConversionSettings
+from media_assets.storage import LocalObjectStore
+
+ASSETS = [raw_videos, mp4_clips, labeling_frames]
+
+
+def _materialize(instance, resource, settings, key, raise_on_error=True):
+    instance.add_dynamic_partitions(video_partitions.name, [key])
+    return dg.materialize(
+        ASSETS,
+        selection=[mp4_clips, labeling_frames],
+        partition_key=key,
+        instance=instance,
+        resources={"object_store": resource, "video_settings": settings},
+        raise_on_error=raise_on_error,
+    )
+
+
+def _metadata(result, asset):
+    mats = result.asset_materializations_for_node(asset)
+    assert mats, f"{asset} was not materialized"
+    return {k: getattr(v, "value", v) for k, v in mats[-1].metadata.items()}
+
+
+def test_bunny_end_to_end_local(instance, local_resource, media):
+    store = local_resource.get_store()
+    settings = VideoConversionSettings()
+    store.upload(media["bunny"], "video-avi", "clips/Big Buck Bünny.avi")
+    result = _materialize(instance, local_resource, settings, "clips/Big Buck Bünny.avi")
+    assert result.success
+
+    clips = _metadata(result, "mp4_clips")
+    assert clips["clip_keys"] == ["clips/Big Buck Bünny/Big Buck Bünny.mp4"]
+    assert clips["source_status"] == "deleted after verification"
+    assert not store.exists("video-avi", "clips/Big Buck Bünny.avi")
+
+    frames = _metadata(result, "labeling_frames")
+    keys = [o.key for o in store.list_objects("unlabeled-images", "clips/Big Buck Bünny/")]
+    assert frames["frames_kept"] == len(keys) == 14
+    assert "clips/Big Buck Bünny/0.jpg" in keys and "clips/Big Buck Bünny/130.jpg" in keys
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"clip_durations_match_source": True, "no_dead_frame_kept": True}
+
+    # re-materializing after the source was removed reuses the verified clips and says so
+    again = _materialize(instance, local_resource, settings, "clips/Big Buck Bünny.avi")
+    assert again.success
+    assert "reused" in _metadata(again, "mp4_clips")["note"]
+    assert len(list(store.list_objects("unlabeled-images", "clips/Big Buck Bünny/"))) == 14
+
+
+def test_long_video_on_s3_keeps_source_when_configured(instance, s3_resource, s3_buckets, media):
+    store = s3_resource.get_store()
+    settings = VideoConversionSettings(
+        source_bucket=s3_buckets("video-avi"), mp4_bucket=s3_buckets("video-mp4"),
+        labeling_bucket=s3_buckets("unlabeled-images"), source_removal="keep",
+    )
+    store.upload(media["long"], settings.source_bucket, "long.avi")
+    result = _materialize(instance, s3_resource, settings, "long.avi")
+    clips = _metadata(result, "mp4_clips")
+    assert clips["clip_keys"] == ["long/long_000.mp4", "long/long_001.mp4", "long/long_002.mp4"]
+    assert clips["clip_durations_s"] == [120.0, 120.0, 10.0]
+    assert store.exists(settings.source_bucket, "long.avi")
+
+    manifest = json.loads(store.get_bytes(settings.mp4_bucket, ".manifests/long/clips.json"))
+    assert [c["first_frame_index"] for c in manifest["clips"]] == [0, 3000, 6000]
+    frame_keys = {o.key for o in store.list_objects(settings.labeling_bucket, "long/")}
+    # one grid across the clip boundaries: 0, 10, ..., 6240 minus dead frames
+    indices = sorted(int(k.split("/")[-1][:-4]) for k in frame_keys)
+    assert all(i % 10 == 0 for i in indices) and indices[-1] >= 6000
+    assert 3000 in indices or 2990 in indices
+
+
+@pytest.mark.parametrize("name,match", [
+    ("empty", "empty file"),
+    ("text", "not a readable media container"),
+    ("truncated", "truncated"),
+    ("audio_only", "no video stream"),
+])
+def test_bad_input_fails_clearly_and_keeps_the_source(instance, local_resource, media, name, match):
+    store = local_resource.get_store()
+    store.upload(media[name], "video-avi", f"{name}.avi")
+    result = _materialize(instance, local_resource, VideoConversionSettings(), f"{name}.avi", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert match in failure.step_failure_data.user_failure_data.description
+    assert store.exists("video-avi", f"{name}.avi")
+    assert not list(store.list_objects("video-mp4"))
+    assert not list(store.list_objects("unlabeled-images"))
+
+
+def test_missing_source_without_clips_is_explained(instance, local_resource):
+    result = _materialize(instance, local_resource, VideoConversionSettings(), "never-uploaded.avi", raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "does not exist and no clips were ever produced" in failure.step_failure_data.user_failure_data.description
+
+
+def test_failure_mid_upload_leaves_nothing_visible_and_rerun_completes(instance, local_resource, media, monkeypatch):
+    store = local_resource.get_store()
+    settings = VideoConversionSettings(source_removal="keep")
+    store.upload(media["bikes"], "video-avi", "bikes.avi")
+    real_upload = LocalObjectStore.upload
+    calls = {"n": 0}
+
+    def flaky_upload(self, src, bucket, key, content_type=None):
+        if bucket == "unlabeled-images":
+            calls["n"] += 1
+            if calls["n"] >= 7:
+                raise ConnectionError("simulated network failure")
+        return real_upload(self, src, bucket, key, content_type)
+
+    monkeypatch.setattr(LocalObjectStore, "upload", flaky_upload)
+    failed = _materialize(instance, local_resource, settings, "bikes.avi", raise_on_error=False)
+    assert not failed.success  # after the asset's RetryPolicy gave up
+    assert sum(e.event_type_value == "STEP_RESTARTED" for e in failed.all_events) == 2
+    assert not list(store.list_objects("unlabeled-images")), "half-uploaded frames must be removed"
+    assert not store.exists("video-mp4", ".manifests/bikes/frames.json")
+
+    monkeypatch.setattr(LocalObjectStore, "upload", real_upload)
+    ok = _materialize(instance, local_resource, settings, "bikes.avi")
+    assert ok.success
+    keys = [o.key for o in store.list_objects("unlabeled-images", "bikes/")]
+    assert len(keys) == 25
+    with Image.open(store.root / "unlabeled-images" / "bikes" / "240.jpg") as img:
+        assert img.size == (640, 272)
+
+
+def test_dead_frames_are_dropped_and_counted(instance, local_resource, media):
+    store = local_resource.get_store()
+    store.upload(media["dead"], "video-avi", "dead.avi")  # an MP4 in an .avi key still decodes
+    result = _materialize(instance, local_resource, VideoConversionSettings(), "dead.avi")
+    frames = _metadata(result, "labeling_frames")
+    assert frames["dropped_black"] == 5 and frames["dropped_frozen"] >= 9
+    keys = {o.key for o in store.list_objects("unlabeled-images", "dead/")}
+    assert "dead/0.jpg" not in keys and "dead/50.jpg" in keys and "dead/60.jpg" not in keys
