@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .defs.labels import defs as label_defs
 from .defs.video import defs as video_defs
+from .resources.labels import LabelCorrectionSettings
 from .resources.env import resource_from_env
 from .resources.video import VideoConversionSettings
 from .storage import object_store_from_env
@@ -20,12 +22,13 @@ def build_resources() -> dict:
     return {
         "object_store": object_store_from_env(),
         "video_settings": resource_from_env(VideoConversionSettings, "MEDIA_ASSETS_VIDEO_"),
+        "label_settings": resource_from_env(LabelCorrectionSettings, "MEDIA_ASSETS_LABELS_"),
     }
 
 
 def build_definitions() -> dg.Definitions:
     """All pipelines merged, with resources bound (re-reads the environment)."""
-    return dg.Definitions.merge(video_defs, dg.Definitions(resources=build_resources()))
+    return dg.Definitions.merge(video_defs, label_defs, dg.Definitions(resources=build_resources()))
 
 
 defs = build_definitions()

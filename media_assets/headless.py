@@ -49,7 +49,8 @@ def _failure_message(result) -> str:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             err = event.step_failure_data.error
             desc = event.step_failure_data.user_failure_data.description if event.step_failure_data.user_failure_data else None
-            return f"{event.step_key}: {desc or err.message.strip()}"
+            cause = err.cause.message.strip() if err.cause else err.message.strip()
+            return f"{event.step_key}: {desc or cause}"
     return "run failed"
 
 
@@ -105,7 +106,7 @@ def process_pending(
     for sensor in sorted(defs.sensors, key=lambda s: s.name):
         if sensor_names and sensor.name not in sensor_names:
             continue
-        job_name = sensor.job_name if sensor.has_jobs else None
+        job_name = sensor.job_name if sensor.has_jobs and len(sensor.jobs) == 1 else None
         for _ in range(max_ticks):
             cursor = store.get_cursor_values({_cursor_key(sensor.name)}).get(_cursor_key(sensor.name))
             # instance_ref (not instance) lets the tick resolve partitions its own requests add

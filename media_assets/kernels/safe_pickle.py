@@ -24,7 +24,13 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset({
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    # pandas DataFrame / Series / Index of plain dtypes
+    # protocol 2 spells builtins "__builtin__"
+    ("__builtin__", "slice"), ("__builtin__", "bytearray"), ("__builtin__", "set"), ("__builtin__", "frozenset"),
+    # pandas DataFrame / Series / Index of plain dtypes (pandas 2 and 3 spellings)
+    ("pandas", "DataFrame"), ("pandas", "Series"), ("pandas", "Index"), ("pandas", "RangeIndex"),
+    ("pandas", "MultiIndex"), ("pandas", "StringDtype"), ("pandas", "NA"), ("pandas.arrays", "ArrowStringArray"),
+    # pyarrow buffers behind pandas 3's default string columns (data constructors only)
+    ("pyarrow.lib", "_restore_array"), ("pyarrow.lib", "py_buffer"), ("pyarrow.lib", "type_for_alias"),
     ("pandas.core.frame", "DataFrame"), ("pandas.core.series", "Series"),
     ("pandas.core.internals.managers", "BlockManager"), ("pandas.core.internals.managers", "SingleBlockManager"),
     ("pandas.core.internals.blocks", "new_block"), ("pandas._libs.internals", "_unpickle_block"),

@@ -1,0 +1,21 @@
+"""Label-correction pipeline: pickled training batches relabeled from a master embedding table."""
+
+import dagster as dg
+
+from .assets import corrected_batches, same_layout_as_original, unmatched_share_below_bound, label_targets, master_video_embeddings, training_batches, video_embedding_index
+from .jobs import label_correction_job, video_embedding_index_job
+from .partitions import batch_partitions
+from .sensors import new_batch_sensor
+
+defs = dg.Definitions(
+    assets=[master_video_embeddings, label_targets, training_batches, video_embedding_index, corrected_batches],
+    asset_checks=[same_layout_as_original, unmatched_share_below_bound],
+    jobs=[label_correction_job, video_embedding_index_job],
+    sensors=[new_batch_sensor],
+)
+
+__all__ = [
+    "batch_partitions", "corrected_batches", "defs", "label_correction_job", "label_targets",
+    "master_video_embeddings", "new_batch_sensor", "training_batches", "video_embedding_index",
+    "video_embedding_index_job",
+]

@@ -1,0 +1,58 @@
+"""Settings of the label-correction pipeline."""
+
+import re
+
+import dagster as dg
+
+
+class LabelCorrectionSettings(dg.ConfigurableResource):
+    """Configuration of the label-correction assets; every field can be set from the
+    environment as ``MEDIA_ASSETS_LABELS_<FIELD>``.
+
+    Attributes:
+        bucket: bucket holding batches, master table and targets (``training-batches``).
+        batch_prefix: key prefix of the batches ("" = bucket root).
+        batch_pattern: regex a batch key (after the prefix) must match in full; its first
+            group is the batch number used for ordering (``batch_(\\d+)_0\\.pickle``).
+        master_key: the master embedding table pickle (``rf_video_embeddings.pkl``).
+        embedding_column: embedding column when the master table is a DataFrame (``None`` =
+            ``embedding`` or the only non-id column).
+        targets_key: the targets CSV (``targets.csv``).
+        target_columns: CSV columns that are targets, in the batch's column order (empty =
+            every column except ``video_id``).
+        corrected_prefix: where corrected batches go, same file name (``corrected/``).
+        index_key: where ``video_embedding_index`` stores its arrays (``.media_assets/...``).
+        tolerance: minimum cosine similarity of an approximate match (0.9999).
+        max_unmatched_share: asset-check bound on the share of unmatched rows per batch (0.05).
+        partitions_per_run: batches per run in backfills and sensor ranges (500).
+        transfer_concurrency: concurrent batch downloads/uploads inside a run (8).
+        max_runs_per_tick: cap on run requests one sensor evaluation emits (25).
+    """
+
+    bucket: str = "training-batches"
+    batch_prefix: str = ""
+    batch_pattern: str = r"batch_(\d+)_0\.pickle"
+    master_key: str = "rf_video_embeddings.pkl"
+    embedding_column: str | None = None
+    targets_key: str = "targets.csv"
+    target_columns: list[str] = []
+    corrected_prefix: str = "corrected/"
+    index_key: str = ".media_assets/video_embedding_index.npz"
+    tolerance: float = 0.9999
+    max_unmatched_share: float = 0.05
+    partitions_per_run: int = 500
+    transfer_concurrency: int = 8
+    max_runs_per_tick: int = 25
+
+    def batch_number(self, key: str) -> int | None:
+        """The batch number of ``key``, or ``None`` if ``key`` is not a batch."""
+        if not key.startswith(self.batch_prefix):
+            return None
+        m = re.fullmatch(self.batch_pattern, key[len(self.batch_prefix):])
+        if not m:
+            return None
+        return int(m.group(1)) if m.groups() and m.group(1) and m.group(1).isdigit() else 0
+
+    def corrected_key(self, key: str) -> str:
+        """``corrected/<file name>`` for batch ``key``."""
+        return self.corrected_prefix + key.rsplit("/", 1)[-1]

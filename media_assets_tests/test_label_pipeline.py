@@ -1,0 +1,112 @@
+"""Label correction end to end: sensor -> partition ranges -> multi-partition runs, on the
+local store and on moto's S3 server, checked row by row against the generator's ground truth."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from media_assets.defs.labels import batch_partitions
+from media_assets.defs.labels import defs as label_defs
+from media_assets.headless import process_pending
+from media_assets.resources.labels import LabelCorrectionSettings
+from media_assets_tests.label_data import load_pickle, write_label_dataset
+
+
+def _defs(resource, settings):
+    return dg.Definitions.merge(label_defs, dg.Definitions(resources={"object_store": resource, "label_settings": settings}))
+
+
+def _check(store, settings, ds, outcomes, instance, marker):
+    good = [k for k in ds.expected]
+    for key in good:
+        corrected = load_pickle(store.get_bytes(settings.bucket, settings.corrected_key(key)))
+        original = load_pickle(ds.originals[key])
+        assert np.array_equal(corrected["targets"], ds.expected[key]), key
+        assert set(corrected) == set(original) and corrected["targets"].dtype == original["targets"].dtype
+        assert np.array_equal(corrected["video_embeddings"], original["video_embeddings"])
+    for key, data in ds.originals.items():  # originals are never overwritten
+        assert store.get_bytes(settings.bucket, key) == data
+    for key in ds.malformed:
+        assert not store.exists(settings.bucket, settings.corrected_key(key))
+    assert not marker.exists(), "the exploit pickle must not run"
+
+    failed = [o for o in outcomes if not o.success]
+    for key, fragment in ds.malformed.items():
+        assert any(key in (o.error or "") and fragment in (o.error or "") for o in failed), (key, [o.error for o in failed])
+
+    mats = instance.fetch_materializations(dg.AssetKey("corrected_batches"), limit=10_000).records
+    assert {m.partition_key for m in mats} == set(good)
+    meta = {m.partition_key: m.asset_materialization.metadata for m in mats}
+    for key in good:
+        kinds = ds.kinds[key]
+        assert meta[key]["unmatched"].value == int((kinds == 0).sum())
+        assert meta[key]["approximate_matches"].value == int((kinds == 2).sum())
+
+
+def test_label_correction_local(instance, local_resource, tmp_path):
+    store = local_resource.get_store()
+    settings = LabelCorrectionSettings(partitions_per_run=5)
+    marker = tmp_path / "exploit_ran"
+    ds = write_label_dataset(store, settings.bucket, n_batches=12, exploit_marker=str(marker), batch_numbers=[1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233])
+    defs = _defs(local_resource, settings)
+
+    outcomes = process_pending(defs, instance)
+    jobs = [o.job for o in outcomes]
+    assert jobs.count("video_embedding_index_job") == 1
+    assert jobs.count("label_correction") == 4  # 17 batches in ranges of 5, not 17 runs
+    assert len(instance.get_dynamic_partitions(batch_partitions.name)) == 17
+    # partitions are added in batch-number order, so each range is contiguous
+    assert instance.get_dynamic_partitions(batch_partitions.name)[:3] == ["batch_1_0.pickle", "batch_2_0.pickle", "batch_3_0.pickle"]
+    _check(store, settings, ds, outcomes, instance, marker)
+
+    layout_failures = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("corrected_batches"), "same_layout_as_original"), limit=100
+    )
+    assert not layout_failures  # only failing evaluations are logged inline
+
+    # nothing new: no runs; a re-uploaded batch: one run for just that partition
+    assert process_pending(defs, instance) == []
+    time.sleep(0.01)
+    store.put_bytes(ds.originals["batch_5_0.pickle"], settings.bucket, "batch_5_0.pickle")
+    again = process_pending(defs, instance)
+    assert [(o.job, o.partition, o.success) for o in again] == [("label_correction", "batch_5_0.pickle", True)]
+
+
+def test_label_correction_on_s3_with_dataframe_master(instance, s3_resource, s3_buckets, tmp_path):
+    store = s3_resource.get_store()
+    settings = LabelCorrectionSettings(bucket=s3_buckets("training-batches"), partitions_per_run=3)
+    marker = tmp_path / "exploit_ran"
+    ds = write_label_dataset(store, settings.bucket, n_videos=2000, n_batches=5, master_format="dataframe",
+                             malformed=("exploit",), exploit_marker=str(marker), seed=3)
+    outcomes = process_pending(_defs(s3_resource, settings), instance)
+    assert [o.job for o in outcomes].count("label_correction") == 2
+    _check(store, settings, ds, outcomes, instance, marker)
+
+
+def test_unmatched_share_check_warns(instance, local_resource):
+    store = local_resource.get_store()
+    settings = LabelCorrectionSettings(max_unmatched_share=0.01)
+    write_label_dataset(store, settings.bucket, n_videos=1000, n_batches=2, unknown_share=0.2, malformed=())
+    outcomes = process_pending(_defs(local_resource, settings), instance)
+    assert all(o.success for o in outcomes)
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("corrected_batches"), "unmatched_share_below_bound"), limit=10
+    )
+    assert len(history) == 2
+    evaluations = [h.event.dagster_event.event_specific_data for h in history]
+    assert not any(e.passed for e in evaluations)
+
+
+@pytest.mark.parametrize("missing", ["rf_video_embeddings.pkl", "targets.csv"])
+def test_missing_master_or_targets_fails_clearly(instance, local_resource, missing):
+    store = local_resource.get_store()
+    settings = LabelCorrectionSettings()
+    write_label_dataset(store, settings.bucket, n_videos=500, n_batches=2, malformed=())
+    store.delete(settings.bucket, missing)
+    outcomes = process_pending(_defs(local_resource, settings), instance)
+    failed = [o for o in outcomes if not o.success]
+    assert failed and all(missing in (o.error or "") for o in failed)
