@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export MEDIA_ASSETS_DATA_ROOT ?= $(CURDIR)/data
 
-.PHONY: install demo test ui bench clean
+.PHONY: install system-deps demo test ui bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,14 +22,25 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/media-assets demo
 
-test: install
+# espeak-ng (Debian) synthesizes the real speech the audio tests transcribe
+system-deps:
+	@command -v espeak-ng >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq espeak-ng; fi; }
+
+test: install system-deps
 	$(PY) -m pytest -n 2 media_assets_tests
 
 ui: install
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-bench: install
+bench: install system-deps
+	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) benchmarks/video_pipeline.py
+	$(PY) benchmarks/label_correction.py
+	$(PY) benchmarks/keyframes_quality.py
+	$(PY) benchmarks/keyframes_speed.py
+	$(PY) benchmarks/asr.py
 
 clean:
 	rm -rf $(VENV) .dagster data

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .defs.audio import defs as audio_defs
+from .defs.keyframes import defs as keyframe_defs
+from .resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
 from .defs.labels import defs as label_defs
+from .resources.embedder import ImageEmbedderResource
+from .resources.keyframes import KeyframeSettings
+from .resources.step_functions import StepFunctionsResource
 from .defs.video import defs as video_defs
 from .resources.labels import LabelCorrectionSettings
 from .resources.env import resource_from_env
@@ -23,12 +29,18 @@ def build_resources() -> dict:
         "object_store": object_store_from_env(),
         "video_settings": resource_from_env(VideoConversionSettings, "MEDIA_ASSETS_VIDEO_"),
         "label_settings": resource_from_env(LabelCorrectionSettings, "MEDIA_ASSETS_LABELS_"),
+        "keyframe_settings": resource_from_env(KeyframeSettings, "MEDIA_ASSETS_KEYFRAMES_"),
+        "image_embedder": resource_from_env(ImageEmbedderResource, "MEDIA_ASSETS_EMBEDDER_"),
+        "step_functions": resource_from_env(StepFunctionsResource, "MEDIA_ASSETS_SFN_"),
+        "audio_settings": resource_from_env(AudioSettings, "MEDIA_ASSETS_AUDIO_"),
+        "speech_recognizer": resource_from_env(SpeechRecognizerResource, "MEDIA_ASSETS_ASR_"),
+        "audio_tokenizer": resource_from_env(AudioTokenizerResource, "MEDIA_ASSETS_TOKENIZER_"),
     }
 
 
 def build_definitions() -> dg.Definitions:
     """All pipelines merged, with resources bound (re-reads the environment)."""
-    return dg.Definitions.merge(video_defs, label_defs, dg.Definitions(resources=build_resources()))
+    return dg.Definitions.merge(video_defs, keyframe_defs, audio_defs, label_defs, dg.Definitions(resources=build_resources()))
 
 
 defs = build_definitions()

@@ -106,6 +106,8 @@ def process_pending(
     for sensor in sorted(defs.sensors, key=lambda s: s.name):
         if sensor_names and sensor.name not in sensor_names:
             continue
+        if isinstance(sensor, dg.RunStatusSensorDefinition):  # react to runs; the daemon evaluates them
+            continue
         job_name = sensor.job_name if sensor.has_jobs and len(sensor.jobs) == 1 else None
         for _ in range(max_ticks):
             cursor = store.get_cursor_values({_cursor_key(sensor.name)}).get(_cursor_key(sensor.name))

@@ -146,6 +146,32 @@ def _correct_one(store: ObjectStore, settings: LabelCorrectionSettings, key: str
     }
 
 
+def _record_result(context, settings: LabelCorrectionSettings, key: str, future, failures: dict[str, str]) -> int:
+    """Log one batch's materialization (and failing check evaluations); 1 if it succeeded."""
+    try:
+        meta = future.result()
+    except (BatchFormatError, ObjectNotFoundError) as err:
+        failures[key] = str(err)
+        context.log.error(f"{key}: {err}")
+        return 0
+    same_layout = meta.pop("_same_layout")
+    share = meta["unmatched"] / max(meta["rows"], 1)
+    meta["unmatched_share"] = round(share, 4)
+    context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=meta))
+    # Checks are evaluated for every batch; only failing evaluations become events, since each
+    # event costs a storage write per partition (~20-30 ms on SQLite) at 16,889 partitions.
+    # Passing values are in the materialization metadata; the check ops re-verify on demand.
+    if share > settings.max_unmatched_share:
+        context.log_event(dg.AssetCheckEvaluation(
+            asset_key=context.asset_key, check_name="unmatched_share_below_bound", partition=key, passed=False,
+            metadata={"unmatched_share": round(share, 4), "bound": settings.max_unmatched_share},
+            severity=dg.AssetCheckSeverity.WARN,
+        ))
+    if not same_layout:
+        context.log_event(dg.AssetCheckEvaluation(asset_key=context.asset_key, check_name="same_layout_as_original", partition=key, passed=False))
+    return 1
+
+
 @dg.asset(
     deps=[training_batches, video_embedding_index, label_targets],
     partitions_def=batch_partitions,
@@ -177,33 +203,23 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
     failures: dict[str, str] = {}
     done = 0
     with concurrent.futures.ThreadPoolExecutor(settings.transfer_concurrency) as pool:
-        futures = {pool.submit(_correct_one, store, settings, key, index, targets, master_to_target): key for key in keys}
-        for future in concurrent.futures.as_completed(futures):
-            key = futures[future]
-            try:
-                meta = future.result()
-            except (BatchFormatError, ObjectNotFoundError) as err:
-                failures[key] = str(err)
-                context.log.error(f"{key}: {err}")
-                continue
-            same_layout = meta.pop("_same_layout")
-            share = meta["unmatched"] / max(meta["rows"], 1)
-            meta["unmatched_share"] = round(share, 4)
-            context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=meta))
-            # Checks are evaluated for every batch; only failing evaluations become events, since
-            # each event costs a storage write per partition (~20 ms on SQLite) at 16,889 partitions.
-            # Passing values are in the materialization metadata; the check ops re-verify on demand.
-            if share > settings.max_unmatched_share:
-                context.log_event(dg.AssetCheckEvaluation(
-                    asset_key=context.asset_key, check_name="unmatched_share_below_bound", partition=key, passed=False,
-                    metadata={"unmatched_share": round(share, 4), "bound": settings.max_unmatched_share},
-                    severity=dg.AssetCheckSeverity.WARN,
-                ))
-            if not same_layout:
-                context.log_event(dg.AssetCheckEvaluation(
-                    asset_key=context.asset_key, check_name="same_layout_as_original", partition=key, passed=False,
-                ))
-            done += 1
+        # at most 2 x transfer_concurrency batches in flight: memory stays flat for any range
+        pending = iter(keys)
+        futures = {}
+
+        def submit_next() -> None:
+            key = next(pending, None)
+            if key is not None:
+                futures[pool.submit(_correct_one, store, settings, key, index, targets, master_to_target)] = key
+
+        for _ in range(2 * settings.transfer_concurrency):
+            submit_next()
+        while futures:
+            done_now, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done_now:
+                key = futures.pop(future)
+                submit_next()
+                done += _record_result(context, settings, key, future, failures)
     elapsed = time.perf_counter() - started
     context.log.info(f"corrected {done} of {len(keys)} batches in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.1f} batches/s)")
     if failures:

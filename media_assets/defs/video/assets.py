@@ -7,11 +7,8 @@ writing it removes what it uploaded, so a partial result is never visible as don
 """
 
 
-import base64
 import concurrent.futures
 import datetime as dt
-import io
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +22,8 @@ from ...kernels.frames import DeadFrameThresholds, classify_dead_frames, luma_th
 from ...kernels.probe import MediaError, probe
 from ...kernels.transcode import VerificationError, expected_duration_s, transcode_to_mp4, verify_clips
 from ...resources.video import VideoConversionSettings
-from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
+from ...storage import ObjectNotFoundError, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
+from ..common import delete_quietly, input_failure, preview_markdown, read_manifest, write_manifest
 from .partitions import video_partitions
 
 raw_videos = dg.AssetSpec(
@@ -36,31 +34,6 @@ raw_videos = dg.AssetSpec(
     kinds={"s3", "avi"},
     group_name="video",
 )
-
-
-def _fail(message: str, **metadata) -> dg.Failure:
-    """A failure that is the input's fault: clear description, no retries."""
-    return dg.Failure(description=message, metadata={k: str(v) for k, v in metadata.items()}, allow_retries=False)
-
-
-def read_manifest(store: ObjectStore, bucket: str, key: str) -> dict | None:
-    """The JSON manifest at ``bucket/key``, or ``None`` if it does not exist."""
-    try:
-        return json.loads(store.get_bytes(bucket, key))
-    except ObjectNotFoundError:
-        return None
-
-
-def _write_manifest(store: ObjectStore, bucket: str, key: str, manifest: dict) -> None:
-    store.put_bytes(json.dumps(manifest, indent=1).encode(), bucket, key, content_type="application/json")
-
-
-def _delete_quietly(store: ObjectStore, bucket: str, keys: list[str], log) -> None:
-    for key in keys:
-        try:
-            store.delete(bucket, key)
-        except Exception as err:  # noqa: BLE001 - cleanup must not mask the original error
-            log.warning(f"could not remove {bucket}/{key}: {err}")
 
 
 def _clip_checks(manifest: dict, tolerance_s: float) -> list[dg.AssetCheckResult]:
@@ -118,7 +91,7 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
     try:
         check_key(key)
     except UnsafeKeyError as err:
-        raise _fail(str(err), source=f"{bucket}/{key}") from err
+        raise input_failure(str(err), source=f"{bucket}/{key}") from err
     prefix = settings.video_prefix(key)
     manifest_key = settings.manifest_key(key, "clips")
     previous = read_manifest(store, settings.mp4_bucket, manifest_key)
@@ -132,7 +105,7 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
                 "reusing the verified clips. Upload the source again to re-transcode."
             )
             return _clips_result(previous, settings, note="source removed after verification; existing verified clips reused")
-        raise _fail(f"source object {bucket}/{key} does not exist and no clips were ever produced from it", source=f"{bucket}/{key}") from None
+        raise input_failure(f"source object {bucket}/{key} does not exist and no clips were ever produced from it", source=f"{bucket}/{key}") from None
 
     started = time.perf_counter()
     uploaded: list[str] = []
@@ -149,7 +122,7 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
             verified = verify_clips(clips, info, max_duration_s=settings.max_duration_s, clip_s=settings.clip_s, tolerance_s=settings.duration_tolerance_s)
         except (MediaError, FFmpegError, VerificationError) as err:
             detail = getattr(err, "stderr_tail", "")
-            raise _fail(f"{bucket}/{key}: {err}. The source object is kept.", source=f"{bucket}/{key}", error=type(err).__name__, ffmpeg_log=detail) from err
+            raise input_failure(f"{bucket}/{key}: {err}. The source object is kept.", source=f"{bucket}/{key}", error=type(err).__name__, ffmpeg_log=detail) from err
         encode_s = time.perf_counter() - started
 
         clip_entries = []
@@ -175,15 +148,15 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
                 "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
                 "run_id": context.run.run_id,
             }
-            _write_manifest(store, settings.mp4_bucket, manifest_key, manifest)
+            write_manifest(store, settings.mp4_bucket, manifest_key, manifest)
         except BaseException:
             keep = {c["key"] for c in (previous or {}).get("clips", [])}
-            _delete_quietly(store, settings.mp4_bucket, [k for k in uploaded if k not in keep], context.log)
+            delete_quietly(store, settings.mp4_bucket, [k for k in uploaded if k not in keep], context.log)
             raise
 
     # committed: drop clips of an earlier materialization that this one did not rewrite
     stale = [c["key"] for c in (previous or {}).get("clips", []) if c["key"] not in set(uploaded)]
-    _delete_quietly(store, settings.mp4_bucket, stale, context.log)
+    delete_quietly(store, settings.mp4_bucket, stale, context.log)
 
     source_status = "kept"
     if settings.source_removal == "delete":
@@ -195,21 +168,8 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
             source_status = "kept: re-uploaded during processing"
             context.log.warning(f"{bucket}/{key} changed while it was processed; not deleting it")
     manifest["source_status"] = source_status
-    _write_manifest(store, settings.mp4_bucket, manifest_key, manifest)
+    write_manifest(store, settings.mp4_bucket, manifest_key, manifest)
     return _clips_result(manifest, settings, wall_s=round(time.perf_counter() - started, 3), encode_s=round(encode_s, 3))
-
-
-def _preview_markdown(paths: list[Path], n: int = 4, width: int = 160) -> str:
-    cells = []
-    for p in paths[:: max(1, len(paths) // n)][:n]:
-        with Image.open(p) as img:
-            img.draft("RGB", (width, width))
-            img = img.convert("RGB")
-            img.thumbnail((width, width))
-            buf = io.BytesIO()
-            img.save(buf, "JPEG", quality=70)
-        cells.append(f"![{p.stem}](data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()})")
-    return " ".join(cells) if cells else "_no frame kept_"
 
 
 def _clearly_dead(t: DeadFrameThresholds) -> DeadFrameThresholds:
@@ -250,7 +210,7 @@ def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStore
     key = context.partition_key
     clips_manifest = read_manifest(store, settings.mp4_bucket, settings.manifest_key(key, "clips"))
     if clips_manifest is None:
-        raise _fail(f"no verified clips for {key!r}: materialize mp4_clips for this partition first")
+        raise input_failure(f"no verified clips for {key!r}: materialize mp4_clips for this partition first")
     prefix = settings.video_prefix(key)
     manifest_key = settings.manifest_key(key, "frames")
     previous = read_manifest(store, settings.mp4_bucket, manifest_key)
@@ -272,7 +232,7 @@ def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStore
                 try:
                     frames = sample_frames(local, tmp / f"frames_{clip['index']}", every_n=settings.every_n_frames, start_index=clip["first_frame_index"])
                 except FFmpegError as err:
-                    raise _fail(f"{settings.mp4_bucket}/{clip['key']}: cannot sample frames: {err}", ffmpeg_log=err.stderr_tail) from err
+                    raise input_failure(f"{settings.mp4_bucket}/{clip['key']}: cannot sample frames: {err}", ffmpeg_log=err.stderr_tail) from err
                 local.unlink()
                 n_sampled += len(frames.paths)
                 reasons = classify_dead_frames(frames.thumbnails, thresholds, previous_kept=last_kept)
@@ -292,21 +252,21 @@ def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStore
             # asset check: re-decode the JPEGs as uploaded; none may be dead
             thumbs = np.stack([_jpeg_thumbnail(p) for p in kept_paths]) if kept_paths else np.zeros((0, 36, 64), np.uint8)
             recheck = [r for r in classify_dead_frames(thumbs, _clearly_dead(thresholds)) if r]
-            preview = _preview_markdown(kept_paths)
+            preview = preview_markdown(kept_paths)
             manifest = {
                 "source_key": key, "frame_keys": uploaded, "frame_indices": kept_indices,
                 "dropped": dropped, "n_sampled": n_sampled,
                 "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": context.run.run_id,
             }
-            _write_manifest(store, settings.mp4_bucket, manifest_key, manifest)
+            write_manifest(store, settings.mp4_bucket, manifest_key, manifest)
         except BaseException:
             for f in futures:
                 f.cancel()
             keep = set((previous or {}).get("frame_keys", []))
-            _delete_quietly(store, settings.labeling_bucket, [k for k in uploaded if k not in keep], context.log)
+            delete_quietly(store, settings.labeling_bucket, [k for k in uploaded if k not in keep], context.log)
             raise
     stale = [k for k in (previous or {}).get("frame_keys", []) if k not in set(uploaded)]
-    _delete_quietly(store, settings.labeling_bucket, stale, context.log)
+    delete_quietly(store, settings.labeling_bucket, stale, context.log)
     return dg.MaterializeResult(
         metadata={
             "frames_sampled": n_sampled,

@@ -1,0 +1,111 @@
+"""ASR benchmark: real-time factor and WER of the Whisper backends on the same audio, one run.
+
+    .venv/bin/python benchmarks/asr.py [--openai-checkpoint PATH]
+
+Audio with known reference text: Harvard sentences (IEEE 1969 list 1) spoken by espeak-ng
+(two voices), 16 kHz mono. Real recordings from Debian's codec2-examples are transcribed too
+and printed (no reference text ships with them, so no WER). WER via jiwer after Whisper's
+EnglishTextNormalizer (the transformers copy of Whisper's normalizer) on both sides, as the
+Whisper paper scores. Rows: faster-whisper tiny.en int8 greedy and beam 5, each clip alone and
+through BatchedInferencePipeline; openai-whisper when a checkpoint is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from media_assets.kernels.asr import SAMPLE_RATE, FasterWhisperRecognizer, default_model_path  # noqa: E402
+from media_assets.kernels.audio import decode_audio  # noqa: E402
+from media_assets.kernels.ffmpeg import run_ffmpeg  # noqa: E402
+
+HARVARD = [
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.",
+    "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.",
+    "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.",
+    "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.",
+    "A large size in stockings is hard to sell.",
+]
+CODEC2 = Path("/usr/share/codec2/raw")
+
+
+def synthesize(tmp: Path) -> list[tuple[np.ndarray, str]]:
+    clips = []
+    for voice in ("en-us", "en-gb"):
+        for i, text in enumerate(HARVARD):
+            wav = tmp / f"{voice}_{i}.wav"
+            subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), text], check=True)
+            clips.append((decode_audio(wav, sample_rate=SAMPLE_RATE), text))
+    return clips
+
+
+def main() -> None:
+    import jiwer
+    from faster_whisper import BatchedInferencePipeline
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--openai-checkpoint", help="openai-whisper checkpoint (e.g. from `media-assets convert-whisper`)")
+    args = p.parse_args()
+    norm = EnglishTextNormalizer({})
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = synthesize(Path(tmp))
+    audio_s = sum(len(a) for a, _ in clips) / SAMPLE_RATE
+    refs = [norm(t) for _, t in clips]
+    print(f"{len(clips)} clips, {audio_s:.1f} s of speech; model {default_model_path()}")
+    print(f"{'backend':<44}{'wall s':>8}{'x real time':>13}{'WER':>7}")
+    results = {}
+
+    def row(name, fn):
+        fn(clips[0][0])  # warm-up
+        t = time.perf_counter()
+        hyps = [fn(a) for a, _ in clips]
+        wall = time.perf_counter() - t
+        wer = jiwer.wer(refs, [norm(h) or "<empty>" for h in hyps])
+        results[name] = wall
+        print(f"{name:<44}{wall:>8.2f}{audio_s / wall:>13.1f}{wer:>7.3f}", flush=True)
+
+    for beam in (1, 5):
+        rec = FasterWhisperRecognizer(beam_size=beam, vad_filter=False)
+        row(f"faster-whisper int8 beam {beam}", lambda a: rec.transcribe(a).text)
+    rec = FasterWhisperRecognizer(beam_size=5, vad_filter=False)
+    batched = BatchedInferencePipeline(rec.model)
+    t = time.perf_counter()
+    joined = np.concatenate([np.concatenate([a, np.zeros(SAMPLE_RATE // 2, np.float32)]) for a, _ in clips])
+    segs, _ = batched.transcribe(joined, batch_size=8, beam_size=5, without_timestamps=True)
+    text = " ".join(s.text for s in segs)
+    wall = time.perf_counter() - t
+    print(f"{'faster-whisper int8 beam 5, batched (joined)':<44}{wall:>8.2f}{audio_s / wall:>13.1f}{jiwer.wer(' '.join(refs), norm(text)):>7.3f}")
+    if args.openai_checkpoint:
+        from media_assets.kernels.asr import OpenAIWhisperRecognizer
+
+        for beam in (None, 5):
+            ow = OpenAIWhisperRecognizer(args.openai_checkpoint, beam_size=beam)
+            row(f"openai-whisper fp32 beam {beam or 1}", lambda a: ow.transcribe(a).text)
+        if "openai-whisper fp32 beam 5" in results:
+            print(f"faster-whisper / openai-whisper speed-up (beam 5): {results['openai-whisper fp32 beam 5'] / results['faster-whisper int8 beam 5']:.2f}x")
+    if CODEC2.is_dir():
+        rec = FasterWhisperRecognizer(beam_size=5)
+        for name in ("hts1a", "hts2a", "forig", "morig", "big_dog"):
+            raw = CODEC2 / f"{name}.raw"
+            if raw.exists():
+                with tempfile.TemporaryDirectory() as tmp:
+                    wav = Path(tmp) / "x.wav"
+                    run_ffmpeg(["-f", "s16le", "-ar", "8000", "-ac", "1", "-i", str(raw), str(wav)])
+                    print(f"codec2 {name}: {rec.transcribe(decode_audio(wav)).text!r}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""Audio pipeline: Whisper transcripts and int16 audio tokens in hive-partitioned Parquet."""
+
+import dagster as dg
+
+from .assets import audio_dataset, audio_objects, audio_tokens, transcripts
+from .jobs import audio_job
+from .partitions import audio_partitions
+from .sensors import new_audio_sensor
+
+defs = dg.Definitions(
+    assets=[audio_objects, transcripts, audio_tokens, audio_dataset],
+    jobs=[audio_job],
+    sensors=[new_audio_sensor],
+)
+
+__all__ = ["audio_dataset", "audio_job", "audio_objects", "audio_partitions", "audio_tokens", "defs", "new_audio_sensor", "transcripts"]

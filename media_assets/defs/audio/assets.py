@@ -1,0 +1,209 @@
+"""Audio assets, one daily partition (UTC, on the object's LastModified) each:
+audio_objects -> transcripts -> audio_tokens -> audio_dataset (hive-partitioned Parquet)."""
+
+import datetime as dt
+import io
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from ...kernels.asr import SAMPLE_RATE, merge_transcripts
+from ...kernels.audio import check_audio, iter_audio_chunks
+from ...kernels.ffmpeg import FFmpegError
+from ...kernels.probe import MediaError
+from ...resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
+from ...storage import ObjectInfo, ObjectStore, ObjectStoreResource, safe_local_name
+from ..common import delete_quietly, read_manifest, write_manifest
+from .partitions import audio_partitions
+
+audio_objects = dg.AssetSpec(
+    "audio_objects",
+    description="Objects in the audio bucket (external). Daily partitions on LastModified (UTC); `new_audio_sensor` requests the day a new object falls in.",
+    partitions_def=audio_partitions,
+    kinds={"s3", "flac"},
+    group_name="audio",
+)
+
+
+def objects_of_day(store: ObjectStore, settings: AudioSettings, day: str) -> list[ObjectInfo]:
+    """Every object under the source prefix whose LastModified (UTC) falls on ``day``."""
+    return [o for o in store.list_objects(settings.source_bucket, settings.source_prefix)
+            if o.last_modified.astimezone(dt.timezone.utc).date().isoformat() == day]
+
+
+def _is_flac(key: str) -> bool:
+    return key.lower().endswith(".flac")
+
+
+def _put_table(store: ObjectStore, bucket: str, key: str, table: pa.Table) -> None:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    store.put_bytes(buf.getvalue(), bucket, key, content_type="application/vnd.apache.parquet")
+
+
+def _get_table(store: ObjectStore, bucket: str, key: str) -> pa.Table:
+    return pq.read_table(io.BytesIO(store.get_bytes(bucket, key)))
+
+
+TRANSCRIPT_SCHEMA = pa.schema([
+    ("Key", pa.string()), ("LastModified", pa.timestamp("us", tz="UTC")), ("Size", pa.int64()), ("ETag", pa.string()),
+    ("text", pa.string()), ("language", pa.string()), ("segments", pa.string()), ("duration_s", pa.float64()),
+    ("no_speech_prob", pa.float64()), ("suspect", pa.bool_()), ("error", pa.string()),
+])
+
+
+@dg.asset(deps=[audio_objects], partitions_def=audio_partitions, group_name="audio", kinds={"whisper", "parquet"}, pool="asr")
+def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, audio_settings: AudioSettings,
+                speech_recognizer: SpeechRecognizerResource) -> dg.MaterializeResult:
+    """One row per object of the day: `.flac` files decoded (mono, 16 kHz float32, in
+    `chunk_s` chunks so memory is bounded) and transcribed with Whisper: `text`, `language`,
+    `segments` (JSON list of {start, end, text}, seconds), `duration_s`, `no_speech_prob`,
+    `suspect` (text on near-silence). Other objects get null text, as the original did. A
+    corrupt or undecodable `.flac` gets null text and an `error`, and does not fail the day."""
+    store, settings, day = object_store.get_store(), audio_settings, context.partition_key
+    recognizer = speech_recognizer.recognizer()
+    rows, errors, started, audio_s = [], 0, time.perf_counter(), 0.0
+    with tempfile.TemporaryDirectory(prefix="transcripts-") as tmp:
+        for obj in objects_of_day(store, settings, day):
+            row = {"Key": obj.key, "LastModified": obj.last_modified, "Size": obj.size, "ETag": obj.etag, "text": None, "language": None,
+                   "segments": None, "duration_s": None, "no_speech_prob": None, "suspect": None, "error": None}
+            if _is_flac(obj.key):
+                local = store.download(settings.source_bucket, obj.key, Path(tmp) / safe_local_name(obj.key, ".flac"))
+                try:
+                    check_audio(local)
+                    t = merge_transcripts([recognizer.transcribe(chunk, start) for start, chunk in
+                                           iter_audio_chunks(local, sample_rate=SAMPLE_RATE, chunk_s=settings.chunk_s)])
+                    row.update(text=t.text, language=t.language, segments=json.dumps(t.segments), duration_s=t.duration_s,
+                               no_speech_prob=None if np.isnan(t.no_speech_prob) else t.no_speech_prob, suspect=t.suspect)
+                    audio_s += t.duration_s
+                except (MediaError, FFmpegError) as err:
+                    errors += 1
+                    row["error"] = str(err)[:1000]
+                    context.log.warning(f"{obj.key}: {err}")
+                finally:
+                    local.unlink(missing_ok=True)
+            rows.append(row)
+    table = pa.Table.from_pylist(rows, schema=TRANSCRIPT_SCHEMA)
+    _put_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day), table)
+    flac = [r for r in rows if _is_flac(r["Key"]) and r["error"] is None]
+    elapsed = time.perf_counter() - started
+    return dg.MaterializeResult(metadata={
+        "objects": len(rows), "flac_transcribed": len(flac), "undecodable": errors,
+        "empty_text": sum(not r["text"] for r in flac), "suspect": sum(bool(r["suspect"]) for r in flac),
+        "audio_s": round(audio_s, 1), "wall_s": round(elapsed, 2), "real_time_factor": round(elapsed / audio_s, 4) if audio_s else None,
+        "backend": speech_recognizer.backend,
+    })
+
+
+@dg.asset(deps=[transcripts], partitions_def=audio_partitions, group_name="audio", kinds={"numpy", "parquet"}, pool="asr")
+def audio_tokens(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, audio_settings: AudioSettings,
+                 audio_tokenizer: AudioTokenizerResource) -> dg.MaterializeResult:
+    """Every decodable `.flac` of the day as a 1-D int16 token sequence (`mulaw`: G.711 mu-law
+    at 8 kHz, tokens in [0, 255]; `encodec`: EnCodec codes, frame-major). Columns: `Key`,
+    `tokens` (list<int16>), `token_rate_hz`."""
+    store, settings, day = object_store.get_store(), audio_settings, context.partition_key
+    table = _get_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day))
+    keys, tokens = [], []
+    with tempfile.TemporaryDirectory(prefix="tokens-") as tmp:
+        for key, error in zip(table["Key"].to_pylist(), table["error"].to_pylist()):
+            if not _is_flac(key) or error is not None:
+                continue
+            local = store.download(settings.source_bucket, key, Path(tmp) / safe_local_name(key, ".flac"))
+            try:
+                parts = [audio_tokenizer.tokenize(c) for _, c in iter_audio_chunks(local, sample_rate=audio_tokenizer.sample_rate, chunk_s=settings.chunk_s)]
+            except (ValueError, FFmpegError) as err:  # e.g. a .flac that decodes to zero samples
+                context.log.warning(f"{key}: not tokenized: {err}")
+                continue
+            finally:
+                local.unlink(missing_ok=True)
+            keys.append(key)
+            tokens.append(np.concatenate(parts).astype(np.int16) if parts else np.zeros(0, np.int16))
+    out = pa.table({
+        "Key": pa.array(keys, pa.string()),
+        "tokens": pa.array(tokens, pa.list_(pa.int16())),
+        "token_rate_hz": pa.array([audio_tokenizer.sample_rate] * len(keys), pa.int32()),
+    })
+    _put_table(store, settings.dataset_bucket, settings.intermediate_key("tokens", day), out)
+    return dg.MaterializeResult(metadata={"tokenized": len(keys), "tokenizer": audio_tokenizer.tokenizer,
+                                          "total_tokens": int(sum(len(t) for t in tokens))})
+
+
+HIVE_COLUMNS = ["FolderName", "LastModifiedDate", "LastModifiedHour", "LastModifiedMinute"]
+
+
+def dataset_table(transcripts_table: pa.Table, tokens_table: pa.Table) -> pa.Table:
+    """Join transcripts and tokens on ``Key`` and add the hive columns (``FolderName`` = the
+    key's parent folder, ``""`` at the bucket root; date ``YYYY-MM-DD``, hour and minute UTC)."""
+    tok = dict(zip(tokens_table["Key"].to_pylist(), tokens_table["tokens"].to_pylist()))
+    keys = transcripts_table["Key"].to_pylist()
+    lm = transcripts_table["LastModified"].to_pylist()
+    return transcripts_table.append_column("tokens", pa.array([tok.get(k) for k in keys], pa.list_(pa.int16()))) \
+        .append_column("FolderName", pa.array([k.rpartition("/")[0] for k in keys], pa.string())) \
+        .append_column("LastModifiedDate", pa.array([t.strftime("%Y-%m-%d") for t in lm], pa.string())) \
+        .append_column("LastModifiedHour", pa.array([t.hour for t in lm], pa.int32())) \
+        .append_column("LastModifiedMinute", pa.array([t.minute for t in lm], pa.int32()))
+
+
+@dg.asset(
+    deps=[audio_tokens],
+    partitions_def=audio_partitions,
+    group_name="audio",
+    kinds={"parquet", "s3"},
+    check_specs=[
+        dg.AssetCheckSpec("every_object_once", asset="audio_dataset", description="Every object of the day appears exactly once."),
+        dg.AssetCheckSpec("tokens_are_int16", asset="audio_dataset", description="The tokens column is list<int16>."),
+        dg.AssetCheckSpec("empty_text_share", asset="audio_dataset", description="Share of .flac files with empty text is at most `empty_text_warn_share` (WARN)."),
+    ],
+)
+def audio_dataset(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, audio_settings: AudioSettings) -> dg.MaterializeResult:
+    """The day's rows as Parquet under `FolderName=…/LastModifiedDate=…/LastModifiedHour=…/
+    LastModifiedMinute=…/` (pyarrow hive partitioning, values URI-encoded; read back with
+    `pyarrow.dataset.dataset(..., partitioning="hive")` or `polars.scan_parquet(...,
+    hive_partitioning=True)`). Columns: Key, LastModified, Size, ETag, text, language,
+    segments, duration_s, no_speech_prob, suspect, error, tokens (list<int16>). Re-materializing
+    a day replaces its files exactly: the new files are uploaded, the day's manifest is
+    written, then the previous files of that day are deleted."""
+    store, settings, day = object_store.get_store(), audio_settings, context.partition_key
+    t = _get_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day))
+    k = _get_table(store, settings.dataset_bucket, settings.intermediate_key("tokens", day))
+    table = dataset_table(t, k)
+    manifest_key = f".media_assets/manifests/{day}.json"
+    previous = read_manifest(store, settings.dataset_bucket, manifest_key)
+    uploaded: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="audio-dataset-") as tmp:
+        if table.num_rows:
+            pads.write_dataset(table, tmp, format="parquet", partitioning=HIVE_COLUMNS, partitioning_flavor="hive",
+                               basename_template=f"{day}-{uuid.uuid4().hex[:12]}-{{i}}.parquet", existing_data_behavior="overwrite_or_ignore")
+        try:
+            for f in sorted(Path(tmp).rglob("*.parquet")):
+                key = settings.dataset_prefix + f.relative_to(tmp).as_posix()
+                uploaded.append(key)
+                store.upload(f, settings.dataset_bucket, key, content_type="application/vnd.apache.parquet")
+            write_manifest(store, settings.dataset_bucket, manifest_key, {"day": day, "files": uploaded, "rows": table.num_rows})
+        except BaseException:
+            delete_quietly(store, settings.dataset_bucket, uploaded, context.log)
+            raise
+    delete_quietly(store, settings.dataset_bucket, [f for f in (previous or {}).get("files", []) if f not in set(uploaded)], context.log)
+
+    listed = [o.key for o in objects_of_day(store, settings, day)]
+    keys = table["Key"].to_pylist()
+    flac_rows = [txt for key, txt, err in zip(keys, table["text"].to_pylist(), table["error"].to_pylist()) if _is_flac(key) and err is None]
+    empty_share = (sum(not x for x in flac_rows) / len(flac_rows)) if flac_rows else 0.0
+    return dg.MaterializeResult(
+        metadata={"rows": table.num_rows, "files": len(uploaded), "file_keys": uploaded[:50]},
+        check_results=[
+            dg.AssetCheckResult(check_name="every_object_once", passed=sorted(keys) == sorted(listed) and len(set(keys)) == len(keys),
+                                metadata={"rows": len(keys), "objects": len(listed)}),
+            dg.AssetCheckResult(check_name="tokens_are_int16", passed=table.schema.field("tokens").type == pa.list_(pa.int16())),
+            dg.AssetCheckResult(check_name="empty_text_share", passed=empty_share <= settings.empty_text_warn_share,
+                                severity=dg.AssetCheckSeverity.WARN, metadata={"empty_text_share": round(empty_share, 4)}),
+        ],
+    )

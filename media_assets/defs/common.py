@@ -1,0 +1,51 @@
+"""Helpers shared by the asset modules: input failures, JSON manifests (the commit point of
+assets that write objects themselves), best-effort cleanup, markdown previews."""
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import dagster as dg
+from PIL import Image
+
+from ..storage import ObjectNotFoundError, ObjectStore
+
+
+def input_failure(message: str, **metadata) -> dg.Failure:
+    """A failure that is the input's fault: clear description, no retries."""
+    return dg.Failure(description=message, metadata={k: str(v) for k, v in metadata.items()}, allow_retries=False)
+
+
+def read_manifest(store: ObjectStore, bucket: str, key: str) -> dict | None:
+    """The JSON manifest at ``bucket/key``, or ``None`` if it does not exist."""
+    try:
+        return json.loads(store.get_bytes(bucket, key))
+    except ObjectNotFoundError:
+        return None
+
+
+def write_manifest(store: ObjectStore, bucket: str, key: str, manifest: dict) -> None:
+    store.put_bytes(json.dumps(manifest, indent=1).encode(), bucket, key, content_type="application/json")
+
+
+def delete_quietly(store: ObjectStore, bucket: str, keys: list[str], log) -> None:
+    for key in keys:
+        try:
+            store.delete(bucket, key)
+        except Exception as err:  # noqa: BLE001 - cleanup must not mask the original error
+            log.warning(f"could not remove {bucket}/{key}: {err}")
+
+
+def preview_markdown(paths: list[Path], n: int = 4, width: int = 160) -> str:
+    """Markdown with up to ``n`` inline JPEG thumbnails (``width`` px) spread over ``paths``."""
+    cells = []
+    for p in paths[:: max(1, len(paths) // n)][:n]:
+        with Image.open(p) as img:
+            img.draft("RGB", (width, width))
+            img = img.convert("RGB")
+            img.thumbnail((width, width))
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=70)
+        cells.append(f"![{p.stem}](data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()})")
+    return " ".join(cells) if cells else "_no frame kept_"

@@ -1,0 +1,225 @@
+"""Key-frame assets: 1 FPS samples + embeddings (Parquet) -> selected key frames.
+
+Same ``videos`` partitions as the video pipeline. A partition is a source AVI (its verified
+MP4 clips are read), a direct upload under ``video_in/``, or an explicit ``s3://bucket/key``.
+"""
+
+import concurrent.futures
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import botocore.exceptions
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from ...kernels.ffmpeg import FFmpegError
+from ...kernels.frames import DeadFrameThresholds, dead_reason, luma_thumbnail
+from ...kernels.image_embedding import EmbeddingError
+from ...kernels.keyframes import extract_samples, select_keyframes
+from ...kernels.probe import MediaError, probe
+from ...resources.embedder import ImageEmbedderResource
+from ...resources.keyframes import KeyframeSettings, VideoSource
+from ...resources.video import VideoConversionSettings
+from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource, safe_local_name
+from ..common import delete_quietly, input_failure, preview_markdown, read_manifest, write_manifest
+from ..video.assets import mp4_clips
+from ..video.partitions import video_partitions
+
+
+def _sources(store: ObjectStore, src: VideoSource, video: VideoConversionSettings, fps: float) -> list[tuple[str, str, int]]:
+    """``(bucket, key, first sample index)`` of each file to sample, in timeline order."""
+    if src.kind == "direct":
+        return [(src.bucket, src.key, 0)]
+    manifest = read_manifest(store, video.mp4_bucket, video.manifest_key(src.key, "clips"))
+    if manifest is None:
+        raise input_failure(f"no verified clips for {src.key!r}: materialize mp4_clips for this partition first")
+    return [(video.mp4_bucket, c["key"], int(round(c["start_s"] * fps))) for c in manifest["clips"]]
+
+
+def _dead(path: Path) -> str | None:
+    with Image.open(path) as img:
+        return dead_reason(luma_thumbnail(img), None, DeadFrameThresholds())
+
+
+def _embeddings_table(src: VideoSource, indices, timestamps, dead, emb: np.ndarray) -> pa.Table:
+    d = emb.shape[1]
+    return pa.table({
+        "video": pa.array([src.key] * len(indices), pa.string()),
+        "frame_index": pa.array(indices, pa.int64()),
+        "timestamp_s": pa.array(timestamps, pa.float64()),
+        "dead": pa.array(dead, pa.string()),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), d),
+    })
+
+
+@dg.asset(
+    deps=[mp4_clips],
+    partitions_def=video_partitions,
+    group_name="keyframes",
+    kinds={"ffmpeg", "pytorch", "parquet"},
+    pool="embeddings",
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+)
+def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, keyframe_settings: KeyframeSettings,
+                        video_settings: VideoConversionSettings, image_embedder: ImageEmbedderResource) -> dg.MaterializeResult:
+    """Samples at 1 FPS scaled to 1024x576 (ffmpeg `fps=1,scale=1024:576`), one embedding each.
+
+    Writes the samples as JPEG to `<prefix>/samples/<stem>/<index>.jpg` and the table
+    `<prefix>/embeddings/<stem>.parquet` (written last: the commit point) with columns
+    `video` (str), `frame_index` (int64, 0-based 1 FPS sample index = seconds from the start),
+    `timestamp_s` (float64), `dead` (str: black/blank, else null) and `embedding`
+    (fixed_size_list<float32>[d], L2-normalised; d = 1280 local, 256/384/1024 Titan), so
+    embeddings can be reused (similarity search, dedup) without recomputation.
+    """
+    ks, store = keyframe_settings, object_store.get_store()
+    src = ks.source_for(context.partition_key, video_settings.video_prefix)
+    parquet_key = src.out_key("embeddings", "").rstrip("/") + ".parquet"
+    started = time.perf_counter()
+    uploaded: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="keyframes-") as tmp:
+        tmp = Path(tmp)
+        paths, indices = [], []
+        for n, (bucket, key, start) in enumerate(_sources(store, src, video_settings, ks.fps)):
+            try:
+                local = store.download(bucket, key, tmp / f"in_{n}_{safe_local_name(key, '.mp4')}")
+            except ObjectNotFoundError as err:
+                raise input_failure(f"source video {bucket}/{key} does not exist") from err
+            try:
+                info = probe(local)
+                if info.video is None:
+                    raise MediaError(f"{key}: no video stream")
+                samples = extract_samples(local, tmp / f"s_{n}", fps=ks.fps, width=ks.width, height=ks.height, start_index=start)
+            except (MediaError, FFmpegError) as err:
+                raise input_failure(f"{bucket}/{key}: {err}", ffmpeg_log=getattr(err, "stderr_tail", "")) from err
+            local.unlink()
+            paths += samples.paths
+            indices += samples.indices.tolist()
+        if not paths:
+            raise input_failure(f"{src.key}: no decodable video frame")
+        extract_s = time.perf_counter() - started
+        try:
+            emb = image_embedder.embed_jpegs(paths)
+        except EmbeddingError as err:
+            raise input_failure(f"{src.key}: {err}") from err
+        except botocore.exceptions.ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            if code in ("AccessDeniedException", "ValidationException", "ResourceNotFoundException", "UnrecognizedClientException"):
+                raise input_failure(
+                    f"{src.key}: Bedrock refused InvokeModel ({code}: {err.response['Error'].get('Message', '')}); check the IAM "
+                    "permission bedrock:InvokeModel and model access to amazon.titan-embed-image-v1 in this region"
+                ) from err
+            raise
+        embed_s = time.perf_counter() - started - extract_s
+        dead = [_dead(p) for p in paths]
+        table = _embeddings_table(src, indices, [i / ks.fps for i in indices], dead, emb)
+        try:
+            with concurrent.futures.ThreadPoolExecutor(ks.transfer_concurrency) as pool:
+                for p, i in zip(paths, indices):
+                    key = src.out_key("samples", f"{i}.jpg")
+                    uploaded.append(key)
+                    pool.submit(store.upload, p, src.out_bucket, key, "image/jpeg")
+            buf = io.BytesIO()
+            pq.write_table(table, buf, compression="zstd")
+            store.put_bytes(buf.getvalue(), src.out_bucket, parquet_key, content_type="application/vnd.apache.parquet")
+        except BaseException:
+            delete_quietly(store, src.out_bucket, uploaded, context.log)
+            raise
+    return dg.MaterializeResult(metadata={
+        "source": src.key if src.kind == "converted" else f"{src.bucket}/{src.key}",
+        "frames_sampled": len(paths),
+        "dead_samples": sum(d is not None for d in dead),
+        "embedding_backend": image_embedder.backend,
+        "embedding_dim": int(emb.shape[1]),
+        "embeddings": dg.MetadataValue.path(f"{src.out_bucket}/{parquet_key}"),
+        "extract_s": round(extract_s, 3),
+        "embed_s": round(embed_s, 3),
+        "video_s_per_wall_s": round(len(paths) / ks.fps / max(time.perf_counter() - started, 1e-9), 2),
+    })
+
+
+def read_embeddings(store: ObjectStore, bucket: str, key: str) -> pa.Table:
+    """The Parquet table written by ``keyframe_embeddings``."""
+    return pq.read_table(io.BytesIO(store.get_bytes(bucket, key)))
+
+
+@dg.asset(
+    deps=[keyframe_embeddings],
+    partitions_def=video_partitions,
+    group_name="keyframes",
+    kinds={"jpeg", "s3"},
+    check_specs=[
+        dg.AssetCheckSpec("at_least_one_key_frame", asset="key_frames", description="A non-empty video has at least one key frame."),
+        dg.AssetCheckSpec("uploaded_keys_exist", asset="key_frames", description="Every key-frame object listed in the metadata exists."),
+    ],
+)
+def key_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, keyframe_settings: KeyframeSettings,
+               video_settings: VideoConversionSettings, image_embedder: ImageEmbedderResource) -> dg.MaterializeResult:
+    """Key frames of the video at `<prefix>/selected_frames/<stem>/<frame index>.jpg`.
+
+    Black or blank samples are never key frames. Among the others, `select_keyframes` keeps
+    frames whose cosine similarity to the previous key frame falls below
+    `difference_threshold` (default: the embedder's calibrated value, 0.9 for Titan), in
+    `confirmed` mode by default: a candidate is kept once it has settled (resembles the next
+    sample), so mid-transition blends are not kept; `consecutive` is the original rule.
+    """
+    ks, store = keyframe_settings, object_store.get_store()
+    src = ks.source_for(context.partition_key, video_settings.video_prefix)
+    parquet_key = src.out_key("embeddings", "").rstrip("/") + ".parquet"
+    try:
+        table = read_embeddings(store, src.out_bucket, parquet_key)
+    except ObjectNotFoundError as err:
+        raise input_failure(f"no embeddings for {src.key!r}: materialize keyframe_embeddings first") from err
+    indices = table["frame_index"].to_numpy()
+    dead = table["dead"].to_pylist()
+    emb = np.asarray(table["embedding"].combine_chunks().flatten().to_numpy(), dtype=np.float32).reshape(len(indices), -1)
+    alive = np.flatnonzero([d is None for d in dead])
+    if alive.size == 0:
+        raise input_failure(f"{src.key}: all {len(indices)} sampled frames are black or blank; no key frame to select")
+    threshold = ks.difference_threshold if ks.difference_threshold is not None else image_embedder.default_threshold()
+    kept = alive[select_keyframes(emb[alive], threshold=threshold, mode=ks.mode, max_wait=ks.max_wait)]
+    kept_indices = [int(indices[i]) for i in kept]
+
+    manifest_key = f".manifests/{src.out_key('selected_frames', 'manifest.json')}"
+    previous = read_manifest(store, src.out_bucket, manifest_key)
+    keys = [src.out_key("selected_frames", f"{i}.jpg") for i in kept_indices]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(ks.transfer_concurrency) as pool:
+            list(pool.map(lambda ik: store.copy(src.out_bucket, src.out_key("samples", f"{ik[0]}.jpg"), src.out_bucket, ik[1]),
+                          zip(kept_indices, keys)))
+        write_manifest(store, src.out_bucket, manifest_key, {"video": src.key, "keys": keys, "frame_indices": kept_indices})
+    except BaseException:
+        delete_quietly(store, src.out_bucket, [k for k in keys if k not in set((previous or {}).get("keys", []))], context.log)
+        raise
+    delete_quietly(store, src.out_bucket, [k for k in (previous or {}).get("keys", []) if k not in set(keys)], context.log)
+
+    missing = [k for k in keys if not store.exists(src.out_bucket, k)]
+    with tempfile.TemporaryDirectory() as tmp:
+        thumbs = []
+        for k in keys[:: max(1, len(keys) // 4)][:4]:
+            p = Path(tmp) / Path(k).name
+            p.write_bytes(store.get_bytes(src.out_bucket, k))
+            thumbs.append(p)
+        preview = preview_markdown(thumbs)
+    return dg.MaterializeResult(
+        metadata={
+            "bucket": src.out_bucket,
+            "video_key": src.key,
+            "frames_sampled": len(indices),
+            "frames_kept": len(keys),
+            "kept_indices": kept_indices[:500],
+            "kept_timestamps_s": [round(float(i) / ks.fps, 3) for i in kept_indices[:500]],
+            "selected_frame_keys": keys[:500],
+            "threshold": threshold,
+            "mode": ks.mode,
+            "preview": dg.MetadataValue.md(preview),
+        },
+        check_results=[
+            dg.AssetCheckResult(check_name="at_least_one_key_frame", passed=len(keys) > 0, metadata={"frames_kept": len(keys)}),
+            dg.AssetCheckResult(check_name="uploaded_keys_exist", passed=not missing, metadata={"missing": missing[:20]}),
+        ],
+    )

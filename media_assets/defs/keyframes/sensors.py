@@ -1,0 +1,71 @@
+"""``new_video_sensor`` (direct uploads) and the Step Functions callback sensors."""
+
+import dagster as dg
+
+from ...resources.step_functions import StepFunctionsResource
+from ..object_sensor import partitioned_object_sensor
+from ..video.jobs import video_conversion_job
+from ..video.partitions import video_partitions
+from ..video.sensors import source_skip_reason
+from .jobs import keyframes_job
+
+TASK_TOKEN_TAG = "media_assets/task_token"
+
+
+def _list_direct(context: dg.SensorEvaluationContext):
+    s = context.resources.keyframe_settings
+    objects = context.resources.object_store.get_store().list_objects(s.direct_bucket, s.direct_prefix)
+    return (o for o in objects if s.is_direct(o.key) and "/selected_frames/" not in o.key and "/samples/" not in o.key)
+
+
+new_video_sensor = partitioned_object_sensor(
+    name="new_video_sensor",
+    job=keyframes_job,
+    partitions_def=video_partitions,
+    list_objects=_list_direct,
+    skip_reason=lambda o: source_skip_reason(o, [".mp4", ".MP4"]),
+    max_runs_per_tick=lambda ctx: ctx.resources.keyframe_settings.max_runs_per_tick,
+    required_resource_keys={"object_store", "keyframe_settings"},
+    description="Polls `media/video_in/` for new or re-uploaded videos; adds a `videos` partition "
+    "per object and requests one `keyframes` run for it (run key = key@ETag).",
+)
+
+
+def key_frames_output(instance: dg.DagsterInstance, run_id: str) -> dict | None:
+    """``{bucket, video_key, selected_frame_keys}`` from the run's ``key_frames`` materialization."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    for record in records:
+        mat = record.event_log_entry.asset_materialization
+        if mat and mat.asset_key == dg.AssetKey("key_frames"):
+            meta = {k: v.value for k, v in mat.metadata.items()}
+            return {"bucket": meta["bucket"], "video_key": meta["video_key"], "selected_frame_keys": meta["selected_frame_keys"],
+                    "frames_kept": meta["frames_kept"]}
+    return None
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[keyframes_job, video_conversion_job],
+                      name="step_functions_task_success", description="Answers SendTaskSuccess for a successful run carrying a task token.")
+def step_functions_task_success(context: dg.RunStatusSensorContext, step_functions: StepFunctionsResource):
+    token = context.dagster_run.tags.get(TASK_TOKEN_TAG)
+    if not token:
+        return dg.SkipReason("run has no task token")
+    output = key_frames_output(context.instance, context.dagster_run.run_id)
+    if output is None:
+        step_functions.send_failure(token, "NoKeyFrames", f"run {context.dagster_run.run_id} materialized no key_frames")
+    else:
+        step_functions.send_success(token, output)
+
+
+@dg.run_failure_sensor(monitored_jobs=[keyframes_job, video_conversion_job], name="step_functions_task_failure",
+                       description="Answers SendTaskFailure for a failed run carrying a task token.")
+def step_functions_task_failure(context: dg.RunFailureSensorContext, step_functions: StepFunctionsResource):
+    token = context.dagster_run.tags.get(TASK_TOKEN_TAG)
+    if not token:
+        return dg.SkipReason("run has no task token")
+    step_failures = context.get_step_failure_events()
+    cause = "\n".join(
+        (e.step_failure_data.user_failure_data.description if e.step_failure_data.user_failure_data else None)
+        or e.step_failure_data.error.message
+        for e in step_failures
+    ) or (context.failure_event.message or "run failed")
+    step_functions.send_failure(token, "MediaAssetsRunFailed", cause)

@@ -1,0 +1,74 @@
+"""Decoding audio to mono float32 PCM with ffmpeg, streamed in bounded chunks.
+
+Any container/codec ffmpeg reads is accepted (FLAC, and also MP3 or WAV misnamed ``.flac``:
+the content decides, not the name). Stereo is down-mixed and any sample rate resampled
+(``-ac 1 -ar <rate>``). Long files are never held whole: :func:`iter_audio_chunks` reads
+``chunk_s`` seconds at a time from ffmpeg's stdout, so memory stays at
+``chunk_s * sample_rate * 4`` bytes whatever the duration.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .ffmpeg import FFmpegError, ffmpeg_exe
+from .probe import MediaError, probe
+
+
+def check_audio(path: str | os.PathLike) -> float:
+    """Duration in seconds of the first audio stream of ``path``.
+
+    Raises:
+        MediaError: empty, unreadable, or no decodable audio stream (e.g. a text file named
+            ``.flac``: libavformat guesses FLAC from the name but finds no sample rate).
+    """
+    info = probe(path)
+    if info.audio is None or info.audio.sample_rate <= 0 or info.audio.channels <= 0:
+        raise MediaError(f"{Path(path).name}: no decodable audio stream (container {info.format_name!r})")
+    return info.duration_s
+
+
+def iter_audio_chunks(path: str | os.PathLike, *, sample_rate: int = 16_000, chunk_s: float = 600.0) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(start seconds, (n,) float32 mono samples in [-1, 1])`` chunks of ``chunk_s``
+    seconds (the last shorter) at ``sample_rate`` Hz.
+
+    Raises:
+        FFmpegError: ffmpeg cannot decode ``path`` (raised after the chunks it did decode).
+    """
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
+           "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    chunk_bytes = int(chunk_s * sample_rate) * 4
+    start = 0.0
+    try:
+        while True:
+            data = proc.stdout.read(chunk_bytes)
+            if not data:
+                break
+            samples = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").astype(np.float32)
+            yield start, samples
+            start += len(samples) / sample_rate
+    finally:
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode("utf-8", "replace")
+        proc.stderr.close()
+        code = proc.wait()
+    if code != 0:
+        raise FFmpegError(cmd, code, stderr)
+
+
+def decode_audio(path: str | os.PathLike, *, sample_rate: int = 16_000) -> np.ndarray:
+    """The whole file as ``(n,) float32`` mono at ``sample_rate`` Hz (for short files)."""
+    chunks = [c for _, c in iter_audio_chunks(path, sample_rate=sample_rate)]
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def rms_dbfs(x: np.ndarray) -> float:
+    """Root-mean-square level of ``x`` in dBFS (-inf for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    return 20 * np.log10(rms) if rms > 0 else float("-inf")

@@ -1,0 +1,107 @@
+"""Resources of the audio pipeline: settings, the speech recognizer, the audio tokenizer."""
+
+import threading
+
+import dagster as dg
+import numpy as np
+
+from ..kernels.asr import FasterWhisperRecognizer, OpenAIWhisperRecognizer
+from ..kernels.audio_tokens import EncodecTokenizer, mulaw_encode
+
+_CACHE: dict[tuple, object] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _cached(key: tuple, build):
+    """One model per configuration per process."""
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = build()
+        return _CACHE[key]
+
+
+class AudioSettings(dg.ConfigurableResource):
+    """Buckets and limits of the audio pipeline (``MEDIA_ASSETS_AUDIO_<FIELD>``).
+
+    Attributes:
+        source_bucket / source_prefix: every object under them is an audio object
+            (``audio``; any folder depth; ``FolderName`` is the key's parent folder).
+        dataset_bucket / dataset_prefix: where the hive-partitioned Parquet goes (``audio-dataset``).
+        chunk_s: seconds decoded and transcribed at a time (memory bound for long files).
+        empty_text_warn_share: warn when more than this share of a day's .flac files has
+            empty text.
+        max_runs_per_tick: cap on run requests per sensor evaluation.
+    """
+
+    source_bucket: str = "audio"
+    source_prefix: str = ""
+    dataset_bucket: str = "audio-dataset"
+    dataset_prefix: str = ""
+    chunk_s: float = 600.0
+    empty_text_warn_share: float = 0.5
+    max_runs_per_tick: int = 25
+
+    def intermediate_key(self, name: str, day: str) -> str:
+        return f".media_assets/{name}/{day}.parquet"
+
+
+class SpeechRecognizerResource(dg.ConfigurableResource):
+    """Whisper. ``backend``: ``faster-whisper`` (default) or ``openai-whisper``. ``model``:
+    a local folder/checkpoint or a model name (a name downloads from the hub: only when
+    configured); empty = the bundled offline tiny.en (faster-whisper only)."""
+
+    backend: str = "faster-whisper"
+    model: str = ""
+    compute_type: str = "int8"
+    beam_size: int = 5
+    cpu_threads: int = 0
+    vad_filter: bool = True
+
+    def recognizer(self):
+        """The recognizer, loaded once per process.
+
+        Raises:
+            ValueError: unknown backend, or openai-whisper without a model.
+        """
+        if self.backend == "faster-whisper":
+            return _cached(("fw", self.model, self.compute_type, self.beam_size, self.cpu_threads, self.vad_filter),
+                           lambda: FasterWhisperRecognizer(self.model or None, compute_type=self.compute_type, beam_size=self.beam_size,
+                                                           cpu_threads=self.cpu_threads, vad_filter=self.vad_filter))
+        if self.backend == "openai-whisper":
+            if not self.model:
+                raise ValueError("openai-whisper needs `model`: a checkpoint path (see media-assets convert-whisper) or a model name")
+            return _cached(("ow", self.model, self.beam_size), lambda: OpenAIWhisperRecognizer(self.model, beam_size=self.beam_size or None))
+        raise ValueError(f"unknown ASR backend {self.backend!r}: expected 'faster-whisper' or 'openai-whisper'")
+
+
+class AudioTokenizerResource(dg.ConfigurableResource):
+    """Waveform -> int16 tokens. ``tokenizer``: ``mulaw`` (default; G.711 mu-law at
+    ``mulaw_sample_rate`` Hz, 8 kHz as telephony) or ``encodec`` (24 kHz EnCodec from the local
+    snapshot ``encodec_model_dir``, ``bandwidth_kbps``, first ``n_codebooks`` codebooks)."""
+
+    tokenizer: str = "mulaw"
+    mulaw_sample_rate: int = 8_000
+    encodec_model_dir: str = ""
+    bandwidth_kbps: float = 6.0
+    n_codebooks: int | None = None
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mulaw_sample_rate if self.tokenizer == "mulaw" else 24_000
+
+    def tokenize(self, audio: np.ndarray) -> np.ndarray:
+        """``(n,) int16`` tokens of mono float samples at :attr:`sample_rate` Hz.
+
+        Raises:
+            TypeError / ValueError: the input breaks the contract (1-D float ndarray).
+            ValueError: unknown tokenizer, or ``encodec`` without ``encodec_model_dir``.
+        """
+        if self.tokenizer == "mulaw":
+            return mulaw_encode(audio)
+        if self.tokenizer == "encodec":
+            if not self.encodec_model_dir:
+                raise ValueError("encodec needs encodec_model_dir: a local facebook/encodec_24khz snapshot")
+            model = _cached(("encodec", self.encodec_model_dir, self.bandwidth_kbps, self.n_codebooks),
+                            lambda: EncodecTokenizer(self.encodec_model_dir, self.bandwidth_kbps, self.n_codebooks))
+            return model.encode(audio)
+        raise ValueError(f"unknown tokenizer {self.tokenizer!r}: expected 'mulaw' or 'encodec'")

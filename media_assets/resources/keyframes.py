@@ -1,0 +1,80 @@
+"""Settings of the key-frame pipeline and where a video's key-frame outputs live."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import dagster as dg
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """Where one partition's video comes from and where its key-frame outputs go.
+
+    ``kind`` is ``direct`` (one uploaded video object) or ``converted`` (the clips of
+    ``mp4_clips``); outputs go to ``out_bucket`` under ``<out_prefix>/<folder>/<stem>/``.
+    """
+
+    kind: str
+    bucket: str
+    key: str
+    out_bucket: str
+    out_prefix: str
+    stem: str
+
+    def out_key(self, folder: str, name: str) -> str:
+        base = f"{self.out_prefix}/" if self.out_prefix else ""
+        return f"{base}{folder}/{self.stem}/{name}"
+
+
+class KeyframeSettings(dg.ConfigurableResource):
+    """Configuration of ``keyframe_embeddings`` and ``key_frames``; every field can be set
+    from the environment as ``MEDIA_ASSETS_KEYFRAMES_<FIELD>``.
+
+    Attributes:
+        direct_bucket / direct_prefix / direct_suffixes: where ``new_video_sensor`` looks for
+            directly uploaded videos (``media``, ``video_in/``, ``.mp4``).
+        output_bucket / converted_prefix: outputs for videos converted from AVI go to
+            ``<output_bucket>/<converted_prefix>selected_frames/<video>/`` (``media``, ``converted/``).
+            Direct uploads get theirs next to the video: ``<bucket>/<key's folder>/selected_frames/<stem>/``.
+        fps / width / height: sampling (1 frame/s at 1024x576, the original's).
+        difference_threshold: cosine threshold; ``None`` = the embedder's calibrated default.
+        mode: ``confirmed`` (default), ``last_kept`` or ``consecutive`` (the original rule);
+            see :mod:`media_assets.kernels.keyframes`.
+        max_wait: samples a candidate may take to settle (``confirmed`` mode).
+        max_runs_per_tick: cap on run requests per sensor evaluation.
+        transfer_concurrency: parallel uploads/copies.
+    """
+
+    direct_bucket: str = "media"
+    direct_prefix: str = "video_in/"
+    direct_suffixes: list[str] = [".mp4"]
+    output_bucket: str = "media"
+    converted_prefix: str = "converted/"
+    fps: float = 1.0
+    width: int = 1024
+    height: int = 576
+    difference_threshold: float | None = None
+    mode: Literal["confirmed", "last_kept", "consecutive"] = "confirmed"
+    max_wait: int = 3
+    max_runs_per_tick: int = 25
+    transfer_concurrency: int = 8
+
+    def is_direct(self, key: str) -> bool:
+        return key.startswith(self.direct_prefix) and key.lower().endswith(tuple(s.lower() for s in self.direct_suffixes))
+
+    def source_for(self, partition_key: str, video_prefix_of) -> VideoSource:
+        """Resolve a ``videos`` partition key: ``s3://bucket/key`` (one explicit video, as the
+        original's ``S3_URI``), a direct upload key under ``direct_prefix``, or else a source AVI
+        key whose clips ``mp4_clips`` made (``video_prefix_of(key)`` names its folder)."""
+        if partition_key.startswith("s3://"):
+            bucket, _, key = partition_key[5:].partition("/")
+            return self._direct(bucket, key)
+        if self.is_direct(partition_key):
+            return self._direct(self.direct_bucket, partition_key)
+        return VideoSource("converted", "", partition_key, self.output_bucket, self.converted_prefix.strip("/"), video_prefix_of(partition_key))
+
+    @staticmethod
+    def _direct(bucket: str, key: str) -> "VideoSource":
+        folder, _, name = key.rpartition("/")
+        stem = name.rsplit(".", 1)[0] if "." in name else name
+        return VideoSource("direct", bucket, key, bucket, folder, stem)

@@ -1,0 +1,259 @@
+"""Key-frame pipeline end to end: direct uploads through ``new_video_sensor``, converted AVIs
+through the video job, explicit s3:// partitions, bad input, Bedrock Titan over botocore's
+HTTP layer, Step Functions callbacks."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import boto3
+import botocore.awsrequest
+import botocore.exceptions
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from botocore.stub import Stubber
+from PIL import Image
+
+from media_assets.defs.keyframes import TASK_TOKEN_TAG
+from media_assets.defs.keyframes import defs as keyframe_defs
+from media_assets.defs.keyframes.sensors import step_functions_task_failure, step_functions_task_success
+from media_assets.defs.video import defs as video_defs
+from media_assets.defs.video import video_partitions
+from media_assets.headless import process_pending
+from media_assets.kernels.ffmpeg import run_ffmpeg
+from media_assets.resources.embedder import ImageEmbedderResource
+from media_assets.resources.keyframes import KeyframeSettings
+from media_assets.resources.step_functions import MAX_OUTPUT_BYTES, StepFunctionsResource, bounded_output
+from media_assets.resources.video import VideoConversionSettings
+
+
+def _defs(resource, embedder=None, **settings):
+    return dg.Definitions.merge(video_defs, keyframe_defs, dg.Definitions(resources={
+        "object_store": resource,
+        "video_settings": VideoConversionSettings(source_removal="keep"),
+        "keyframe_settings": KeyframeSettings(**settings),
+        "image_embedder": embedder or ImageEmbedderResource(),
+        "step_functions": StepFunctionsResource(region_name="us-east-1"),
+    }))
+
+
+@pytest.fixture(scope="module")
+def reel(tmp_path_factory, footage):
+    """Three real shots joined by hard cuts: carphone 0-4 s, a street shot of bikes.mp4 4-7 s,
+    Big Buck Bunny 7-10.3 s (bikes.mp4 as a whole is a montage of ~1 s shots)."""
+    out = tmp_path_factory.mktemp("reel") / "reel.mp4"
+    segments = [("carphone_pristine.mp4", 0, 4), ("bikes.mp4", 7, 3), ("bigbuckbunny.mp4", 2, 3.3)]
+    inputs = sum((["-ss", str(ss), "-t", str(t), "-i", str(footage / f)] for f, ss, t in segments), [])
+    chains = "".join(f"[{i}:v:0]scale=640:360,setsar=1,fps=25[v{i}];" for i in range(3))
+    run_ffmpeg([*inputs, "-filter_complex", chains + "[v0][v1][v2]concat=n=3:v=1:a=0[v]", "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", str(out)])
+    return out
+
+
+def _materialization(instance, asset, partition):
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1).records
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def test_direct_upload_key_frames_at_the_cuts(instance, local_resource, reel):
+    store = local_resource.get_store()
+    store.upload(reel, "media", "video_in/reel.mp4")
+    store.put_bytes(b"not a video", "media", "video_in/notes.txt")
+    outcomes = process_pending(_defs(local_resource), instance, sensor_names=["new_video_sensor"])
+    assert [(o.job, o.partition, o.success) for o in outcomes] == [("keyframes", "video_in/reel.mp4", True)]
+
+    meta = _materialization(instance, "key_frames", "video_in/reel.mp4")
+    kept = meta["kept_indices"]
+    assert kept[0] <= 1 and any(4 <= k <= 5 for k in kept) and any(7 <= k <= 8 for k in kept), kept
+    assert len(kept) <= 4, kept  # about one per shot, not one per second
+    keys = sorted(o.key for o in store.list_objects("media", "video_in/selected_frames/reel/"))
+    assert keys == sorted(f"video_in/selected_frames/reel/{k}.jpg" for k in kept)
+    with Image.open(store.root / "media" / keys[0]) as img:
+        assert img.size == (1024, 576)
+
+    table = pq.read_table(io.BytesIO(store.get_bytes("media", "video_in/embeddings/reel.parquet")))
+    assert table.column_names == ["video", "frame_index", "timestamp_s", "dead", "embedding"]
+    assert table.num_rows == 11 and table.schema.field("embedding").type == pa.list_(pa.float32(), 1280)
+    emb = np.asarray(table["embedding"].combine_chunks().flatten().to_numpy()).reshape(11, 1280)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    for check in ("at_least_one_key_frame", "uploaded_keys_exist"):
+        (record,) = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(dg.AssetKey("key_frames"), check), limit=1)
+        assert record.event.dagster_event.event_specific_data.passed, check
+
+
+def test_converted_avi_gets_key_frames_in_the_same_run(instance, local_resource, media):
+    store = local_resource.get_store()
+    store.upload(media["bikes"], "video-avi", "cams/bikes.avi")
+    outcomes = process_pending(_defs(local_resource), instance, sensor_names=["new_avi_sensor"])
+    assert [o.success for o in outcomes] == [True]
+    assert set(outcomes[0].materializations) == {"mp4_clips", "labeling_frames", "keyframe_embeddings", "key_frames"}
+    keys = [o.key for o in store.list_objects("media", "converted/selected_frames/cams/bikes/")]
+    assert keys and all(k.endswith(".jpg") for k in keys)
+
+
+def test_explicit_s3_uri_partition_on_s3(instance, s3_resource, s3_buckets, reel):
+    store = s3_resource.get_store()
+    bucket = s3_buckets("anything")
+    store.upload(reel, bucket, "some/folder/clip.mp4")
+    key = f"s3://{bucket}/some/folder/clip.mp4"
+    instance.add_dynamic_partitions(video_partitions.name, [key])
+    result = _defs(s3_resource).resolve_job_def("keyframes").execute_in_process(instance=instance, partition_key=key)
+    assert result.success
+    assert list(store.list_objects(bucket, "some/folder/selected_frames/clip/"))
+
+
+@pytest.mark.parametrize("name,make,match", [
+    ("audio_only", lambda m, f, t: m["audio_only"], "no video stream"),
+    ("corrupt", lambda m, f, t: m["text"], "not a readable media container"),
+    ("black", None, "black or blank"),
+])
+def test_bad_input_fails_clearly_and_uploads_nothing(instance, local_resource, media, footage, tmp_path, name, make, match):
+    store = local_resource.get_store()
+    if make is None:
+        src = tmp_path / "black.mp4"
+        run_ffmpeg(["-f", "lavfi", "-i", "color=c=black:s=320x240:d=4", "-c:v", "libx264", str(src)])
+    else:
+        src = make(media, footage, tmp_path)
+    store.upload(src, "media", f"video_in/{name}.mp4")
+    store.upload(media["bikes"], "video-avi", "good.avi")  # another partition in the same pass
+    outcomes = process_pending(_defs(local_resource), instance)
+    bad = [o for o in outcomes if o.partition == f"video_in/{name}.mp4"]
+    assert len(bad) == 1 and not bad[0].success and match in bad[0].error, bad[0].error
+    assert all(o.success for o in outcomes if o is not bad[0])
+    assert not list(store.list_objects("media", "video_in/selected_frames/"))
+    if name != "black":
+        assert not list(store.list_objects("media", "video_in/samples/"))
+
+
+def test_short_video_gets_one_key_frame(instance, local_resource, footage, tmp_path):
+    store = local_resource.get_store()
+    short = tmp_path / "short.mp4"
+    run_ffmpeg(["-i", str(footage / "bikes.mp4"), "-t", "0.4", "-c:v", "libx264", str(short)])
+    store.upload(short, "media", "video_in/short.mp4")
+    outcomes = process_pending(_defs(local_resource), instance)
+    assert outcomes[0].success
+    assert [o.key for o in store.list_objects("media", "video_in/selected_frames/")] == ["video_in/selected_frames/short/0.jpg"]
+
+
+# ------------------------------------------------------------------ Bedrock Titan
+class _FakeBedrock:
+    """Answers InvokeModel at botocore's HTTP layer (``before-send``), so request signing,
+    serialisation and the retry handler all run for real."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.bodies = []
+
+    def __call__(self, request, **kwargs):
+        self.bodies.append(json.loads(request.body))
+        status, payload, headers = self.script.pop(0) if self.script else (200, None, {})
+        if payload is None:
+            dim = self.bodies[-1]["embeddingConfig"]["outputEmbeddingLength"]
+            payload = {"embedding": np.random.default_rng(len(self.bodies)).normal(size=dim).tolist(), "inputTextTokenCount": 0}
+        return botocore.awsrequest.AWSResponse(request.url, status, {"content-type": "application/json", **headers}, _Raw(json.dumps(payload).encode()))
+
+
+class _Raw:
+    def __init__(self, data):
+        self.data = data
+
+    def stream(self, **kwargs):
+        yield self.data
+
+    def read(self, *a, **k):
+        data, self.data = self.data, b""
+        return data
+
+
+_BUILD_BEDROCK_CLIENT = ImageEmbedderResource.bedrock_client
+
+
+def _titan(script, monkeypatch):
+    """A Titan embedder whose client (shared by every copy Dagster makes of the resource) is
+    answered by ``_FakeBedrock``; the endpoint is 127.0.0.1, so nothing can leave the machine."""
+    res = ImageEmbedderResource(backend="titan", titan_dimension=256, region_name="us-east-1", endpoint_url="http://127.0.0.1:9",
+                                max_concurrency=1, max_attempts=4)
+    client = _BUILD_BEDROCK_CLIENT(res)  # the resource's own client construction (retry config)
+    fake = _FakeBedrock(script)
+    client.meta.events.register_first("before-send.bedrock-runtime.InvokeModel", fake)
+    monkeypatch.setattr(ImageEmbedderResource, "bedrock_client", lambda self: client)
+    return res, fake
+
+
+def test_titan_throttled_call_succeeds_on_retry(tmp_path, reel, monkeypatch):
+    from media_assets.kernels.keyframes import extract_samples
+
+    paths = extract_samples(reel, tmp_path, fps=0.25).paths[:2]
+    throttled = (400, {"message": "Too many requests"}, {"x-amzn-ErrorType": "ThrottlingException"})
+    res, fake = _titan([throttled], monkeypatch)
+    emb = res.embed_jpegs(paths)
+    assert emb.shape == (2, 256) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert len(fake.bodies) == 3  # one throttled + two answered
+    assert fake.bodies[0]["embeddingConfig"] == {"outputEmbeddingLength": 256}
+    assert fake.bodies[0]["inputImage"] == __import__("base64").b64encode(paths[0].read_bytes()).decode()
+
+
+def test_titan_access_denied_and_invalid_response_fail_clearly(instance, local_resource, reel, tmp_path, monkeypatch):
+    from media_assets.kernels.image_embedding import EmbeddingError
+    from media_assets.kernels.keyframes import extract_samples
+
+    paths = extract_samples(reel, tmp_path, fps=0.25).paths[:1]
+    res, _ = _titan([(200, {"message": "no embedding here"}, {})], monkeypatch)
+    with pytest.raises(EmbeddingError, match="invalid Titan response"):
+        res.embed_jpegs(paths)
+
+    denied = (403, {"message": "You don't have access to the model"}, {"x-amzn-ErrorType": "AccessDeniedException"})
+    res, fake = _titan([denied] * 5, monkeypatch)
+    store = local_resource.get_store()
+    store.upload(reel, "media", "video_in/reel.mp4")
+    outcomes = process_pending(_defs(local_resource, embedder=res), instance)
+    assert not outcomes[0].success and "AccessDeniedException" in outcomes[0].error and "bedrock:InvokeModel" in outcomes[0].error
+    assert len(fake.bodies) <= 2  # not retried (4 attempts each), and the remaining frames are cancelled
+    assert not list(store.list_objects("media"))[1:], "only the source video remains"
+
+
+# ------------------------------------------------------------------ Step Functions
+def test_bounded_output_stays_under_256_kb():
+    keys = [f"video_in/selected_frames/v/{i}.jpg" for i in range(20_000)]
+    text = bounded_output({"bucket": "media", "selected_frame_keys": keys}, "selected_frame_keys")
+    data = json.loads(text)
+    assert len(text.encode()) <= MAX_OUTPUT_BYTES and data["selected_frame_keys_truncated"] and data["selected_frame_keys_total"] == 20_000
+
+
+def test_task_token_answered_on_success_and_failure(instance, local_resource, reel, monkeypatch):
+    store = local_resource.get_store()
+    store.upload(reel, "media", "video_in/reel.mp4")
+    defs = _defs(local_resource)
+    instance.add_dynamic_partitions(video_partitions.name, ["video_in/reel.mp4", "video_in/missing.mp4"])
+    job = defs.resolve_job_def("keyframes")
+    ok = job.execute_in_process(instance=instance, partition_key="video_in/reel.mp4", tags={TASK_TOKEN_TAG: "tok-ok"})
+    bad = job.execute_in_process(instance=instance, partition_key="video_in/missing.mp4", tags={TASK_TOKEN_TAG: "tok-bad"}, raise_on_error=False)
+
+    client = boto3.client("stepfunctions", region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
+    monkeypatch.setattr(StepFunctionsResource, "client", lambda self: client)
+    sfn = StepFunctionsResource(region_name="us-east-1")
+    kept = _materialization(instance, "key_frames", "video_in/reel.mp4")["selected_frame_keys"]
+    with Stubber(client) as stub:
+        stub.add_response("send_task_success", {}, {"taskToken": "tok-ok", "output": json.dumps(
+            {"bucket": "media", "video_key": "video_in/reel.mp4", "selected_frame_keys": kept, "frames_kept": len(kept)})})
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name="step_functions_task_success", dagster_instance=instance, dagster_run=ok.dagster_run,
+            dagster_event=ok.get_run_success_event(), resources={"step_functions": sfn},
+        )
+        step_functions_task_success(ctx)
+        stub.assert_no_pending_responses()
+
+    with Stubber(client) as stub:
+        stub.add_response("send_task_failure", {}, {"taskToken": "tok-bad", "error": "MediaAssetsRunFailed",
+                                                    "cause": botocore.stub.ANY})
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name="step_functions_task_failure", dagster_instance=instance, dagster_run=bad.dagster_run,
+            dagster_event=bad.get_run_failure_event(), resources={"step_functions": sfn},
+        ).for_run_failure()
+        step_functions_task_failure(ctx)
+        stub.assert_no_pending_responses()
+    with pytest.raises(botocore.exceptions.ParamValidationError):
+        client.send_task_failure(taskToken="t", error="e", cause=123)
