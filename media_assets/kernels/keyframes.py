@@ -49,12 +49,13 @@ class Samples:
 
 
 def extract_samples(path: str | os.PathLike, out_dir: str | os.PathLike, *, fps: float = 1.0, width: int = 1024,
-                    height: int = 576, start_index: int = 0, jpeg_quality: int = 3) -> Samples:
+                    height: int = 576, start_index: int = 0, jpeg_quality: int = 3, skip_bidir: bool = True) -> Samples:
     """Sample ``path`` at ``fps`` frames/s scaled to ``width``x``height`` (``fps=1,scale=1024:576``
     in one ffmpeg pass) as JPEGs ``<index>.jpg`` in ``out_dir``; index = ``start_index`` + i.
 
-    Sample i shows the frame on screen at i/fps seconds (``round=down``); a video shorter
-    than 1/fps seconds still yields its first frame (``eof_action=pass``).
+    Sample i shows the frame on screen at i/fps seconds (the last frame starting at or before
+    it: ``round=up``; ``round=down`` would show the frame up to one interval later). A video
+    shorter than 1/fps seconds still yields its first frame.
 
     Raises:
         FFmpegError: ffmpeg cannot decode ``path``.
@@ -62,8 +63,9 @@ def extract_samples(path: str | os.PathLike, out_dir: str | os.PathLike, *, fps:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_ffmpeg([
+        *(["-skip_frame", "bidir"] if skip_bidir else []),
         "-i", str(path), "-map", "0:v:0",
-        "-vf", f"fps={fps:g}:round=down:eof_action=pass,scale={width}:{height}",
+        "-vf", f"fps={fps:g}:round=up,scale={width}:{height}",
         "-fps_mode", "vfr", "-q:v", str(jpeg_quality), "-start_number", "0", "-f", "image2", str(out_dir / "s_%08d.jpg"),
     ])
     raw = sorted(out_dir.glob("s_*.jpg"))

@@ -37,6 +37,7 @@ class KeyframeSettings(dg.ConfigurableResource):
             ``<output_bucket>/<converted_prefix>selected_frames/<video>/`` (``media``, ``converted/``).
             Direct uploads get theirs next to the video: ``<bucket>/<key's folder>/selected_frames/<stem>/``.
         fps / width / height: sampling (1 frame/s at 1024x576, the original's).
+        skip_bidir: decode without B-frames (faster; a sample may be a few frames early).
         difference_threshold: cosine threshold; ``None`` = the embedder's calibrated default.
         mode: ``confirmed`` (default), ``last_kept`` or ``consecutive`` (the original rule);
             see :mod:`media_assets.kernels.keyframes`.
@@ -53,6 +54,7 @@ class KeyframeSettings(dg.ConfigurableResource):
     fps: float = 1.0
     width: int = 1024
     height: int = 576
+    skip_bidir: bool = True
     difference_threshold: float | None = None
     mode: Literal["confirmed", "last_kept", "consecutive"] = "confirmed"
     max_wait: int = 3

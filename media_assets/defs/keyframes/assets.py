@@ -93,7 +93,8 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
                 info = probe(local)
                 if info.video is None:
                     raise MediaError(f"{key}: no video stream")
-                samples = extract_samples(local, tmp / f"s_{n}", fps=ks.fps, width=ks.width, height=ks.height, start_index=start)
+                samples = extract_samples(local, tmp / f"s_{n}", fps=ks.fps, width=ks.width, height=ks.height, start_index=start,
+                                          skip_bidir=ks.skip_bidir)
             except (MediaError, FFmpegError) as err:
                 raise input_failure(f"{bucket}/{key}: {err}", ffmpeg_log=getattr(err, "stderr_tail", "")) from err
             local.unlink()
