@@ -7,7 +7,8 @@ Audio with known reference text: Harvard sentences (IEEE 1969 list 1) spoken by 
 and printed (no reference text ships with them, so no WER). WER via jiwer after Whisper's
 EnglishTextNormalizer (the transformers copy of Whisper's normalizer) on both sides, as the
 Whisper paper scores. Rows: faster-whisper tiny.en int8 greedy and beam 5, each clip alone and
-through BatchedInferencePipeline; openai-whisper when a checkpoint is given.
+through BatchedInferencePipeline; openai-whisper fp32 on the same weights (the bundled model
+converted by media_assets.kernels.whisper_convert, or --openai-checkpoint).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def main() -> None:
     from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--openai-checkpoint", help="openai-whisper checkpoint (e.g. from `media-assets convert-whisper`)")
+    p.add_argument("--openai-checkpoint", help="openai-whisper checkpoint (default: the bundled tiny.en, converted here)")
     args = p.parse_args()
     norm = EnglishTextNormalizer({})
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,8 +89,17 @@ def main() -> None:
     text = " ".join(s.text for s in segs)
     wall = time.perf_counter() - t
     print(f"{'faster-whisper int8 beam 5, batched (joined)':<44}{wall:>8.2f}{audio_s / wall:>13.1f}{jiwer.wer(' '.join(refs), norm(text)):>7.3f}")
+    ckpt_dir = tempfile.TemporaryDirectory()
+    if not args.openai_checkpoint:
+        from media_assets.kernels.whisper_convert import convert_ct2_to_openai_whisper
+
+        args.openai_checkpoint = str(convert_ct2_to_openai_whisper(default_model_path(), Path(ckpt_dir.name) / "tiny.en.pt"))
     if args.openai_checkpoint:
+        import torch
+
         from media_assets.kernels.asr import OpenAIWhisperRecognizer
+
+        torch.set_num_threads(2)
 
         for beam in (None, 5):
             ow = OpenAIWhisperRecognizer(args.openai_checkpoint, beam_size=beam)

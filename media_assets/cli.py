@@ -4,6 +4,7 @@
                           summary; exit status 1 if any run failed.
 ``media-assets demo``     put sample videos into the source bucket, then ``process``.
 ``media-assets seed``     only put the sample videos into the source bucket.
+``media-assets convert-whisper OUT``  openai-whisper checkpoint from the bundled CTranslate2 model.
 
 The Dagster instance is the one in ``DAGSTER_HOME`` (default ``./.dagster``, created with
 telemetry off when missing); storage follows ``MEDIA_ASSETS_*``/``AWS_*`` variables.
@@ -102,6 +103,18 @@ def demo(ctx: click.Context) -> None:
     """Seed sample media, then process everything pending."""
     ctx.invoke(seed)
     sys.exit(run_process(()))
+
+
+@main.command("convert-whisper")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--model-dir", default=None, help="CTranslate2 Whisper folder (default: the bundled tiny.en).")
+def convert_whisper(out: str, model_dir: str | None) -> None:
+    """Write an openai-whisper checkpoint converted from a CTranslate2 Whisper model."""
+    from .kernels.asr import default_model_path
+    from .kernels.whisper_convert import convert_ct2_to_openai_whisper
+
+    path = convert_ct2_to_openai_whisper(model_dir or default_model_path(), out)
+    click.echo(f"wrote {path}; use it with MEDIA_ASSETS_ASR_BACKEND=openai-whisper MEDIA_ASSETS_ASR_MODEL={path}")
 
 
 if __name__ == "__main__":

@@ -116,6 +116,23 @@ def test_whisper_transcribes_real_speech_and_not_silence(audio_files):
     assert silent.text == "" or silent.suspect
 
 
+def test_ct2_to_openai_whisper_conversion_runs_real_weights(audio_files, tmp_path):
+    """The bundled CTranslate2 tiny.en converted offline loads in openai-whisper and transcribes
+    real speech as faster-whisper does."""
+    import jiwer
+
+    from media_assets.kernels.asr import OpenAIWhisperRecognizer, default_model_path
+    from media_assets.kernels.whisper_convert import ConversionError, convert_ct2_to_openai_whisper, read_ct2_model
+
+    ckpt = convert_ct2_to_openai_whisper(default_model_path(), tmp_path / "tiny.en.pt")
+    text = OpenAIWhisperRecognizer(str(ckpt), beam_size=5).transcribe(decode_audio(audio_files["speech"])).text
+    assert jiwer.wer(" ".join(_words(SENTENCE)), " ".join(_words(text))) < 0.3, text
+    bogus = tmp_path / "model.bin"
+    bogus.write_bytes(b"\x06\x00\x00\x00\x0a\x00TorchSpec\x00" + b"\x00" * 16)
+    with pytest.raises(ConversionError, match="not a Whisper model"):
+        read_ct2_model(bogus)
+
+
 def _defs(resource, **audio):
     return dg.Definitions.merge(audio_defs, dg.Definitions(resources={
         "object_store": resource, "audio_settings": AudioSettings(**audio),

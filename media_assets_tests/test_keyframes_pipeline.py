@@ -206,12 +206,13 @@ def test_titan_access_denied_and_invalid_response_fail_clearly(instance, local_r
         res.embed_jpegs(paths)
 
     denied = (403, {"message": "You don't have access to the model"}, {"x-amzn-ErrorType": "AccessDeniedException"})
-    res, fake = _titan([denied] * 5, monkeypatch)
+    res, fake = _titan([denied] * 50, monkeypatch)
     store = local_resource.get_store()
     store.upload(reel, "media", "video_in/reel.mp4")
     outcomes = process_pending(_defs(local_resource, embedder=res), instance)
     assert not outcomes[0].success and "AccessDeniedException" in outcomes[0].error and "bedrock:InvokeModel" in outcomes[0].error
-    assert len(fake.bodies) <= 2  # not retried (4 attempts each), and the remaining frames are cancelled
+    # not retried: a retry would send the same image again (max_attempts=4)
+    assert len(fake.bodies) == len({b["inputImage"] for b in fake.bodies}) < 11
     assert not list(store.list_objects("media"))[1:], "only the source video remains"
 
 
