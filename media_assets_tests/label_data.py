@@ -93,7 +93,8 @@ def write_label_dataset(
         kind = np.where(u < exact_share, 1, np.where(u < 1 - unknown_share, 2, 0)).astype(np.int8)
         emb = matrix[video].copy()
         noisy = kind == 2
-        emb[noisy] += (noise * np.abs(emb[noisy]).mean() * rng.normal(size=(noisy.sum(), dim))).astype(np.float32)
+        if noisy.any():
+            emb[noisy] += (noise * np.abs(emb[noisy]).mean() * rng.normal(size=(noisy.sum(), dim))).astype(np.float32)
         unknown = kind == 0
         emb[unknown] = (3 * rng.normal(size=(unknown.sum(), dim))).astype(np.float32)
         old = rng.random((n, n_targets)).astype(np.float32)

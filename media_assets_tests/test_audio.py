@@ -152,7 +152,7 @@ def test_daily_pipeline_to_hive_parquet(instance, local_resource, audio_files, t
     plan = {
         "calls/2026/speech.flac": ("speech", day1), "calls/2026/stereo.flac": ("stereo48k", day1),
         "calls/mp3_as.flac": ("mp3_as", day1), "calls/broken.flac": ("text", day1), "empty.flac": ("empty", day1),
-        "silence.flac": ("silence", day2),
+        "silence.flac": ("silence", day2), "calls/long.flac": ("long", day2),
     }
     for key, (name, when) in plan.items():
         store.upload(audio_files[name], "audio", key)
@@ -181,8 +181,12 @@ def test_daily_pipeline_to_hive_parquet(instance, local_resource, audio_files, t
     assert table.schema.field("tokens").type == pa.list_(pa.int16())
     assert 0 <= min(speech["tokens"]) and max(speech["tokens"]) <= 255
     assert (store.root / "audio-dataset" / "FolderName=calls%2F2026" / "LastModifiedDate=2026-11-20" / "LastModifiedHour=13" / "LastModifiedMinute=45").is_dir()
+    # a 65 s file goes the chunked path (not batched); its speech is in the first seconds
+    assert jiwer.wer(" ".join(_words(SENTENCE)), " ".join(_words(rows["calls/long.flac"]["text"]))) < 0.3
+    assert rows["calls/long.flac"]["duration_s"] == pytest.approx(65, abs=0.1)
+    assert rows["silence.flac"]["text"] == ""  # VAD: no hallucinated text on silence
     lazy = pl.scan_parquet(str(store.root / "audio-dataset" / "FolderName=*" / "**" / "*.parquet"), hive_partitioning=True)
-    assert lazy.select(pl.len()).collect().item() == 7
+    assert lazy.select(pl.len()).collect().item() == 8
 
     # re-materializing a day replaces its files exactly
     files_before = sorted(p.name for p in (store.root / "audio-dataset").rglob("*.parquet") if "FolderName=" in str(p))
@@ -191,4 +195,4 @@ def test_daily_pipeline_to_hive_parquet(instance, local_resource, audio_files, t
     files_after = sorted(p.name for p in (store.root / "audio-dataset").rglob("*.parquet") if "FolderName=" in str(p))
     assert len(files_after) == len(files_before) and files_after != files_before
     again = pads.dataset(str(store.root / "audio-dataset"), format="parquet", partitioning="hive", exclude_invalid_files=True).to_table()
-    assert again.num_rows == 7 and len(set(again["Key"].to_pylist())) == 7
+    assert again.num_rows == 8 and len(set(again["Key"].to_pylist())) == 8

@@ -136,3 +136,49 @@ def merge_transcripts(parts: list[Transcript]) -> Transcript:
         no_speech_prob=float(np.mean(nsp)) if nsp else float("nan"),
         suspect=any(p.suspect for p in parts),
     )
+
+
+def transcribe_batched(recognizer: FasterWhisperRecognizer, audios: list[np.ndarray], batch_size: int = 8) -> list[Transcript]:
+    """Transcribe many short clips (each <= 30 s, 16 kHz mono float32) in batches.
+
+    A short file wastes most of Whisper's 30 s window when decoded alone. Here the clips are
+    laid end to end and handed to faster-whisper's ``BatchedInferencePipeline`` with one
+    ``clip_timestamps`` window per clip, so each clip is its own chunk and ``batch_size``
+    chunks decode together; segments are mapped back to their clip by time. Clips in which
+    Silero VAD finds no speech get an empty transcript without decoding (no hallucination).
+
+    Raises:
+        ValueError: a clip longer than 30 s (use :meth:`FasterWhisperRecognizer.transcribe`).
+    """
+    from faster_whisper import BatchedInferencePipeline
+    from faster_whisper.vad import get_speech_timestamps
+
+    out: list[Transcript | None] = [None] * len(audios)
+    windows, pieces, t = [], [], 0.0
+    for i, a in enumerate(audios):
+        if len(a) > 30 * SAMPLE_RATE:
+            raise ValueError(f"clip {i} lasts {len(a) / SAMPLE_RATE:.1f} s; batched transcription takes clips of at most 30 s")
+        if recognizer.vad_filter and not get_speech_timestamps(a):
+            out[i] = Transcript(text="", language=None, duration_s=len(a) / SAMPLE_RATE)
+            continue
+        windows.append((i, t, t + len(a) / SAMPLE_RATE))
+        pieces.append(a)
+        t += len(a) / SAMPLE_RATE
+    if pieces:
+        joined = np.concatenate(pieces).astype(np.float32)
+        with recognizer._lock:
+            pipeline = BatchedInferencePipeline(recognizer.model)
+            segments, info = pipeline.transcribe(
+                joined, beam_size=recognizer.beam_size, batch_size=batch_size, without_timestamps=True,
+                clip_timestamps=[{"start": s, "end": e} for _, s, e in windows],
+            )
+            segments = list(segments)
+        by_clip: dict[int, list] = {i: [] for i, _, _ in windows}
+        for seg in segments:
+            mid = (seg.start + seg.end) / 2
+            owner = next((i for i, s, e in windows if s <= mid < e), windows[-1][0])
+            start = next(s for i, s, _ in windows if i == owner)
+            by_clip[owner].append((seg.start - start, seg.end - start, seg.text, seg.no_speech_prob))
+        for i, _, _ in windows:
+            out[i] = _transcript(by_clip[i], info.language, audios[i], 0.0, recognizer.silence_dbfs)
+    return out  # type: ignore[return-value]

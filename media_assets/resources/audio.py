@@ -31,6 +31,7 @@ class AudioSettings(dg.ConfigurableResource):
         empty_text_warn_share: warn when more than this share of a day's .flac files has
             empty text.
         max_runs_per_tick: cap on run requests per sensor evaluation.
+        asr_batch_files: short files (<= 29 s) transcribed together in one batched call.
     """
 
     source_bucket: str = "audio"
@@ -40,6 +41,7 @@ class AudioSettings(dg.ConfigurableResource):
     chunk_s: float = 600.0
     empty_text_warn_share: float = 0.5
     max_runs_per_tick: int = 25
+    asr_batch_files: int = 32
 
     def intermediate_key(self, name: str, day: str) -> str:
         return f".media_assets/{name}/{day}.parquet"

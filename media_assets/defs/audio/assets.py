@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from ...kernels.asr import SAMPLE_RATE, merge_transcripts
-from ...kernels.audio import check_audio, iter_audio_chunks
+from ...kernels.asr import SAMPLE_RATE, FasterWhisperRecognizer, merge_transcripts, transcribe_batched
+from ...kernels.audio import check_audio, decode_audio, iter_audio_chunks
 from ...kernels.ffmpeg import FFmpegError
 from ...kernels.probe import MediaError
 from ...resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
@@ -67,30 +67,52 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
     `chunk_s` chunks so memory is bounded) and transcribed with Whisper: `text`, `language`,
     `segments` (JSON list of {start, end, text}, seconds), `duration_s`, `no_speech_prob`,
     `suspect` (text on near-silence). Other objects get null text, as the original did. A
-    corrupt or undecodable `.flac` gets null text and an `error`, and does not fail the day."""
+    corrupt or undecodable `.flac` gets null text and an `error`, and does not fail the day.
+    With faster-whisper, files of at most 29 s are decoded `asr_batch_files` at a time through
+    `BatchedInferencePipeline` (one clip window per file), since a short file alone wastes most
+    of Whisper's 30 s window; longer files go chunk by chunk."""
     store, settings, day = object_store.get_store(), audio_settings, context.partition_key
     recognizer = speech_recognizer.recognizer()
+    batchable = isinstance(recognizer, FasterWhisperRecognizer)
     rows, errors, started, audio_s = [], 0, time.perf_counter(), 0.0
+    short: list[tuple[dict, np.ndarray]] = []  # files <= 30 s wait here and decode in batches
+
+    def record(row: dict, t) -> None:
+        nonlocal audio_s
+        row.update(text=t.text, language=t.language, segments=json.dumps(t.segments), duration_s=t.duration_s,
+                   no_speech_prob=None if np.isnan(t.no_speech_prob) else t.no_speech_prob, suspect=t.suspect)
+        audio_s += t.duration_s
+
+    def flush() -> None:
+        for (row, _), t in zip(short, transcribe_batched(recognizer, [a for _, a in short])):
+            record(row, t)
+        short.clear()
+
     with tempfile.TemporaryDirectory(prefix="transcripts-") as tmp:
         for obj in objects_of_day(store, settings, day):
             row = {"Key": obj.key, "LastModified": obj.last_modified, "Size": obj.size, "ETag": obj.etag, "text": None, "language": None,
                    "segments": None, "duration_s": None, "no_speech_prob": None, "suspect": None, "error": None}
-            if _is_flac(obj.key):
-                local = store.download(settings.source_bucket, obj.key, Path(tmp) / safe_local_name(obj.key, ".flac"))
-                try:
-                    check_audio(local)
-                    t = merge_transcripts([recognizer.transcribe(chunk, start) for start, chunk in
-                                           iter_audio_chunks(local, sample_rate=SAMPLE_RATE, chunk_s=settings.chunk_s)])
-                    row.update(text=t.text, language=t.language, segments=json.dumps(t.segments), duration_s=t.duration_s,
-                               no_speech_prob=None if np.isnan(t.no_speech_prob) else t.no_speech_prob, suspect=t.suspect)
-                    audio_s += t.duration_s
-                except (MediaError, FFmpegError) as err:
-                    errors += 1
-                    row["error"] = str(err)[:1000]
-                    context.log.warning(f"{obj.key}: {err}")
-                finally:
-                    local.unlink(missing_ok=True)
             rows.append(row)
+            if not _is_flac(obj.key):
+                continue
+            local = store.download(settings.source_bucket, obj.key, Path(tmp) / safe_local_name(obj.key, ".flac"))
+            try:
+                duration = check_audio(local)
+                if batchable and duration <= 29.0:
+                    short.append((row, decode_audio(local, sample_rate=SAMPLE_RATE)))
+                    if len(short) >= settings.asr_batch_files:
+                        flush()
+                else:
+                    record(row, merge_transcripts([recognizer.transcribe(chunk, start) for start, chunk in
+                                                   iter_audio_chunks(local, sample_rate=SAMPLE_RATE, chunk_s=settings.chunk_s)]))
+            except (MediaError, FFmpegError) as err:
+                errors += 1
+                row["error"] = str(err)[:1000]
+                context.log.warning(f"{obj.key}: {err}")
+            finally:
+                local.unlink(missing_ok=True)
+        if short:
+            flush()
     table = pa.Table.from_pylist(rows, schema=TRANSCRIPT_SCHEMA)
     _put_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day), table)
     flac = [r for r in rows if _is_flac(r["Key"]) and r["error"] is None]
