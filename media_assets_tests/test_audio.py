@@ -196,3 +196,25 @@ def test_daily_pipeline_to_hive_parquet(instance, local_resource, audio_files, t
     assert len(files_after) == len(files_before) and files_after != files_before
     again = pads.dataset(str(store.root / "audio-dataset"), format="parquet", partitioning="hive", exclude_invalid_files=True).to_table()
     assert again.num_rows == 8 and len(set(again["Key"].to_pylist())) == 8
+
+
+def test_batched_transcription_keeps_files_apart(audio_files):
+    """Short files packed into shared 30 s windows come back one transcript per file, in
+    order, with no words from a neighbour; silence is skipped without decoding."""
+    import subprocess
+
+    from media_assets.kernels.asr import transcribe_batched
+
+    sentences = ["Rice is often served in round bowls.", "The juice of lemons makes fine punch.", "Four hours of steady work faced us."]
+    clips = []
+    for i, text in enumerate(sentences):
+        wav = audio_files["speech"].parent / f"batched_{i}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), text], check=True)
+        clips.append(decode_audio(wav))
+    clips.insert(1, decode_audio(audio_files["silence"]))
+    out = transcribe_batched(SpeechRecognizerResource().recognizer(), clips)
+    assert out[1].text == "" and not out[1].segments
+    for t, text in zip([out[0], out[2], out[3]], sentences):
+        assert set(_words(t.text)) & set(_words(text)), (t.text, text)
+        assert len(_words(t.text)) <= len(_words(text)) + 2  # nothing from the neighbours
+        assert t.segments and t.segments[0]["start"] >= 0 and t.segments[-1]["end"] <= t.duration_s + 0.5

@@ -138,47 +138,60 @@ def merge_transcripts(parts: list[Transcript]) -> Transcript:
     )
 
 
-def transcribe_batched(recognizer: FasterWhisperRecognizer, audios: list[np.ndarray], batch_size: int = 8) -> list[Transcript]:
-    """Transcribe many short clips (each <= 30 s, 16 kHz mono float32) in batches.
+def transcribe_batched(recognizer: FasterWhisperRecognizer, audios: list[np.ndarray], batch_size: int = 8,
+                       window_s: float = 28.0, gap_s: float = 1.0) -> list[Transcript]:
+    """Transcribe many short clips (16 kHz mono float32) together.
 
-    A short file wastes most of Whisper's 30 s window when decoded alone. Here the clips are
-    laid end to end and handed to faster-whisper's ``BatchedInferencePipeline`` with one
-    ``clip_timestamps`` window per clip, so each clip is its own chunk and ``batch_size``
-    chunks decode together; segments are mapped back to their clip by time. Clips in which
-    Silero VAD finds no speech get an empty transcript without decoding (no hallucination).
+    Whisper always encodes a 30 s window, so a 3 s file decoded alone costs as much as 30 s of
+    audio. Here clips are packed end to end, ``gap_s`` seconds of silence apart, into windows
+    of at most ``window_s`` seconds; the windows go to faster-whisper's
+    ``BatchedInferencePipeline`` as ``clip_timestamps`` (``batch_size`` windows per forward
+    pass) with word timestamps, and every word is given back to the clip its midpoint falls
+    in, so no text crosses from one file into another. Clips in which Silero VAD finds no
+    speech get an empty transcript without decoding (no hallucination on silence).
 
     Raises:
-        ValueError: a clip longer than 30 s (use :meth:`FasterWhisperRecognizer.transcribe`).
+        ValueError: a clip longer than ``window_s`` (use :meth:`FasterWhisperRecognizer.transcribe`).
     """
     from faster_whisper import BatchedInferencePipeline
     from faster_whisper.vad import get_speech_timestamps
 
     out: list[Transcript | None] = [None] * len(audios)
-    windows, pieces, t = [], [], 0.0
+    gap = np.zeros(int(gap_s * SAMPLE_RATE), np.float32)
+    pieces, placed, windows = [], [], []  # placed: (clip, start s, end s) on the joined timeline
+    t, window_start = 0.0, 0.0
     for i, a in enumerate(audios):
-        if len(a) > 30 * SAMPLE_RATE:
-            raise ValueError(f"clip {i} lasts {len(a) / SAMPLE_RATE:.1f} s; batched transcription takes clips of at most 30 s")
+        dur = len(a) / SAMPLE_RATE
+        if dur > window_s:
+            raise ValueError(f"clip {i} lasts {dur:.1f} s; batched transcription takes clips of at most {window_s:g} s")
         if recognizer.vad_filter and not get_speech_timestamps(a):
-            out[i] = Transcript(text="", language=None, duration_s=len(a) / SAMPLE_RATE)
+            out[i] = Transcript(text="", language=None, duration_s=dur)
             continue
-        windows.append((i, t, t + len(a) / SAMPLE_RATE))
-        pieces.append(a)
-        t += len(a) / SAMPLE_RATE
-    if pieces:
-        joined = np.concatenate(pieces).astype(np.float32)
+        if t + dur - window_start > window_s:  # close the window
+            windows.append({"start": window_start, "end": t})
+            window_start = t
+        pieces += [a.astype(np.float32), gap]
+        placed.append((i, t, t + dur))
+        t += dur + gap_s
+    if placed:
+        windows.append({"start": window_start, "end": t})
         with recognizer._lock:
-            pipeline = BatchedInferencePipeline(recognizer.model)
-            segments, info = pipeline.transcribe(
-                joined, beam_size=recognizer.beam_size, batch_size=batch_size, without_timestamps=True,
-                clip_timestamps=[{"start": s, "end": e} for _, s, e in windows],
+            segments, info = BatchedInferencePipeline(recognizer.model).transcribe(
+                np.concatenate(pieces), beam_size=recognizer.beam_size, batch_size=batch_size,
+                clip_timestamps=windows, without_timestamps=False, word_timestamps=True,
             )
             segments = list(segments)
-        by_clip: dict[int, list] = {i: [] for i, _, _ in windows}
-        for seg in segments:
-            mid = (seg.start + seg.end) / 2
-            owner = next((i for i, s, e in windows if s <= mid < e), windows[-1][0])
-            start = next(s for i, s, _ in windows if i == owner)
-            by_clip[owner].append((seg.start - start, seg.end - start, seg.text, seg.no_speech_prob))
-        for i, _, _ in windows:
-            out[i] = _transcript(by_clip[i], info.language, audios[i], 0.0, recognizer.silence_dbfs)
+        words: dict[int, list] = {i: [] for i, _, _ in placed}
+        for k, seg in enumerate(segments):
+            for w in seg.words or []:
+                mid = (w.start + w.end) / 2
+                owner = min(placed, key=lambda p: 0 if p[1] <= mid < p[2] else min(abs(mid - p[1]), abs(mid - p[2])))
+                words[owner[0]].append((k, w.start - owner[1], w.end - owner[1], w.word, seg.no_speech_prob))
+        for i, _, _ in placed:
+            segs = []  # Whisper's segments, cut at file boundaries
+            for k in dict.fromkeys(w[0] for w in words[i]):
+                ws = [w for w in words[i] if w[0] == k]
+                dur = len(audios[i]) / SAMPLE_RATE  # word times can stray a little past the file's edges
+                segs.append((float(min(max(ws[0][1], 0.0), dur)), float(min(max(ws[-1][2], 0.0), dur)), "".join(w[3] for w in ws), ws[0][4]))
+            out[i] = _transcript(segs, info.language, audios[i], 0.0, recognizer.silence_dbfs)
     return out  # type: ignore[return-value]
