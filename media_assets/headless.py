@@ -33,6 +33,7 @@ class RunOutcome:
     seconds: float
     error: str | None = None
     materializations: dict[str, dict] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # materializations per asset (partitions)
 
 
 def _cursor_key(sensor_name: str) -> str:
@@ -72,19 +73,24 @@ def execute_run_request(defs: dg.Definitions, instance: dg.DagsterInstance, sens
         tags=tags,
         raise_on_error=False,
     )
-    mats = {}
+    mats, counts = {}, {}
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        mats[mat.asset_key.to_user_string()] = _metadata_values(mat.metadata)
+        key = mat.asset_key.to_user_string()
+        mats[key] = _metadata_values(mat.metadata)
+        counts[key] = counts.get(key, 0) + 1
     return RunOutcome(
         sensor=sensor_name,
         job=job.name,
-        partition=request.partition_key or tags.get("dagster/asset_partition_range_start", ""),
+        partition=request.partition_key or "..".join(
+            filter(None, [tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")])
+        ),
         run_id=result.run_id,
         success=result.success,
         seconds=time.perf_counter() - started,
         error=None if result.success else _failure_message(result),
         materializations=mats,
+        counts=counts,
     )
 
 
