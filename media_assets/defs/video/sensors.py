@@ -10,11 +10,11 @@ from .jobs import video_conversion_job
 from .partitions import video_partitions
 
 
-def source_skip_reason(obj: ObjectInfo, suffixes: list[str]) -> str | None:
+def source_skip_reason(obj: ObjectInfo, suffixes: list[str] | None = None) -> str | None:
     """Why ``obj`` is not a video source, or ``None``. Unsafe keys (``..`` segments, ...) and
     keys Dagster cannot use as partition keys (containing ``...`` or control characters) are
     skipped with a warning in the sensor log; the object itself is left untouched."""
-    if not obj.key.lower().endswith(tuple(s.lower() for s in suffixes)):
+    if suffixes is not None and not obj.key.lower().endswith(tuple(s.lower() for s in suffixes)):
         return f"suffix not in {suffixes}"
     try:
         check_key(obj.key)
@@ -38,7 +38,7 @@ new_avi_sensor = partitioned_object_sensor(
     job=video_conversion_job,
     partitions_def=video_partitions,
     list_objects=_list_sources,
-    skip_reason=lambda o: source_skip_reason(o, [".avi", ".AVI"]),
+    skip_reason=source_skip_reason,  # listing already filtered by the configured suffixes
     max_runs_per_tick=lambda ctx: ctx.resources.video_settings.max_runs_per_tick,
     required_resource_keys={"object_store", "video_settings"},
     description="Polls the source bucket for new or re-uploaded AVI objects; adds a `videos` "
