@@ -28,12 +28,16 @@ Modes (``mode=``):
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .ffmpeg import run_ffmpeg
+from .ffmpeg import FFmpegError, ffmpeg_exe
 
 MODES = ("confirmed", "last_kept", "consecutive")
 
@@ -49,7 +53,8 @@ class Samples:
 
 
 def extract_samples(path: str | os.PathLike, out_dir: str | os.PathLike, *, fps: float = 1.0, width: int = 1024,
-                    height: int = 576, start_index: int = 0, jpeg_quality: int = 3, skip_bidir: bool = True) -> Samples:
+                    height: int = 576, start_index: int = 0, jpeg_quality: int = 3, skip_bidir: bool = True,
+                    on_batch: Callable[[list[Path]], None] | None = None, batch_size: int = 8) -> Samples:
     """Sample ``path`` at ``fps`` frames/s scaled to ``width``x``height`` (``fps=1,scale=1024:576``
     in one ffmpeg pass) as JPEGs ``<index>.jpg`` in ``out_dir``; index = ``start_index`` + i.
 
@@ -57,18 +62,48 @@ def extract_samples(path: str | os.PathLike, out_dir: str | os.PathLike, *, fps:
     it: ``round=up``; ``round=down`` would show the frame up to one interval later). A video
     shorter than 1/fps seconds still yields its first frame.
 
+    ``skip_bidir`` (default) tells the decoder to skip B-frames (``-skip_frame bidir``): a
+    sample is then the last I/P frame at or before i/fps -- at most a few frames (x264's
+    default: 3 B-frames, 120 ms at 25 fps) earlier -- and decoding is ~30 % faster, which is
+    most of the extraction cost. Codecs without B-frames are unaffected.
+
+    ``on_batch``, if given, is called with each run of at least ``batch_size`` finished JPEGs
+    (in order) while ffmpeg is still decoding, so work on them (embedding) overlaps decoding.
+
     Raises:
         FFmpegError: ffmpeg cannot decode ``path``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_ffmpeg([
+    cmd = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
         *(["-skip_frame", "bidir"] if skip_bidir else []),
         "-i", str(path), "-map", "0:v:0",
         "-vf", f"fps={fps:g}:round=up,scale={width}:{height}",
         "-fps_mode", "vfr", "-q:v", str(jpeg_quality), "-start_number", "0", "-f", "image2", str(out_dir / "s_%08d.jpg"),
-    ])
+    ]
+    handed = 0
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            while proc.poll() is None:
+                if on_batch is not None:
+                    ready = sorted(out_dir.glob("s_*.jpg"))[:-1]  # the newest may still be being written
+                    if len(ready) - handed >= batch_size:
+                        on_batch(ready[handed:])
+                        handed = len(ready)
+                        continue
+                time.sleep(0.02)
+        finally:
+            if proc.poll() is None:  # on_batch raised: stop decoding
+                proc.kill()
+                proc.wait()
+        if proc.returncode != 0:
+            err.seek(0)
+            raise FFmpegError(cmd, proc.returncode, err.read().decode("utf-8", "replace"))
     raw = sorted(out_dir.glob("s_*.jpg"))
+    if on_batch is not None and len(raw) > handed:
+        on_batch(raw[handed:])
     paths = []
     for i, p in enumerate(raw):
         dst = out_dir / f"{start_index + i}.jpg"
