@@ -1,5 +1,5 @@
 """Helpers shared by the asset modules: input failures, JSON manifests (the commit point of
-assets that write objects themselves), best-effort cleanup, markdown previews."""
+assets that write objects themselves), Parquet objects, best-effort cleanup, markdown previews."""
 
 import base64
 import io
@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image
 
 from ..storage import ObjectNotFoundError, ObjectStore
@@ -27,6 +29,18 @@ def read_manifest(store: ObjectStore, bucket: str, key: str) -> dict | None:
 
 def write_manifest(store: ObjectStore, bucket: str, key: str, manifest: dict) -> None:
     store.put_bytes(json.dumps(manifest, indent=1).encode(), bucket, key, content_type="application/json")
+
+
+def put_table(store: ObjectStore, bucket: str, key: str, table: pa.Table) -> None:
+    """Write ``table`` as one zstd-compressed Parquet object."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    store.put_bytes(buf.getvalue(), bucket, key, content_type="application/vnd.apache.parquet")
+
+
+def get_table(store: ObjectStore, bucket: str, key: str) -> pa.Table:
+    """Read a Parquet object written by :func:`put_table`."""
+    return pq.read_table(io.BytesIO(store.get_bytes(bucket, key)))
 
 
 def delete_quietly(store: ObjectStore, bucket: str, keys: list[str], log) -> None:

@@ -21,9 +21,15 @@ class VideoSource:
     out_prefix: str
     stem: str
 
+    def _folder(self, folder: str) -> str:
+        return f"{self.out_prefix}/{folder}" if self.out_prefix else folder
+
     def out_key(self, folder: str, name: str) -> str:
-        base = f"{self.out_prefix}/" if self.out_prefix else ""
-        return f"{base}{folder}/{self.stem}/{name}"
+        return f"{self._folder(folder)}/{self.stem}/{name}"
+
+    def embeddings_key(self) -> str:
+        """``<prefix>/embeddings/<stem>.parquet``, the ``keyframe_embeddings`` table."""
+        return f"{self._folder('embeddings')}/{self.stem}.parquet"
 
 
 class KeyframeSettings(dg.ConfigurableResource):

@@ -2,7 +2,6 @@
 audio_objects -> transcripts -> audio_tokens -> audio_dataset (hive-partitioned Parquet)."""
 
 import datetime as dt
-import io
 import json
 import tempfile
 import time
@@ -13,7 +12,6 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 
 from ...kernels.asr import SAMPLE_RATE, FasterWhisperRecognizer, merge_transcripts, transcribe_batched
 from ...kernels.audio import check_audio, decode_audio, iter_audio_chunks
@@ -21,7 +19,7 @@ from ...kernels.ffmpeg import FFmpegError
 from ...kernels.probe import MediaError
 from ...resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
 from ...storage import ObjectInfo, ObjectStore, ObjectStoreResource, safe_local_name
-from ..common import delete_quietly, read_manifest, write_manifest
+from ..common import delete_quietly, get_table, put_table, read_manifest, write_manifest
 from .partitions import audio_partitions
 
 audio_objects = dg.AssetSpec(
@@ -41,16 +39,6 @@ def objects_of_day(store: ObjectStore, settings: AudioSettings, day: str) -> lis
 
 def _is_flac(key: str) -> bool:
     return key.lower().endswith(".flac")
-
-
-def _put_table(store: ObjectStore, bucket: str, key: str, table: pa.Table) -> None:
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    store.put_bytes(buf.getvalue(), bucket, key, content_type="application/vnd.apache.parquet")
-
-
-def _get_table(store: ObjectStore, bucket: str, key: str) -> pa.Table:
-    return pq.read_table(io.BytesIO(store.get_bytes(bucket, key)))
 
 
 TRANSCRIPT_SCHEMA = pa.schema([
@@ -114,7 +102,7 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
         if short:
             flush()
     table = pa.Table.from_pylist(rows, schema=TRANSCRIPT_SCHEMA)
-    _put_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day), table)
+    put_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day), table)
     flac = [r for r in rows if _is_flac(r["Key"]) and r["error"] is None]
     elapsed = time.perf_counter() - started
     return dg.MaterializeResult(metadata={
@@ -132,7 +120,7 @@ def audio_tokens(context: dg.AssetExecutionContext, object_store: ObjectStoreRes
     at 8 kHz, tokens in [0, 255]; `encodec`: EnCodec codes, frame-major). Columns: `Key`,
     `tokens` (list<int16>), `token_rate_hz`."""
     store, settings, day = object_store.get_store(), audio_settings, context.partition_key
-    table = _get_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day))
+    table = get_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day))
     keys, tokens = [], []
     with tempfile.TemporaryDirectory(prefix="tokens-") as tmp:
         for key, error in zip(table["Key"].to_pylist(), table["error"].to_pylist()):
@@ -153,7 +141,7 @@ def audio_tokens(context: dg.AssetExecutionContext, object_store: ObjectStoreRes
         "tokens": pa.array(tokens, pa.list_(pa.int16())),
         "token_rate_hz": pa.array([audio_tokenizer.sample_rate] * len(keys), pa.int32()),
     })
-    _put_table(store, settings.dataset_bucket, settings.intermediate_key("tokens", day), out)
+    put_table(store, settings.dataset_bucket, settings.intermediate_key("tokens", day), out)
     return dg.MaterializeResult(metadata={"tokenized": len(keys), "tokenizer": audio_tokenizer.tokenizer,
                                           "total_tokens": int(sum(len(t) for t in tokens))})
 
@@ -194,8 +182,8 @@ def audio_dataset(context: dg.AssetExecutionContext, object_store: ObjectStoreRe
     a day replaces its files exactly: the new files are uploaded, the day's manifest is
     written, then the previous files of that day are deleted."""
     store, settings, day = object_store.get_store(), audio_settings, context.partition_key
-    t = _get_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day))
-    k = _get_table(store, settings.dataset_bucket, settings.intermediate_key("tokens", day))
+    t = get_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day))
+    k = get_table(store, settings.dataset_bucket, settings.intermediate_key("tokens", day))
     table = dataset_table(t, k)
     manifest_key = f".media_assets/manifests/{day}.json"
     previous = read_manifest(store, settings.dataset_bucket, manifest_key)

@@ -5,7 +5,6 @@ MP4 clips are read), a direct upload under ``video_in/``, or an explicit ``s3://
 """
 
 import concurrent.futures
-import io
 import tempfile
 import time
 from pathlib import Path
@@ -14,7 +13,6 @@ import botocore.exceptions
 import dagster as dg
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image
 
 from ...kernels.ffmpeg import FFmpegError
@@ -26,7 +24,7 @@ from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings, VideoSource
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource, safe_local_name
-from ..common import delete_quietly, input_failure, preview_markdown, read_manifest, write_manifest
+from ..common import delete_quietly, get_table, input_failure, preview_markdown, put_table, read_manifest, write_manifest
 from ..video.assets import mp4_clips
 from ..video.partitions import video_partitions
 
@@ -78,7 +76,7 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
     """
     ks, store = keyframe_settings, object_store.get_store()
     src = ks.source_for(context.partition_key, video_settings.video_prefix)
-    parquet_key = src.out_key("embeddings", "").rstrip("/") + ".parquet"
+    parquet_key = src.embeddings_key()
     started = time.perf_counter()
     uploaded: list[str] = []
     with tempfile.TemporaryDirectory(prefix="keyframes-") as tmp:
@@ -134,9 +132,7 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
                     futures.append(pool.submit(store.upload, p, src.out_bucket, key, "image/jpeg"))
                 for f in futures:
                     f.result()
-            buf = io.BytesIO()
-            pq.write_table(table, buf, compression="zstd")
-            store.put_bytes(buf.getvalue(), src.out_bucket, parquet_key, content_type="application/vnd.apache.parquet")
+            put_table(store, src.out_bucket, parquet_key, table)
         except BaseException:
             delete_quietly(store, src.out_bucket, uploaded, context.log)
             raise
@@ -151,11 +147,6 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
         "embed_s": round(embed_s, 3),
         "video_s_per_wall_s": round(len(paths) / ks.fps / max(time.perf_counter() - started, 1e-9), 2),
     })
-
-
-def read_embeddings(store: ObjectStore, bucket: str, key: str) -> pa.Table:
-    """The Parquet table written by ``keyframe_embeddings``."""
-    return pq.read_table(io.BytesIO(store.get_bytes(bucket, key)))
 
 
 @dg.asset(
@@ -180,9 +171,9 @@ def key_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResou
     """
     ks, store = keyframe_settings, object_store.get_store()
     src = ks.source_for(context.partition_key, video_settings.video_prefix)
-    parquet_key = src.out_key("embeddings", "").rstrip("/") + ".parquet"
+    parquet_key = src.embeddings_key()
     try:
-        table = read_embeddings(store, src.out_bucket, parquet_key)
+        table = get_table(store, src.out_bucket, parquet_key)
     except ObjectNotFoundError as err:
         raise input_failure(f"no embeddings for {src.key!r}: materialize keyframe_embeddings first") from err
     indices = table["frame_index"].to_numpy()
