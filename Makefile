@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 	mkdir -p $(DAGSTER_HOME)
-	cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	cp -u dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: install
 	$(VENV)/bin/media-assets demo

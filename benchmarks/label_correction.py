@@ -25,6 +25,7 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import yaml
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -68,7 +69,9 @@ def main() -> None:
 
         # the platform: one run over the whole partition range
         defs = dg.Definitions.merge(label_defs, dg.Definitions(resources={"object_store": resource, "label_settings": settings}))
-        with dg.instance_for_test() as instance:
+        # the project's instance configuration (batched SQLite event storage), in a temp dir
+        instance_config = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+        with dg.instance_for_test(overrides=instance_config) as instance:
             instance.add_dynamic_partitions(batch_partitions.name, keys)
             dg.materialize(list(label_defs.assets), selection=["video_embedding_index"], instance=instance,
                            resources={"object_store": resource, "label_settings": settings})

@@ -22,7 +22,15 @@ import click
 from tabulate import tabulate
 
 DEFAULT_DAGSTER_YAML = """\
-# Local instance: SQLite run/event storage under DAGSTER_HOME.
+# Local instance: SQLite run/event storage under DAGSTER_HOME, asset events written in
+# batches (media_assets/instance_storage.py). The project's dagster.yaml has the same storage.
+storage:
+  custom:
+    module: media_assets.instance_storage
+    class: BatchedSqliteStorage
+    config:
+      base_dir:
+        env: DAGSTER_HOME
 telemetry:
   enabled: false
 nux:

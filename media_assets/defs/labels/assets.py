@@ -24,6 +24,7 @@ from ...kernels.labels import (
 from ...kernels.safe_pickle import safe_loads
 from ...resources.labels import LabelCorrectionSettings
 from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource
+from ..partition_events import PartitionMaterializations
 from .partitions import batch_partitions
 
 PARTITIONS_PER_RUN = int(os.environ.get("MEDIA_ASSETS_LABELS_PARTITIONS_PER_RUN", "500"))
@@ -146,8 +147,9 @@ def _correct_one(store: ObjectStore, settings: LabelCorrectionSettings, key: str
     }
 
 
-def _record_result(context, settings: LabelCorrectionSettings, key: str, future, failures: dict[str, str]) -> int:
-    """Log one batch's materialization (and failing check evaluations); 1 if it succeeded."""
+def _record_result(context, settings: LabelCorrectionSettings, key: str, future, failures: dict[str, str],
+                   materializations: PartitionMaterializations) -> int:
+    """Record one batch's materialization (and failing check evaluations); 1 if it succeeded."""
     try:
         meta = future.result()
     except (BatchFormatError, ObjectNotFoundError) as err:
@@ -157,9 +159,9 @@ def _record_result(context, settings: LabelCorrectionSettings, key: str, future,
     same_layout = meta.pop("_same_layout")
     share = meta["unmatched"] / max(meta["rows"], 1)
     meta["unmatched_share"] = round(share, 4)
-    context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=meta))
-    # Checks are evaluated for every batch; only failing evaluations become events, since each
-    # event costs a storage write per partition (~20-30 ms on SQLite) at 16,889 partitions.
+    materializations.add(dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=meta))
+    # Checks are evaluated for every batch; only failing evaluations become events (one write
+    # each): at 16,889 partitions, an event per partition and check would outweigh the work.
     # Passing values are in the materialization metadata; the check ops re-verify on demand.
     if share > settings.max_unmatched_share:
         context.log_event(dg.AssetCheckEvaluation(
@@ -189,7 +191,8 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
     the partition's metadata (`unmatched_rows`). One run handles a range of partitions
     (`BackfillPolicy.multi_run(partitions_per_run)`): the index and targets load once per run,
     batches are transferred `transfer_concurrency` at a time, and every partition gets its own
-    materialization and check results. Batches that fail (malformed, unsafe pickle) are
+    materialization (written to the instance in batches of 500, `defs/partition_events.py`)
+    and failing check results. Batches that fail (malformed, unsafe pickle) are
     reported by partition and fail the run after the others are written.
     """
     settings, store = label_settings, object_store.get_store()
@@ -202,7 +205,8 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
 
     failures: dict[str, str] = {}
     done = 0
-    with concurrent.futures.ThreadPoolExecutor(settings.transfer_concurrency) as pool:
+    with PartitionMaterializations(context) as materializations, \
+            concurrent.futures.ThreadPoolExecutor(settings.transfer_concurrency) as pool:
         # at most 2 x transfer_concurrency batches in flight: memory stays flat for any range
         pending = iter(keys)
         futures = {}
@@ -219,7 +223,7 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
             for future in done_now:
                 key = futures.pop(future)
                 submit_next()
-                done += _record_result(context, settings, key, future, failures)
+                done += _record_result(context, settings, key, future, failures, materializations)
     elapsed = time.perf_counter() - started
     context.log.info(f"corrected {done} of {len(keys)} batches in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.1f} batches/s)")
     if failures:

@@ -1,0 +1,99 @@
+"""Dagster instance storage for the local instance: SQLite, with batched asset-event writes.
+
+Dagster's SQLite event log writes every event in its own transactions (one in the run's shard,
+one more in the cross-run index for asset events), each on a freshly created engine: about
+10 ms per event on this machine. A single run over thousands of partitions (label correction:
+one run per `BackfillPolicy.multi_run` chunk, up to 16,889 partitions) writes two asset events
+per partition (materialization planned, materialization), so the event log, not the work,
+set the run time (~20 ms per partition measured in `benchmarks/label_correction.py`).
+
+Dagster already hands such events over in batches: per-partition materializations of a
+ranged run and the planned events at run creation carry batch metadata, and are passed to
+``EventLogStorage.store_event_batch`` when the ``DAGSTER_EVENT_BATCH_SIZE`` environment
+variable is > 0. The SQLite storage inherits the default ``store_event_batch`` (one
+``store_event`` per event); this module gives it a real one, written after Dagster's own
+``dagster_postgres.PostgresEventLogStorage.store_event_batch``: one transaction per shard
+for the whole batch, the asset-event tags in one insert, and the asset's latest-event row
+updated once per (asset, event type) with the batch's last event. Everything else (run
+events, check evaluations, reads, the UI's watchers) is Dagster's SQLite storage unchanged.
+
+Configure it in ``$DAGSTER_HOME/dagster.yaml`` (the project's `dagster.yaml` does)::
+
+    storage:
+      custom:
+        module: media_assets.instance_storage
+        class: BatchedSqliteStorage
+        config:
+          base_dir:
+            env: DAGSTER_HOME
+
+Constructing the storage enables batching in the process (``DAGSTER_EVENT_BATCH_SIZE``
+defaults to ``EVENT_BATCH_SIZE`` unless already set; set it to 0 to turn batching off).
+This module imports nothing from the rest of `media_assets`, so the webserver and daemon load
+it without the pipelines' dependencies.
+"""
+
+import os
+from collections.abc import Sequence
+
+from dagster._core.events import BATCH_WRITABLE_EVENTS, DagsterEventType
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log import SqlEventLogStorageTable
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
+
+EVENT_BATCH_SIZE = 1000  # events per store_event_batch call (Dagster's buffer flushes at this size)
+
+# event types written here in bulk; the rest go through SqliteEventLogStorage.store_event
+_BULK_TYPES = frozenset({
+    DagsterEventType.ASSET_MATERIALIZATION,
+    DagsterEventType.ASSET_OBSERVATION,
+    DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+}) & BATCH_WRITABLE_EVENTS
+
+
+class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
+    """`SqliteEventLogStorage` whose ``store_event_batch`` writes a batch of asset
+    materialization / observation / planned events in one transaction per shard (run shard and
+    index shard) instead of two per event. Rows written are the same as event-by-event storage:
+    each event in its run's shard and mirrored in the index shard with its tags, and the asset's
+    latest-event row reflecting the last event of each type."""
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        bulk = [e for e in events if e.is_dagster_event and e.dagster_event_type in _BULK_TYPES and e.dagster_event.asset_key]
+        if len(bulk) != len(events) or len({e.run_id for e in events}) != 1:
+            # mixed batches (not produced by Dagster today) keep the event-by-event path
+            for event in events:
+                self.store_event(event)
+            return
+        rows = [self._event_to_row(e) for e in events]
+        with self.run_connection(events[0].run_id) as conn:
+            conn.execute(SqlEventLogStorageTable.insert(), rows)
+        with self.index_transaction() as conn:
+            result = conn.execute(
+                SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True),
+                rows,
+            )
+            event_ids = [int(row[0]) for row in result]
+            self._store_asset_event_tags(conn, events, event_ids)
+            last: dict[tuple[str, DagsterEventType], tuple[EventLogEntry, int]] = {}
+            for event, event_id in zip(events, event_ids):
+                last[(event.dagster_event.asset_key.to_string(), event.dagster_event_type)] = (event, event_id)
+            for event, event_id in sorted(last.values(), key=lambda pair: pair[1]):
+                self._store_asset_event(conn, event, event_id)
+
+
+class BatchedSqliteStorage(DagsterSqliteStorage):
+    """Dagster's default SQLite storage (runs, schedules and event log under ``base_dir``) with
+    :class:`BatchedSqliteEventLogStorage` as its event log, and event batching switched on in
+    this process (see the module docstring)."""
+
+    def __init__(self, base_dir: str, inst_data=None):
+        super().__init__(base_dir, inst_data=inst_data)
+        self._event_log_storage = BatchedSqliteEventLogStorage(_event_logs_directory(base_dir))
+        os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(EVENT_BATCH_SIZE))
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value) -> "BatchedSqliteStorage":
+        # the parent hard-codes its own class here
+        return cls.from_local(inst_data=inst_data, **config_value)
