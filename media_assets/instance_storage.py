@@ -11,11 +11,19 @@ Dagster already hands such events over in batches: per-partition materialization
 ranged run and the planned events at run creation carry batch metadata, and are passed to
 ``EventLogStorage.store_event_batch`` when the ``DAGSTER_EVENT_BATCH_SIZE`` environment
 variable is > 0. The SQLite storage inherits the default ``store_event_batch`` (one
-``store_event`` per event); this module gives it a real one, written after Dagster's own
-``dagster_postgres.PostgresEventLogStorage.store_event_batch``: one transaction per shard
-for the whole batch, the asset-event tags in one insert, and the asset's latest-event row
-updated once per (asset, event type) with the batch's last event. Everything else (run
-events, check evaluations, reads, the UI's watchers) is Dagster's SQLite storage unchanged.
+``store_event`` per event, each opening its own engines and transactions); this module gives
+it a real one:
+
+- a batch of asset materializations / observations / planned events of one run (what
+  Dagster batches) is written as Dagster's own ``dagster_postgres.PostgresEventLogStorage.
+  store_event_batch`` writes it: one multi-row insert per shard, the asset-event tags in
+  one insert, and the asset's latest-event row updated once per (asset, event type) with the
+  batch's last event;
+- any other batch (e.g. per-partition asset check evaluations, which
+  `media_assets.defs.partition_events` batches too) goes through Dagster's own
+  ``store_event`` for each event, but inside one held connection and transaction per shard.
+
+Single events, reads and the UI's watchers are Dagster's SQLite storage unchanged.
 
 Configure it in ``$DAGSTER_HOME/dagster.yaml`` (the project's `dagster.yaml` does)::
 
@@ -34,13 +42,19 @@ it without the pipelines' dependencies.
 """
 
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 
 from dagster._core.events import BATCH_WRITABLE_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log import SqlEventLogStorageTable
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
+from dagster._core.storage.sql import create_engine
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
 
 EVENT_BATCH_SIZE = 1000  # events per store_event_batch call (Dagster's buffer flushes at this size)
 
@@ -59,13 +73,54 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     each event in its run's shard and mirrored in the index shard with its tags, and the asset's
     latest-event row reflecting the last event of each type."""
 
+    def __init__(self, base_dir: str, inst_data=None):
+        super().__init__(base_dir, inst_data=inst_data)
+        self._held = threading.local()  # shard -> connection held by store_event_batch (this thread)
+
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        bulk = [e for e in events if e.is_dagster_event and e.dagster_event_type in _BULK_TYPES and e.dagster_event.asset_key]
-        if len(bulk) != len(events) or len({e.run_id for e in events}) != 1:
-            # mixed batches (not produced by Dagster today) keep the event-by-event path
-            for event in events:
-                self.store_event(event)
+        if not events:
             return
+        bulk = [e for e in events if e.is_dagster_event and e.dagster_event_type in _BULK_TYPES and e.dagster_event.asset_key]
+        if len(bulk) == len(events) and len({e.run_id for e in events}) == 1:
+            self._store_asset_events_bulk(events)
+        else:
+            self._store_events_in_held_connections(events)
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        held = getattr(self._held, "connections", None)
+        if held is not None and shard in held:
+            yield held[shard]  # inside store_event_batch: same connection and transaction
+            return
+        with super()._connect(shard) as conn:
+            yield conn
+
+    @contextmanager
+    def _open(self, shard: str) -> Iterator[Connection]:
+        """``SqliteEventLogStorage._connect`` without its lock (the caller holds it)."""
+        engine = create_engine(self.conn_string_for_shard(shard), poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+        try:
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+        finally:
+            engine.dispose()
+
+    def _store_events_in_held_connections(self, events: Sequence[EventLogEntry]) -> None:
+        """Dagster's ``store_event`` for each event, all in one transaction per shard; if any
+        event fails, nothing of the batch is written (and Dagster retries event by event)."""
+        shards = sorted({e.run_id for e in events}) + [INDEX_SHARD_NAME]
+        with self._db_lock, ExitStack() as stack:
+            self._held.connections = {shard: stack.enter_context(self._open(shard)) for shard in shards}
+            try:
+                for event in events:
+                    super().store_event(event)
+            finally:
+                self._held.connections = None
+
+    def _store_asset_events_bulk(self, events: Sequence[EventLogEntry]) -> None:
         rows = [self._event_to_row(e) for e in events]
         with self.run_connection(events[0].run_id) as conn:
             conn.execute(SqlEventLogStorageTable.insert(), rows)

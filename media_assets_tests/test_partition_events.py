@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from media_assets.defs.partition_events import PartitionMaterializations
+from media_assets.defs.partition_events import PartitionEvents
 from media_assets.instance_storage import BatchedSqliteEventLogStorage
 
 parts = dg.DynamicPartitionsDefinition(name="parts")
@@ -17,15 +17,19 @@ def _asset(batched: bool):
     @dg.asset(name="ranged", partitions_def=parts, output_required=False)
     def ranged(context: dg.AssetExecutionContext):
         bad = context.run.tags.get(FAIL_TAG)
-        with PartitionMaterializations(context, chunk=100) as mats:
+        with PartitionEvents(context, chunk=100) as events:
             for key in context.partition_keys:
                 if key == bad:
                     continue
-                event = dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata={"rows": len(key), "key": key})
+                materialization = dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata={"rows": len(key), "key": key})
+                evaluation = dg.AssetCheckEvaluation(asset_key=context.asset_key, check_name="odd_rows", partition=key,
+                                                     passed=len(key) % 2 == 1, metadata={"rows": len(key)})
                 if batched:
-                    mats.add(event)
+                    events.materialization(materialization)
+                    events.check_evaluation(evaluation)
                 else:
-                    context.log_event(event)
+                    context.log_event(materialization)
+                    context.log_event(evaluation)
         if bad:
             raise dg.Failure(f"{bad} failed")
         yield from ()
@@ -35,7 +39,14 @@ def _asset(batched: bool):
 
 def _run(instance, batched: bool, keys: list[str], tags: dict | None = None) -> dg.ExecuteInProcessResult:
     asset = _asset(batched)
-    job = dg.Definitions(assets=[asset], jobs=[dg.define_asset_job("ranged_job", selection=[asset])]).resolve_job_def("ranged_job")
+
+    @dg.asset_check(asset=asset, name="odd_rows", partitions_def=parts)
+    def odd_rows() -> dg.AssetCheckResult:  # evaluated by the asset itself; defined for the UI
+        return dg.AssetCheckResult(passed=True)
+
+    selection = dg.AssetSelection.assets(asset).without_checks()
+    defs = dg.Definitions(assets=[asset], asset_checks=[odd_rows], jobs=[dg.define_asset_job("ranged_job", selection=selection)])
+    job = defs.resolve_job_def("ranged_job")
     return job.execute_in_process(instance=instance, raise_on_error=False, tags={
         ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1], **(tags or {})})
 
@@ -71,8 +82,10 @@ def test_batched_storage_matches_event_by_event_storage(instance, plain_instance
         assert result.success
         assert len(result.get_asset_materialization_events()) == len(KEYS)
 
-    # planned events (250, at run creation) and materializations (chunks of 100) went in batches
-    assert sorted(batch_sizes) == [50, 100, 100, 250]
+    # planned events (250, at run creation), materializations
+    # and check evaluations (chunks of 100) went in batches
+    batch_sizes.remove(250)  # the planned events
+    assert sum(batch_sizes) == 2 * len(KEYS) and max(batch_sizes) <= 100 and len(batch_sizes) <= 6, batch_sizes
     expected = {k: (len(k), k) for k in KEYS}
     assert _records(instance) == _records(plain_instance) == expected
     assert instance.get_materialized_partitions(dg.AssetKey("ranged")) == set(KEYS)
@@ -82,6 +95,12 @@ def test_batched_storage_matches_event_by_event_storage(instance, plain_instance
         assert latest.asset_materialization.partition == KEYS[-1]
         record = inst.get_asset_records([dg.AssetKey("ranged")])[0].asset_entry
         assert record.last_run_id == latest.run_id
+    # check evaluations: same per-partition execution records as event by event
+    check_key = dg.AssetCheckKey(dg.AssetKey("ranged"), "odd_rows")
+    for inst in (instance, plain_instance):
+        history = inst.event_log_storage.get_asset_check_execution_history(check_key, limit=1000)
+        assert sorted((r.partition, r.status.value) for r in history) == sorted(
+            (k, "SUCCEEDED" if len(k) % 2 else "FAILED") for k in KEYS)
     # run-level reads (the run's own log) see every event once
     run_id = instance.get_latest_materialization_event(dg.AssetKey("ranged")).run_id
     logged = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
@@ -104,7 +123,7 @@ def test_failed_partition_is_reported_failed_and_the_rest_materialized(instance)
 def test_materialization_without_partition_is_refused(instance):
     @dg.asset(partitions_def=parts, output_required=False)
     def unpartitioned_event(context: dg.AssetExecutionContext):
-        PartitionMaterializations(context).add(dg.AssetMaterialization(asset_key=context.asset_key))
+        PartitionEvents(context).materialization(dg.AssetMaterialization(asset_key=context.asset_key))
         yield from ()
 
     instance.add_dynamic_partitions(parts.name, ["a"])

@@ -1,4 +1,5 @@
-"""Per-partition materializations from one run over a partition range, written in batches.
+"""Per-partition materializations and check evaluations from one run over a partition range,
+written in batches.
 
 A run over a range of partitions that reports each partition's own metadata has two public
 ways to do it in Dagster 1.13, and both cost more than the work at label-correction scale
@@ -10,25 +11,27 @@ ways to do it in Dagster 1.13, and both cost more than the work at label-correct
   batched writes, but every call re-lists the dynamic partitions to check the key and copies
   the accumulated metadata, so a run costs O(partitions^2) (10 s for 1,000 partitions).
 
-:class:`PartitionMaterializations` does what ``log_event`` does, but tags each event with
+:class:`PartitionEvents` does what ``log_event`` does, but tags each event with
 the batch metadata that Dagster itself attaches to the per-partition materializations of a
 ranged output (``dagster._core.execution.plan.execute_step``), so the instance writes each
 chunk with one ``store_event_batch`` call (see `media_assets.instance_storage`; without
 ``DAGSTER_EVENT_BATCH_SIZE`` they are stored one by one, exactly like ``log_event``).
-It relies on Dagster internals (``DagsterEvent.asset_materialization`` with batch metadata,
-the op context's event list); `dagster` is pinned in `pyproject.toml` and
+Check evaluations (``AssetCheckEvaluation`` with a partition) are batched the same way.
+It relies on Dagster internals (``DagsterEvent.from_step`` with batch metadata, the op
+context's event list); `dagster` is pinned in `pyproject.toml` and
 `media_assets_tests/test_partition_events.py` checks the result through the public API.
 """
 
 import dagster as dg
-from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, generate_event_batch_id
+from dagster._core.events import DagsterEvent, DagsterEventBatchMetadata, DagsterEventType, generate_event_batch_id
 
-CHUNK = 500  # materializations per batch write; a crash loses at most this many *records* (the data is written)
+CHUNK = 500  # events per batch write; a crash loses at most this many *records* (the data is written)
 
 
-class PartitionMaterializations:
-    """Collects ``AssetMaterialization`` events of one asset step and logs them ``chunk`` at a
-    time as one event batch. Call :meth:`flush` before the step ends (a ``with`` block does).
+class PartitionEvents:
+    """Collects the ``AssetMaterialization`` and ``AssetCheckEvaluation`` events of one asset
+    step and logs them ``chunk`` at a time, each kind as one event batch (materializations
+    first). Call :meth:`flush` before the step ends (a ``with`` block does, also on error).
 
     Raises:
         ValueError: an event without a partition, or ``chunk`` < 1.
@@ -39,30 +42,41 @@ class PartitionMaterializations:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self._op_context = context.op_execution_context
         self._chunk = chunk
-        self._pending: list[dg.AssetMaterialization] = []
+        self._materializations: list[dg.AssetMaterialization] = []
+        self._evaluations: list[dg.AssetCheckEvaluation] = []
         self.logged = 0
 
-    def add(self, materialization: dg.AssetMaterialization) -> None:
+    def materialization(self, materialization: dg.AssetMaterialization) -> None:
         if materialization.partition is None:
             raise ValueError(f"{materialization.asset_key.to_user_string()}: materialization has no partition")
-        self._pending.append(materialization)
-        if len(self._pending) >= self._chunk:
+        self._materializations.append(materialization)
+        if len(self._materializations) >= self._chunk:
+            self.flush()
+
+    def check_evaluation(self, evaluation: dg.AssetCheckEvaluation) -> None:
+        if evaluation.partition is None:
+            raise ValueError(f"{evaluation.asset_key.to_user_string()}: check {evaluation.check_name} evaluation has no partition")
+        self._evaluations.append(evaluation)
+        if len(self._evaluations) >= self._chunk:
             self.flush()
 
     def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
+        materializations, self._materializations = self._materializations, []
+        evaluations, self._evaluations = self._evaluations, []
         step_context = self._op_context._step_execution_context
-        batch_id = generate_event_batch_id()
-        last = len(pending) - 1
-        for i, materialization in enumerate(pending):
-            # logs (and so stores) the event; kept in the step's event list as log_event does
-            event = DagsterEvent.asset_materialization(step_context, materialization, DagsterEventBatchMetadata(batch_id, i == last))
-            self._op_context._events.append(event)
-        self.logged += len(pending)
+        for events, to_event in (
+            (materializations, lambda m, b: DagsterEvent.asset_materialization(step_context, m, b)),
+            (evaluations, lambda e, b: DagsterEvent.from_step(
+                DagsterEventType.ASSET_CHECK_EVALUATION, step_context, e, batch_metadata=b,
+                message=f"Asset check '{e.check_name}' on '{e.asset_key.to_user_string()}' {'passed' if e.passed else 'did not pass'}.")),
+        ):
+            batch_id = generate_event_batch_id()
+            for i, event in enumerate(events):
+                # logs (and so stores) the event; kept in the step's event list as log_event does
+                self._op_context._events.append(to_event(event, DagsterEventBatchMetadata(batch_id, i == len(events) - 1)))
+            self.logged += len(events)
 
-    def __enter__(self) -> "PartitionMaterializations":
+    def __enter__(self) -> "PartitionEvents":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -4,7 +4,6 @@ Batches are never overwritten: corrected copies go to ``corrected_prefix`` with 
 name. Batches are untrusted pickles and are loaded with the allow-list unpickler.
 """
 
-import concurrent.futures
 import os
 import pickle
 import time
@@ -16,7 +15,6 @@ from ...kernels.labels import (
     BatchFormatError,
     TargetsTable,
     VideoEmbeddingIndex,
-    correct_batch,
     master_table_arrays,
     parse_targets_csv,
     target_rows_for_master,
@@ -24,7 +22,8 @@ from ...kernels.labels import (
 from ...kernels.safe_pickle import safe_loads
 from ...resources.labels import LabelCorrectionSettings
 from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource
-from ..partition_events import PartitionMaterializations
+from ..partition_events import PartitionEvents
+from .correction import BatchResult, correct_batches, layout
 from .partitions import batch_partitions
 
 PARTITIONS_PER_RUN = int(os.environ.get("MEDIA_ASSETS_LABELS_PARTITIONS_PER_RUN", "500"))
@@ -83,9 +82,10 @@ def load_master(store: ObjectStore, settings: LabelCorrectionSettings) -> tuple[
 )
 def video_embedding_index(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, label_settings: LabelCorrectionSettings) -> dg.MaterializeResult:
     """The master table prepared for matching, built once per master-table version: video ids
-    `(n_videos,) str`, embeddings `(n_videos, d) float32`, their sorted float32 byte keys (exact
-    lookup) and an 8-d principal projection for the exact nearest-neighbour prefilter
-    (`media_assets.kernels.labels`). Stored as `.npz` (no pickle) at `index_key`."""
+    `(n_videos,) str`, embeddings `(n_videos, d) float32` and an 8-d principal projection
+    `(d, 8) float32` for the exact nearest-neighbour prefilter; row fingerprints for the exact
+    lookup are derived on load (`media_assets.kernels.labels`). Stored as `.npz` (no pickle)
+    at `index_key`."""
     store = object_store.get_store()
     ids, matrix, etag = load_master(store, label_settings)
     index = VideoEmbeddingIndex.build(ids, matrix)
@@ -123,54 +123,30 @@ def load_targets(store: ObjectStore, settings: LabelCorrectionSettings) -> Targe
         raise dg.Failure(f"targets table {settings.bucket}/{settings.targets_key}: {err}", allow_retries=False) from err
 
 
-def _correct_one(store: ObjectStore, settings: LabelCorrectionSettings, key: str, index, targets, master_to_target) -> dict:
-    """Download, validate, correct and upload one batch; returns its metadata."""
-    data = store.get_bytes(settings.bucket, key)
-    try:
-        batch = safe_loads(data)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as err:
-        raise BatchFormatError(f"{key}: not a loadable batch pickle ({err})") from err
-    corrected, report = correct_batch(batch, index, targets, master_to_target, tolerance=settings.tolerance, name=key)
-    out_key = settings.corrected_key(key)
-    store.put_bytes(pickle.dumps(corrected, protocol=pickle.HIGHEST_PROTOCOL), settings.bucket, out_key)
-    same_layout = _layout(corrected) == _layout(batch)
-    return {
-        "corrected_key": out_key,
-        "rows": report.rows,
-        "exact_matches": report.exact,
-        "approximate_matches": report.approximate,
-        "unmatched": report.unmatched,
-        "matched_without_targets": report.no_targets,
-        "targets_changed": report.targets_changed,
-        "unmatched_rows": np.flatnonzero(report.kind == 0).tolist()[:200],
-        "_same_layout": same_layout,
-    }
-
-
-def _record_result(context, settings: LabelCorrectionSettings, key: str, future, failures: dict[str, str],
-                   materializations: PartitionMaterializations) -> int:
+def _record_result(context, settings: LabelCorrectionSettings, result: BatchResult, failures: dict[str, str],
+                   events: PartitionEvents) -> int:
     """Record one batch's materialization (and failing check evaluations); 1 if it succeeded."""
-    try:
-        meta = future.result()
-    except (BatchFormatError, ObjectNotFoundError) as err:
-        failures[key] = str(err)
-        context.log.error(f"{key}: {err}")
+    key = result.key
+    if result.error is not None:
+        failures[key] = result.error
+        context.log.error(result.error)
         return 0
-    same_layout = meta.pop("_same_layout")
+    meta = dict(result.metadata)
+    same_layout = meta.pop("same_layout")
     share = meta["unmatched"] / max(meta["rows"], 1)
     meta["unmatched_share"] = round(share, 4)
-    materializations.add(dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=meta))
-    # Checks are evaluated for every batch; only failing evaluations become events (one write
-    # each): at 16,889 partitions, an event per partition and check would outweigh the work.
+    events.materialization(dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=meta))
+    # Checks are evaluated for every batch; only failing evaluations become events: at 16,889
+    # partitions, two more events per partition would cost more than the matching.
     # Passing values are in the materialization metadata; the check ops re-verify on demand.
     if share > settings.max_unmatched_share:
-        context.log_event(dg.AssetCheckEvaluation(
+        events.check_evaluation(dg.AssetCheckEvaluation(
             asset_key=context.asset_key, check_name="unmatched_share_below_bound", partition=key, passed=False,
             metadata={"unmatched_share": round(share, 4), "bound": settings.max_unmatched_share},
             severity=dg.AssetCheckSeverity.WARN,
         ))
     if not same_layout:
-        context.log_event(dg.AssetCheckEvaluation(asset_key=context.asset_key, check_name="same_layout_as_original", partition=key, passed=False))
+        events.check_evaluation(dg.AssetCheckEvaluation(asset_key=context.asset_key, check_name="same_layout_as_original", partition=key, passed=False))
     return 1
 
 
@@ -190,7 +166,8 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
     similarity >= `tolerance` (0.9999); unmatched rows keep their targets and are listed in
     the partition's metadata (`unmatched_rows`). One run handles a range of partitions
     (`BackfillPolicy.multi_run(partitions_per_run)`): the index and targets load once per run,
-    batches are transferred `transfer_concurrency` at a time, and every partition gets its own
+    batches are corrected `transfer_concurrency` at a time (`correction.py`), and every
+    partition gets its own
     materialization (written to the instance in batches of 500, `defs/partition_events.py`)
     and failing check results. Batches that fail (malformed, unsafe pickle) are
     reported by partition and fail the run after the others are written.
@@ -205,25 +182,9 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
 
     failures: dict[str, str] = {}
     done = 0
-    with PartitionMaterializations(context) as materializations, \
-            concurrent.futures.ThreadPoolExecutor(settings.transfer_concurrency) as pool:
-        # at most 2 x transfer_concurrency batches in flight: memory stays flat for any range
-        pending = iter(keys)
-        futures = {}
-
-        def submit_next() -> None:
-            key = next(pending, None)
-            if key is not None:
-                futures[pool.submit(_correct_one, store, settings, key, index, targets, master_to_target)] = key
-
-        for _ in range(2 * settings.transfer_concurrency):
-            submit_next()
-        while futures:
-            done_now, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in done_now:
-                key = futures.pop(future)
-                submit_next()
-                done += _record_result(context, settings, key, future, failures, materializations)
+    with PartitionEvents(context) as events:
+        for result in correct_batches(keys, store, settings, index, targets, master_to_target):
+            done += _record_result(context, settings, result, failures, events)
     elapsed = time.perf_counter() - started
     context.log.info(f"corrected {done} of {len(keys)} batches in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.1f} batches/s)")
     if failures:
@@ -237,10 +198,6 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
     yield from ()
 
 
-def _layout(batch: dict) -> dict:
-    return {str(k): (v.shape, str(v.dtype)) if isinstance(v, np.ndarray) else type(v).__name__ for k, v in batch.items()}
-
-
 @dg.asset_check(asset=corrected_batches, partitions_def=batch_partitions, name="same_layout_as_original",
                 description="Corrected batch has the original's keys, row count, shapes and dtypes. Evaluated for every "
                 "batch as `corrected_batches` writes it; this op re-verifies one partition from storage on demand.")
@@ -248,7 +205,7 @@ def same_layout_as_original(context: dg.AssetCheckExecutionContext, object_store
     store, key = object_store.get_store(), context.partition_key
     original = safe_loads(store.get_bytes(label_settings.bucket, key))
     corrected = safe_loads(store.get_bytes(label_settings.bucket, label_settings.corrected_key(key)))
-    return dg.AssetCheckResult(passed=_layout(original) == _layout(corrected), metadata={"layout": str(_layout(corrected))})
+    return dg.AssetCheckResult(passed=layout(original) == layout(corrected), metadata={"layout": str(layout(corrected))})
 
 
 @dg.asset_check(asset=corrected_batches, partitions_def=batch_partitions, name="unmatched_share_below_bound",

@@ -1,0 +1,104 @@
+"""Correct many batches in one run: download, validate, match, upload, with bounded
+concurrency.
+
+No Dagster here: :func:`correct_batches` yields one :class:`BatchResult` per batch key, in
+completion order, and the asset turns them into per-partition events. Threads, not
+processes: a fork-based process pool was measured on the 16,889-batch benchmark and gained
+nothing on 2 cores (49.0 s with threads, 50.7 s with 2 worker processes), so it was not kept.
+"""
+
+import concurrent.futures
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...kernels.labels import BatchFormatError, TargetsTable, VideoEmbeddingIndex, correct_batch
+from ...kernels.safe_pickle import safe_loads
+from ...resources.labels import LabelCorrectionSettings
+from ...storage import ObjectNotFoundError, ObjectStore
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Outcome of one batch: ``metadata`` (see :func:`correct_one`) or ``error`` (a message
+    naming the batch: malformed, unsafe or missing pickle)."""
+
+    key: str
+    metadata: dict | None = None
+    error: str | None = None
+
+
+def layout(batch: dict) -> dict:
+    """``{key: (shape, dtype)}`` for arrays, ``{key: type name}`` otherwise."""
+    return {str(k): (v.shape, str(v.dtype)) if isinstance(v, np.ndarray) else type(v).__name__ for k, v in batch.items()}
+
+
+def correct_one(store: ObjectStore, settings: LabelCorrectionSettings, key: str, index: VideoEmbeddingIndex,
+                targets: TargetsTable, master_to_target: np.ndarray) -> dict:
+    """Download, validate, correct and upload one batch (to ``settings.corrected_key(key)``).
+
+    Returns metadata: ``corrected_key``, ``rows``, ``exact_matches``, ``approximate_matches``,
+    ``unmatched``, ``matched_without_targets``, ``targets_changed``, ``unmatched_rows`` (the
+    first 200 row indices) and ``same_layout`` (keys, shapes and dtypes unchanged).
+
+    Raises:
+        BatchFormatError: not a loadable pickle, refused by the restricted unpickler, or
+            breaks the batch contract.
+        ObjectNotFoundError: the batch object is gone.
+    """
+    data = store.get_bytes(settings.bucket, key)
+    try:
+        batch = safe_loads(data)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as err:
+        raise BatchFormatError(f"{key}: not a loadable batch pickle ({err})") from err
+    corrected, report = correct_batch(batch, index, targets, master_to_target, tolerance=settings.tolerance, name=key)
+    out_key = settings.corrected_key(key)
+    store.put_bytes(pickle.dumps(corrected, protocol=pickle.HIGHEST_PROTOCOL), settings.bucket, out_key)
+    return {
+        "corrected_key": out_key,
+        "rows": report.rows,
+        "exact_matches": report.exact,
+        "approximate_matches": report.approximate,
+        "unmatched": report.unmatched,
+        "matched_without_targets": report.no_targets,
+        "targets_changed": report.targets_changed,
+        "unmatched_rows": np.flatnonzero(report.kind == 0).tolist()[:200],
+        "same_layout": layout(corrected) == layout(batch),
+    }
+
+
+def _result(store, settings, key, index, targets, master_to_target) -> BatchResult:
+    try:
+        return BatchResult(key, metadata=correct_one(store, settings, key, index, targets, master_to_target))
+    except (BatchFormatError, ObjectNotFoundError) as err:
+        return BatchResult(key, error=str(err))
+
+
+def correct_batches(keys: list[str], store: ObjectStore, settings: LabelCorrectionSettings, index: VideoEmbeddingIndex,
+                    targets: TargetsTable, master_to_target: np.ndarray) -> Iterator[BatchResult]:
+    """Correct every batch in ``keys`` with ``settings.transfer_concurrency`` threads; yields
+    results in completion order. At most two batches per thread are in flight, so memory stays
+    flat for any number of keys.
+
+    Raises:
+        Whatever unexpected error a batch raised (I/O after retries, a bug); batch-level
+        input errors are results with ``error`` set, not exceptions.
+    """
+    with concurrent.futures.ThreadPoolExecutor(settings.transfer_concurrency) as pool:
+        tasks = ((pool.submit, _result, store, settings, key, index, targets, master_to_target) for key in keys)
+        yield from _bounded(tasks, 2 * settings.transfer_concurrency)
+
+
+def _bounded(tasks, in_flight: int) -> Iterator[BatchResult]:
+    """Run ``(submit, fn, *args)`` tasks with at most ``in_flight`` pending; yield results."""
+    futures: set = set()
+    for submit, fn, *args in tasks:
+        futures.add(submit(fn, *args))
+        if len(futures) >= in_flight:
+            done, futures = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    for future in concurrent.futures.as_completed(futures):
+        yield future.result()
