@@ -81,6 +81,8 @@ def main() -> None:
     p.add_argument("--videos", type=int, default=50_000)
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--naive-rows", type=int, default=6)
+    p.add_argument("--transfer-concurrency", type=int, default=LabelCorrectionSettings().transfer_concurrency,
+                   help="threads for the platform and the floor alike")
     args = p.parse_args()
     results: dict[str, tuple[float, float]] = {}
     range_tags = {}
@@ -90,7 +92,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-labels-") as tmp:
         resource_ = ObjectStoreResource(backend="local", data_root=str(Path(tmp) / "data"))
         store = resource_.get_store()
-        settings = LabelCorrectionSettings(partitions_per_run=args.batches)
+        settings = LabelCorrectionSettings(partitions_per_run=args.batches, transfer_concurrency=args.transfer_concurrency)
         t = time.perf_counter()
         ds = write_label_dataset(store, settings.bucket, n_videos=args.videos, dim=args.dim, d_audio=128,
                                  n_batches=args.batches, rows=(128, 128), exact_share=0.85, unknown_share=0.03,

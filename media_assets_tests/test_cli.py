@@ -53,3 +53,23 @@ def test_process_runs_everything_pending_and_reports_failures(tmp_path, media):
     # a second pass finds nothing new
     second = _cli(tmp_path, "process")
     assert second.returncode == 0 and "nothing pending" in second.stdout
+
+
+def test_instance_configs_agree_and_load(tmp_path):
+    """The project's dagster.yaml (copied by `make`) and the one the CLI writes into a fresh
+    DAGSTER_HOME configure the same batched storage, and both are valid instance configs
+    (Dagster rejects e.g. run_queue limits next to concurrency pools)."""
+    import yaml
+
+    from media_assets.cli import DEFAULT_DAGSTER_YAML
+    from media_assets.instance_storage import BatchedSqliteEventLogStorage
+
+    project = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+    assert yaml.safe_load(DEFAULT_DAGSTER_YAML)["storage"] == project["storage"]
+    for name, text in (("project", yaml.safe_dump(project)), ("cli", DEFAULT_DAGSTER_YAML)):
+        home = tmp_path / name
+        home.mkdir()
+        (home / "dagster.yaml").write_text(text)
+        with dg.instance_for_test(temp_dir=str(home), overrides=yaml.safe_load(text)) as instance:
+            assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
+            assert instance.get_runs() == []

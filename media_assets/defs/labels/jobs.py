@@ -10,8 +10,6 @@ label_correction_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(corrected_batches).without_checks(),
     partitions_def=batch_partitions,
     description="Correct the targets of a range of training batches (one run, many partitions).",
-    # one DEBUG line per partition event would dominate a 16,889-partition run's console
-    config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
 )
 
 video_embedding_index_job = dg.define_asset_job(
