@@ -270,20 +270,24 @@ def _candidates(index: VideoEmbeddingIndex, qp: np.ndarray, radius: float) -> tu
 def _exact_rows(index: VideoEmbeddingIndex, q: np.ndarray) -> np.ndarray:
     """``(n,) int64``: the lowest master row whose bytes equal each query row's, or -1."""
     fp = _fingerprints(q)
-    lo = np.searchsorted(index.sorted_fingerprints, fp, side="left")
-    hi = np.searchsorted(index.sorted_fingerprints, fp, side="right")
+    sorted_fp, n = index.sorted_fingerprints, len(index.sorted_fingerprints)
+    lo = np.searchsorted(sorted_fp, fp)
+    hit = sorted_fp[np.minimum(lo, n - 1)] == fp
+    tie = hit & (sorted_fp[np.minimum(lo + 1, n - 1)] == fp) & (lo + 1 < n)
     rows = np.full(len(q), -1, dtype=np.int64)
     master_words, query_words = _words(index.matrix), _words(q)
-    single = np.flatnonzero(hi - lo == 1)
+    single = np.flatnonzero(hit & ~tie)
     if single.size:
         cand = index.order[lo[single]]
         same = (master_words[cand] == query_words[single]).all(axis=1)
         rows[single[same]] = cand[same]
-    for i in np.flatnonzero(hi - lo > 1):  # equal master rows, or a fingerprint collision
-        for cand in index.order[lo[i]:hi[i]]:  # ascending row order (stable sort)
-            if np.array_equal(master_words[cand], query_words[i]):
-                rows[i] = cand
+    for i in np.flatnonzero(tie):  # equal master rows, or a fingerprint collision
+        j = lo[i]
+        while j < n and sorted_fp[j] == fp[i]:  # ascending row order (stable sort)
+            if np.array_equal(master_words[index.order[j]], query_words[i]):
+                rows[i] = index.order[j]
                 break
+            j += 1
     return rows
 
 

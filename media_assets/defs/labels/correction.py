@@ -9,6 +9,7 @@ nothing on 2 cores (49.0 s with threads, 50.7 s with 2 worker processes), so it 
 
 import concurrent.futures
 import pickle
+import queue
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -86,19 +87,19 @@ def correct_batches(keys: list[str], store: ObjectStore, settings: LabelCorrecti
         Whatever unexpected error a batch raised (I/O after retries, a bug); batch-level
         input errors are results with ``error`` set, not exceptions.
     """
+    pending = iter(keys)
+    finished: queue.SimpleQueue = queue.SimpleQueue()  # futures, as they finish (O(1) per batch)
     with concurrent.futures.ThreadPoolExecutor(settings.transfer_concurrency) as pool:
-        tasks = ((pool.submit, _result, store, settings, key, index, targets, master_to_target) for key in keys)
-        yield from _bounded(tasks, 2 * settings.transfer_concurrency)
 
+        def submit_next() -> int:
+            key = next(pending, None)
+            if key is None:
+                return 0
+            pool.submit(_result, store, settings, key, index, targets, master_to_target).add_done_callback(finished.put)
+            return 1
 
-def _bounded(tasks, in_flight: int) -> Iterator[BatchResult]:
-    """Run ``(submit, fn, *args)`` tasks with at most ``in_flight`` pending; yield results."""
-    futures: set = set()
-    for submit, fn, *args in tasks:
-        futures.add(submit(fn, *args))
-        if len(futures) >= in_flight:
-            done, futures = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-    for future in concurrent.futures.as_completed(futures):
-        yield future.result()
+        in_flight = sum(submit_next() for _ in range(2 * settings.transfer_concurrency))
+        while in_flight:
+            future = finished.get()
+            in_flight += submit_next() - 1
+            yield future.result()
