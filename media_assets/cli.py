@@ -21,16 +21,12 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
+from .instance_storage import STORAGE_CONFIG_YAML
+
 DEFAULT_DAGSTER_YAML = """\
 # Local instance: SQLite run/event storage under DAGSTER_HOME, asset events written in
 # batches (media_assets/instance_storage.py). The project's dagster.yaml has the same storage.
-storage:
-  custom:
-    module: media_assets.instance_storage
-    class: BatchedSqliteStorage
-    config:
-      base_dir:
-        env: DAGSTER_HOME
+""" + STORAGE_CONFIG_YAML + """\
 telemetry:
   enabled: false
 nux:

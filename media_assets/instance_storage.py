@@ -25,15 +25,8 @@ it a real one:
 
 Single events, reads and the UI's watchers are Dagster's SQLite storage unchanged.
 
-Configure it in ``$DAGSTER_HOME/dagster.yaml`` (the project's `dagster.yaml` does)::
-
-    storage:
-      custom:
-        module: media_assets.instance_storage
-        class: BatchedSqliteStorage
-        config:
-          base_dir:
-            env: DAGSTER_HOME
+Configure it in ``$DAGSTER_HOME/dagster.yaml`` with :data:`STORAGE_CONFIG_YAML` (the
+project's `dagster.yaml` and the one `media-assets` writes into a new DAGSTER_HOME do).
 
 Constructing the storage enables batching in the process (``DAGSTER_EVENT_BATCH_SIZE``
 defaults to ``EVENT_BATCH_SIZE`` unless already set; set it to 0 to turn batching off).
@@ -55,6 +48,16 @@ from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
+
+STORAGE_CONFIG_YAML = """\
+storage:
+  custom:
+    module: media_assets.instance_storage
+    class: BatchedSqliteStorage
+    config:
+      base_dir:
+        env: DAGSTER_HOME
+"""
 
 EVENT_BATCH_SIZE = 1000  # events per store_event_batch call (Dagster's buffer flushes at this size)
 

@@ -25,7 +25,7 @@ def _cli(env_root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_process_runs_everything_pending_and_reports_failures(tmp_path, media):
+def test_process_runs_everything_pending_and_reports_failures(tmp_path, media, monkeypatch):
     src = tmp_path / "data" / "video-avi"
     (src / "cams").mkdir(parents=True)
     shutil.copy(media["bikes"], src / "cams" / "bikes one.avi")
@@ -44,7 +44,8 @@ def test_process_runs_everything_pending_and_reports_failures(tmp_path, media):
     # sources kept: configured keep, and bad inputs are never removed
     assert (src / "broken.avi").exists() and (src / "cams" / "bikes one.avi").exists()
 
-    # the runs are in the instance the UI reads
+    # the runs are in the instance the UI reads (its storage config reads DAGSTER_HOME)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home"))) as instance:
         runs = instance.get_runs()
         assert len(runs) == 3

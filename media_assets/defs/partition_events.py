@@ -47,17 +47,16 @@ class PartitionEvents:
         self.logged = 0
 
     def materialization(self, materialization: dg.AssetMaterialization) -> None:
-        if materialization.partition is None:
-            raise ValueError(f"{materialization.asset_key.to_user_string()}: materialization has no partition")
-        self._materializations.append(materialization)
-        if len(self._materializations) >= self._chunk:
-            self.flush()
+        self._add(self._materializations, materialization, "materialization")
 
     def check_evaluation(self, evaluation: dg.AssetCheckEvaluation) -> None:
-        if evaluation.partition is None:
-            raise ValueError(f"{evaluation.asset_key.to_user_string()}: check {evaluation.check_name} evaluation has no partition")
-        self._evaluations.append(evaluation)
-        if len(self._evaluations) >= self._chunk:
+        self._add(self._evaluations, evaluation, f"check {evaluation.check_name} evaluation")
+
+    def _add(self, pending: list, event, what: str) -> None:
+        if event.partition is None:
+            raise ValueError(f"{event.asset_key.to_user_string()}: {what} has no partition")
+        pending.append(event)
+        if len(pending) >= self._chunk:
             self.flush()
 
     def flush(self) -> None:
