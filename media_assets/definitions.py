@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .defs.audio import defs as audio_defs
-from .defs.keyframes import defs as keyframe_defs
+# the pipeline packages, not their Definitions objects: Dagster loads the one Definitions
+# object found at this module's scope (`defs`) and refuses a module with several
+from .defs import audio, keyframes, labels, video
 from .resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
-from .defs.labels import defs as label_defs
 from .resources.embedder import ImageEmbedderResource
 from .resources.keyframes import KeyframeSettings
 from .resources.step_functions import StepFunctionsResource
-from .defs.video import defs as video_defs
 from .resources.labels import LabelCorrectionSettings
 from .resources.env import resource_from_env
 from .resources.video import VideoConversionSettings
@@ -40,7 +39,7 @@ def build_resources() -> dict:
 
 def build_definitions() -> dg.Definitions:
     """All pipelines merged, with resources bound (re-reads the environment)."""
-    return dg.Definitions.merge(video_defs, keyframe_defs, audio_defs, label_defs, dg.Definitions(resources=build_resources()))
+    return dg.Definitions.merge(video.defs, keyframes.defs, audio.defs, labels.defs, dg.Definitions(resources=build_resources()))
 
 
 defs = build_definitions()

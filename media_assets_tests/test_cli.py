@@ -74,3 +74,16 @@ def test_instance_configs_agree_and_load(tmp_path):
         with dg.instance_for_test(temp_dir=str(home), overrides=yaml.safe_load(text)) as instance:
             assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
             assert instance.get_runs() == []
+
+
+def test_code_location_loads_as_the_ui_loads_it(tmp_path):
+    """`dagster definitions validate` on workspace.yaml: the same loading `dagster dev` does
+    (one Definitions object at module scope, every asset, job and sensor resolvable)."""
+    root = Path(__file__).resolve().parents[1]
+    exe = Path(sys.executable).with_name("dagster")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "MEDIA_ASSETS_DATA_ROOT": str(tmp_path / "data")}
+    env.pop("AWS_ENDPOINT_URL", None)
+    done = subprocess.run([str(exe), "definitions", "validate", "-w", "workspace.yaml"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0 and "All code locations passed validation" in output, output[-3000:]
