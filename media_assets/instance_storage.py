@@ -92,11 +92,14 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
         held = getattr(self._held, "connections", None)
-        if held is not None and shard in held:
+        if held is None:
+            with super()._connect(shard) as conn:
+                yield conn
+        elif shard in held:
             yield held[shard]  # inside store_event_batch: same connection and transaction
-            return
-        with super()._connect(shard) as conn:
-            yield conn
+        else:
+            with self._open(shard) as conn:  # this thread already holds the lock
+                yield conn
 
     @contextmanager
     def _open(self, shard: str) -> Iterator[Connection]:
