@@ -72,9 +72,13 @@ _BULK_TYPES = frozenset({
 class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` whose ``store_event_batch`` writes a batch of asset
     materialization / observation / planned events in one transaction per shard (run shard and
-    index shard) instead of two per event. Rows written are the same as event-by-event storage:
-    each event in its run's shard and mirrored in the index shard with its tags, and the asset's
-    latest-event row reflecting the last event of each type."""
+    index shard) instead of two per event, and any other batch (e.g. check evaluations) event by
+    event through Dagster's own ``store_event`` inside one transaction per shard. Rows written
+    are the same as event-by-event storage (`media_assets_tests/test_partition_events.py`
+    compares them): each event in its run's shard and mirrored in the index shard with its
+    tags, the asset's latest-event row reflecting the last event of each type, check
+    executions per partition. A batch that fails is rolled back whole, and Dagster then stores
+    its events one by one."""
 
     def __init__(self, base_dir: str, inst_data=None):
         super().__init__(base_dir, inst_data=inst_data)
