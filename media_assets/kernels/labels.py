@@ -33,6 +33,7 @@ Matching (:func:`match_embeddings`), vectorized, no per-row Python loop:
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -171,10 +172,18 @@ def _fingerprints(matrix: np.ndarray) -> np.ndarray:
     Equal bytes give equal fingerprints; integer arithmetic makes it independent of summation
     order and of BLAS."""
     words = _words(matrix)
-    multipliers = np.random.default_rng(0x5EED).integers(1, 2**63, size=words.shape[1], dtype=np.uint64) | np.uint64(1)
     if words.dtype != np.uint64:
         words = words.astype(np.uint64)
-    return np.einsum("ij,j->i", words, multipliers)
+    return np.einsum("ij,j->i", words, _multipliers(words.shape[1]))
+
+
+@functools.lru_cache(maxsize=16)
+def _multipliers(width: int) -> np.ndarray:
+    """``(width,) uint64`` fixed odd multipliers (seeded), made once per width: the
+    fingerprint of every batch uses them."""
+    m = np.random.default_rng(0x5EED).integers(1, 2**63, size=width, dtype=np.uint64) | np.uint64(1)
+    m.flags.writeable = False
+    return m
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
@@ -218,8 +227,6 @@ class VideoEmbeddingIndex:
     def build(cls, ids: np.ndarray, matrix: np.ndarray, k: int = 8, seed: int = 0) -> VideoEmbeddingIndex:
         """Build from ``ids (n,)`` and ``matrix (n, d)``; ``k`` = projected dimensions."""
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        fingerprints = _fingerprints(matrix)
-        order = np.argsort(fingerprints, kind="stable")
         unit = _unit(matrix)
         k = int(min(k, matrix.shape[1]))
         # principal axes of (a sample of) the unit vectors: any orthonormal basis keeps the
@@ -228,7 +235,17 @@ class VideoEmbeddingIndex:
         sample = unit[rng.choice(len(unit), size=min(len(unit), 20_000), replace=False)]
         _, _, vt = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
         basis = np.ascontiguousarray(vt[:k].T, dtype=np.float32)
-        return cls(ids=np.asarray(ids, dtype=str), matrix=matrix, sorted_fingerprints=fingerprints[order], order=order,
+        return cls._derive(np.asarray(ids, dtype=str), matrix, basis, unit)
+
+    @classmethod
+    def _derive(cls, ids: np.ndarray, matrix: np.ndarray, basis: np.ndarray, unit: np.ndarray | None = None) -> VideoEmbeddingIndex:
+        """The index from its stored parts; fingerprints, their order, unit rows and the
+        projection are always computed here, never
+        read from a file, so an index written by another version cannot mis-order the lookup."""
+        fingerprints = _fingerprints(matrix)
+        order = np.argsort(fingerprints, kind="stable")
+        unit = _unit(matrix) if unit is None else unit
+        return cls(ids=ids, matrix=matrix, sorted_fingerprints=fingerprints[order], order=order,
                    unit=unit, basis=basis, projected=unit @ basis)
 
     def to_npz(self) -> bytes:
@@ -242,13 +259,7 @@ class VideoEmbeddingIndex:
     def from_npz(cls, data: bytes) -> VideoEmbeddingIndex:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             ids, matrix, basis = z["ids"], z["matrix"], z["basis"]
-        # fingerprints and their order are recomputed (~10 ms for 50,000 rows), never trusted
-        # from the file, so an index written by another version cannot mis-order the lookup
-        fingerprints = _fingerprints(matrix)
-        order = np.argsort(fingerprints, kind="stable")
-        unit = _unit(matrix)
-        return cls(ids=ids, matrix=matrix, sorted_fingerprints=fingerprints[order], order=order,
-                   unit=unit, basis=basis, projected=unit @ basis)
+        return cls._derive(ids, matrix, basis)
 
 
 _SLACK = 1e-5  # float32 rounding in projected coordinates
