@@ -87,8 +87,8 @@ class BatchedSqliteEventLogStorage(SqliteEventLogStorage):
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         if not events:
             return
-        bulk = [e for e in events if e.is_dagster_event and e.dagster_event_type in _BULK_TYPES and e.dagster_event.asset_key]
-        if len(bulk) == len(events) and len({e.run_id for e in events}) == 1:
+        bulk = all(e.is_dagster_event and e.dagster_event_type in _BULK_TYPES and e.dagster_event.asset_key for e in events)
+        if bulk and len({e.run_id for e in events}) == 1:
             self._store_asset_events_bulk(events)
         else:
             self._store_events_in_held_connections(events)

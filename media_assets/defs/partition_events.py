@@ -44,7 +44,6 @@ class PartitionEvents:
         self._chunk = chunk
         self._materializations: list[dg.AssetMaterialization] = []
         self._evaluations: list[dg.AssetCheckEvaluation] = []
-        self.logged = 0
 
     def materialization(self, materialization: dg.AssetMaterialization) -> None:
         self._add(self._materializations, materialization, "materialization")
@@ -73,7 +72,6 @@ class PartitionEvents:
             for i, event in enumerate(events):
                 # logs (and so stores) the event; kept in the step's event list as log_event does
                 self._op_context._events.append(to_event(event, DagsterEventBatchMetadata(batch_id, i == len(events) - 1)))
-            self.logged += len(events)
 
     def __enter__(self) -> "PartitionEvents":
         return self

@@ -167,10 +167,9 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
     the partition's metadata (`unmatched_rows`). One run handles a range of partitions
     (`BackfillPolicy.multi_run(partitions_per_run)`): the index and targets load once per run,
     batches are corrected `transfer_concurrency` at a time (`correction.py`), and every
-    partition gets its own
-    materialization (written to the instance in batches of 500, `defs/partition_events.py`)
-    and failing check results. Batches that fail (malformed, unsafe pickle) are
-    reported by partition and fail the run after the others are written.
+    partition gets its own materialization and failing check results (written to the
+    instance in batches of 500, `defs/partition_events.py`). Batches that fail (malformed,
+    unsafe pickle) are reported by partition and fail the run after the others are written.
     """
     settings, store = label_settings, object_store.get_store()
     keys = context.partition_keys
