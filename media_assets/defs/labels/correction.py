@@ -3,8 +3,9 @@ concurrency.
 
 No Dagster here: :func:`correct_batches` yields one :class:`BatchResult` per batch key, in
 completion order, and the asset turns them into per-partition events. Threads, not
-processes: a fork-based process pool was measured on the 16,889-batch benchmark and gained
-nothing on 2 cores (49.0 s with threads, 50.7 s with 2 worker processes), so it was not kept.
+processes: a fork-based process pool was tried and timed with `benchmarks/label_correction.py`
+(16,889 batches; it had a `--workers` option while the pool existed) and gained nothing on 2
+cores (49.0 s with threads, 50.7 s with 2 worker processes), so pool and option were removed.
 """
 
 import concurrent.futures
