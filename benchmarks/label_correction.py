@@ -85,7 +85,6 @@ def main() -> None:
                    help="threads for the platform and the floor alike")
     args = p.parse_args()
     results: dict[str, tuple[float, float]] = {}
-    range_tags = {}
     # the project's instance configuration (batched SQLite event storage), in a temp dir
     instance_config = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
 
