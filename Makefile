@@ -39,7 +39,6 @@ bench: install system-deps
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) benchmarks/video_pipeline.py
 	$(PY) benchmarks/label_correction.py
-	$(PY) benchmarks/partition_events.py
 	$(PY) benchmarks/keyframes_quality.py
 	$(PY) benchmarks/keyframes_speed.py
 	$(PY) benchmarks/asr.py

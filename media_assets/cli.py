@@ -1,85 +1,79 @@
-"""The ``media-assets`` command line: headless processing and the demo.
+"""The ``media-assets`` command line.
 
-``media-assets process``  tick every sensor, add partitions, run everything pending, print a
-                          summary; exit status 1 if any run failed.
-``media-assets demo``     put sample videos into the source bucket, then ``process``.
-``media-assets seed``     only put the sample videos into the source bucket.
+``media-assets process``  one pass of Dagster's daemon over everything pending (sensors, the
+                          run queue, run retries; see ``media_assets.process``), one line per
+                          run, then a summary per pipeline; exit status 1 if a run failed for
+                          good or a sensor could not tick.
+``media-assets demo``     put sample media for every pipeline into the local store, then ``process``.
+``media-assets seed``     only put the sample media in place.
 ``media-assets convert-whisper OUT``  openai-whisper checkpoint from the bundled CTranslate2 model.
 
-The Dagster instance is the one in ``DAGSTER_HOME`` (default ``./.dagster``, created with
-telemetry off when missing); storage follows ``MEDIA_ASSETS_*``/``AWS_*`` variables.
+The Dagster instance is the one in ``DAGSTER_HOME`` (default ``./.dagster``, created from the
+project's ``dagster.yaml`` when missing); storage follows ``MEDIA_ASSETS_*``/``AWS_*`` variables.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 import warnings
-from pathlib import Path
 
 import click
 from tabulate import tabulate
 
-from .instance_storage import STORAGE_CONFIG_YAML
+from .instance_config import ensure_dagster_home
 
-DEFAULT_DAGSTER_YAML = """\
-# Local instance: SQLite run/event storage under DAGSTER_HOME, asset events written in
-# batches (media_assets/instance_storage.py). The project's dagster.yaml has the same storage.
-""" + STORAGE_CONFIG_YAML + """\
-telemetry:
-  enabled: false
-nux:
-  enabled: false
-"""
+PIPELINES = {  # job -> (section title, columns: header -> (asset, metadata key or "#" for the count))
+    "video_conversion": ("Video conversion", {"clips": ("mp4_clips", "n_clips"), "frames kept": ("labeling_frames", "frames_kept"),
+                                              "frames dropped": ("labeling_frames", "frames_dropped"), "key frames": ("key_frames", "frames_kept")}),
+    "keyframes": ("Key frames", {"key frames": ("key_frames", "frames_kept")}),
+    "audio": ("Audio", {"rows": ("audio_dataset", "rows"), "files": ("audio_dataset", "files")}),
+    "label_correction": ("Label correction", {"batches corrected": ("corrected_batches", "#")}),
+}
 
 
-def ensure_dagster_home() -> Path:
-    """Set ``DAGSTER_HOME`` (default ``./.dagster``) and give it a ``dagster.yaml`` if it has none."""
-    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster").absolute()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DEFAULT_DAGSTER_YAML)
-    return home
+def _cell(run, asset: str, key: str):
+    if key == "#":
+        return run.counts.get(asset, "")
+    return run.materializations.get(asset, {}).get(key, "")
 
 
-def _summary_rows(outcomes) -> list[list]:
-    rows = []
-    for o in outcomes:
-        clips = o.materializations.get("mp4_clips", {})
-        frames = o.materializations.get("labeling_frames", {})
-        keys = o.materializations.get("key_frames", {})
-        audio = o.materializations.get("audio_dataset", {})
-        batches = o.counts.get("corrected_batches", 0)
-        rows.append([
-            o.partition, o.job, "ok" if o.success else "FAILED",
-            clips.get("n_clips", ""), frames.get("frames_kept", ""), frames.get("frames_dropped", ""), keys.get("frames_kept", ""),
-            audio.get("rows", "") or (batches or ""), f"{o.seconds:.1f}", "" if o.success else (o.error or "")[:100],
-        ])
-    return rows
+def summary(result) -> str:
+    """The pass as text: a table per pipeline, then failures, sensor errors, totals."""
+    parts = []
+    for job, (title, columns) in PIPELINES.items():
+        runs = [r for r in result.runs if r.job == job]
+        if runs:
+            rows = [[r.partition, r.status.lower(), *(_cell(r, a, k) for a, k in columns.values()), f"{r.seconds:.1f}",
+                     (r.error or "")[:100]] for r in runs]
+            parts.append(f"{title}\n" + tabulate(rows, headers=["partition", "status", *columns, "seconds", "error"]))
+    other = [r for r in result.runs if r.job not in PIPELINES]
+    if other:
+        parts.append("Other runs\n" + tabulate([[r.job, r.partition, r.status.lower(), f"{r.seconds:.1f}"] for r in other],
+                                              headers=["job", "partition", "status", "seconds"]))
+    if not result.runs:
+        parts.append("nothing pending")
+    for line in result.sensor_errors:
+        parts.append(f"SENSOR FAILED {line}")
+    failed = result.failed
+    parts.append(f"{len(result.runs)} runs, {len(failed)} failed, {len(result.sensor_errors)} sensor errors, "
+                 f"{result.seconds:.1f} s total")
+    return "\n\n".join(parts)
 
 
-def run_process(sensors: tuple[str, ...] = ()) -> int:
+def run_process(verbose: bool = False, timeout_s: float | None = None) -> int:
     """Body of ``media-assets process``; returns the exit status."""
     home = ensure_dagster_home()
-    import dagster as dg
-
     from .definitions import build_definitions
-    from .headless import process_pending
+    from .process import run_pass
 
-    defs = build_definitions()
-    started = time.perf_counter()
-    with dg.DagsterInstance.get() as instance:
-        outcomes = process_pending(
-            defs, instance, sensor_names=list(sensors) or None,
-            on_outcome=lambda o: click.echo(f"{'ok    ' if o.success else 'FAILED'} {o.job} [{o.partition}] {o.seconds:.1f} s" + ("" if o.success else f": {o.error}")),
-        )
-    headers = ["partition", "job", "status", "clips", "frames kept", "frames dropped", "key frames", "rows/batches", "seconds", "error"]
-    click.echo(tabulate(_summary_rows(outcomes), headers=headers) if outcomes else "nothing pending")
-    failed = sum(not o.success for o in outcomes)
-    click.echo(f"{len(outcomes)} runs, {failed} failed, {time.perf_counter() - started:.1f} s total (DAGSTER_HOME={home})")
-    return 1 if failed else 0
+    def line(run) -> None:
+        click.echo(f"{run.status.lower():8} {run.job} [{run.partition}] {run.seconds:.1f} s" + (f": {run.error}" if run.error else ""))
+
+    result = run_pass(defs=build_definitions(), on_progress=click.echo, on_run=line, timeout_s=timeout_s)
+    click.echo(summary(result) + f" (DAGSTER_HOME={home})")
+    if verbose and (home / "media_assets" / "daemon.log").exists():
+        click.echo("\n--- dagster-daemon log ---\n" + (home / "media_assets" / "daemon.log").read_text())
+    return 1 if (result.failed or result.sensor_errors) else 0
 
 
 @click.group()
@@ -93,10 +87,11 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--sensor", "sensors", multiple=True, help="Only tick these sensors (repeatable).")
-def process(sensors: tuple[str, ...]) -> None:
-    """Process everything pending, once, and print a summary."""
-    sys.exit(run_process(sensors))
+@click.option("--verbose", is_flag=True, help="Also print the daemon's log (Dagster's event lines, tracebacks).")
+@click.option("--timeout", "timeout_s", type=float, default=None, help="Give up after this many seconds (the next pass resumes).")
+def process(verbose: bool, timeout_s: float | None) -> None:
+    """Process everything pending with Dagster's daemon, then print a summary."""
+    sys.exit(run_process(verbose, timeout_s))
 
 
 @main.command()
@@ -115,7 +110,7 @@ def seed() -> None:
 def demo(ctx: click.Context) -> None:
     """Seed sample media, then process everything pending."""
     ctx.invoke(seed)
-    sys.exit(run_process(()))
+    sys.exit(run_process())
 
 
 @main.command("convert-whisper")

@@ -17,7 +17,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from media_assets.defs.audio import defs as audio_defs
-from media_assets.headless import process_pending
+from media_assets_tests.harness import process_pending
 from media_assets.kernels.audio import check_audio, decode_audio, iter_audio_chunks
 from media_assets.kernels.audio_tokens import EncodecTokenizer, mulaw_decode, mulaw_encode, validate_waveform
 from media_assets.kernels.ffmpeg import run_ffmpeg

@@ -23,7 +23,7 @@ from media_assets.defs.keyframes import defs as keyframe_defs
 from media_assets.defs.keyframes.sensors import step_functions_task_failure, step_functions_task_success
 from media_assets.defs.video import defs as video_defs
 from media_assets.defs.video import video_partitions
-from media_assets.headless import process_pending
+from media_assets_tests.harness import process_pending
 from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.resources.embedder import ImageEmbedderResource
 from media_assets.resources.keyframes import KeyframeSettings
@@ -89,7 +89,8 @@ def test_converted_avi_gets_key_frames_in_the_same_run(instance, local_resource,
     store.upload(media["bikes"], "video-avi", "cams/bikes.avi")
     outcomes = process_pending(_defs(local_resource), instance, sensor_names=["new_avi_sensor"])
     assert [o.success for o in outcomes] == [True]
-    assert set(outcomes[0].materializations) == {"mp4_clips", "labeling_frames", "keyframe_embeddings", "key_frames"}
+    assert set(outcomes[0].materializations) == {"mp4_clips", "labeling_frames", "keyframe_embeddings", "key_frames", "source_video_removal"}
+    assert outcomes[0].materializations["source_video_removal"]["source_status"] == "kept (source_removal=keep)"
     keys = [o.key for o in store.list_objects("media", "converted/selected_frames/cams/bikes/")]
     assert keys and all(k.endswith(".jpg") for k in keys)
 

@@ -51,6 +51,10 @@ def test_contract_types_load(protocol):
     (lambda b: b.update(video_embeddings=np.zeros((4, 9), np.float32)), "d_v=9"),
     (lambda b: b.update(targets=np.array(["a"] * 4)), "targets must be a numeric"),
     (lambda b: b.update(audio_embeddings=[[0.0]] * 4), "audio_embeddings must be a 2-D float array"),
+    (lambda b: b.update(audio_embeddings=np.zeros((0, 2), np.float32), video_embeddings=np.zeros((0, 8), np.float32),
+                        targets=np.zeros(0)), "0 rows"),
+    (lambda b: b["video_embeddings"].__setitem__((2, 3), np.nan), r"video_embeddings has NaN or infinite values in 1 row\(s\), first rows \[2\]"),
+    (lambda b: b["targets"].__setitem__(1, np.inf), "targets has NaN or infinite"),
 ])
 def test_batch_contract_errors_name_batch_and_field(mutate, match):
     batch = {"audio_embeddings": np.zeros((4, 2), np.float32), "video_embeddings": np.zeros((4, 8), np.float32), "targets": np.zeros(4)}

@@ -11,7 +11,7 @@ import pytest
 
 from media_assets.defs.labels import batch_partitions
 from media_assets.defs.labels import defs as label_defs
-from media_assets.headless import process_pending
+from media_assets_tests.harness import process_pending
 from media_assets.resources.labels import LabelCorrectionSettings
 from media_assets_tests.label_data import load_pickle, write_label_dataset
 

@@ -12,6 +12,7 @@ import pytest
 from media_assets.defs.object_sensor import ObjectCursor, select_new_objects
 from media_assets.defs.video import defs as video_defs
 from media_assets.defs.video import new_avi_sensor, video_partitions
+from media_assets.resources.keyframes import KeyframeSettings
 from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage import ObjectInfo
 
@@ -19,6 +20,7 @@ from media_assets.storage import ObjectInfo
 def _tick(instance, cursor, resources):
     """One evaluation as the sensor daemon does it (``evaluate_tick``, partitions resolved
     against the instance including the tick's own add requests)."""
+    resources = {"keyframe_settings": KeyframeSettings(), **resources}
     with dg.build_sensor_context(
         instance_ref=instance.get_ref(), cursor=cursor, resources=resources,
         definitions=dg.Definitions.merge(video_defs, dg.Definitions(resources=resources)),
@@ -102,3 +104,29 @@ def test_sensor_is_registered_with_job(instance):
     sensor = defs.get_sensor_def("new_avi_sensor")
     assert sensor.job_name == "video_conversion"
     assert os.environ.get("AWS_ENDPOINT_URL") is None
+
+
+def test_keys_that_break_an_output_name_are_skipped_before_any_work(instance, local_resource, media):
+    """A 250-character stem (its clip and embeddings file names would exceed 255 bytes), a `..avi` whose
+    stem is `.`, and an empty folder segment: skipped with a warning, never requested, and the
+    objects are left as they are."""
+    store = local_resource.get_store()
+    bad = ["v" * 250 + ".avi", "..avi", "cams//x.avi"]
+    good = "cams/" + "w" * 200 + ".avi"
+    for key in bad + [good]:
+        if key == "cams//x.avi":
+            (store.root / "video-avi" / "cams").mkdir(parents=True, exist_ok=True)
+            continue  # a local folder cannot hold an empty segment; checked through key_problem below
+        store.put_bytes(b"data", "video-avi", key)
+    result = _tick(instance, None, {"object_store": local_resource, "video_settings": VideoConversionSettings()})
+    assert [r.partition_key for r in result.run_requests] == [good]
+    for key in bad[:2]:
+        assert store.exists("video-avi", key)
+    from media_assets.defs.video.sensors import key_problem, output_keys
+
+    v, k = VideoConversionSettings(), KeyframeSettings()
+    assert "over 255 bytes" in key_problem(bad[0], output_keys(bad[0], v, k))
+    assert "'.' or '..'" in key_problem("..avi", output_keys("..avi", v, k))
+    assert "empty" in key_problem("cams//x.avi", output_keys("cams//x.avi", v, k))
+    assert key_problem("a/" + "é" * 600 + ".avi", output_keys("a/" + "é" * 600 + ".avi", v, k))  # bytes, not characters
+    assert key_problem(good, output_keys(good, v, k)) is None

@@ -34,30 +34,70 @@ def _metadata(result, asset):
     return {k: getattr(v, "value", v) for k, v in mats[-1].metadata.items()}
 
 
+def _full_job(resource, settings):
+    """The whole per-video job (clips, labeling frames, key frames, source removal)."""
+    from media_assets.defs.keyframes import defs as keyframe_defs
+    from media_assets.defs.video import defs as video_defs
+    from media_assets.resources.embedder import ImageEmbedderResource
+    from media_assets.resources.keyframes import KeyframeSettings
+    from media_assets.resources.step_functions import StepFunctionsResource
+
+    defs = dg.Definitions.merge(video_defs, keyframe_defs, dg.Definitions(resources={
+        "object_store": resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(),
+        "image_embedder": ImageEmbedderResource(), "step_functions": StepFunctionsResource(region_name="us-east-1"),
+    }))
+    return defs.resolve_job_def("video_conversion")
+
+
 def test_bunny_end_to_end_local(instance, local_resource, media):
     store = local_resource.get_store()
     settings = VideoConversionSettings()
-    store.upload(media["bunny"], "video-avi", "clips/Big Buck Bünny.avi")
-    result = _materialize(instance, local_resource, settings, "clips/Big Buck Bünny.avi")
+    key = "clips/Big Buck Bünny.avi"
+    store.upload(media["bunny"], "video-avi", key)
+    instance.add_dynamic_partitions(video_partitions.name, [key])
+    job = _full_job(local_resource, settings)
+    result = job.execute_in_process(instance=instance, partition_key=key)
     assert result.success
 
     clips = _metadata(result, "mp4_clips")
     assert clips["clip_keys"] == ["clips/Big Buck Bünny/Big Buck Bünny.mp4"]
-    assert clips["source_status"] == "deleted after verification"
-    assert not store.exists("video-avi", "clips/Big Buck Bünny.avi")
+    # the source goes in the run's last step, after clips, labeling frames and key frames
+    removal = _metadata(result, "source_video_removal")
+    assert removal["source_status"] == "deleted after verification" and removal["key_frames"] >= 1
+    assert not store.exists("video-avi", key)
+    order = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"]
+    assert order[-1] == "source_video_removal" and {"mp4_clips", "labeling_frames", "key_frames"} <= set(order)
 
     frames = _metadata(result, "labeling_frames")
     keys = [o.key for o in store.list_objects("unlabeled-images", "clips/Big Buck Bünny/")]
     assert frames["frames_kept"] == len(keys) == 14
     assert "clips/Big Buck Bünny/0.jpg" in keys and "clips/Big Buck Bünny/130.jpg" in keys
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"clip_durations_match_source": True, "no_dead_frame_kept": True}
+    assert checks["clip_durations_match_source"] and checks["no_dead_frame_kept"]
 
     # re-materializing after the source was removed reuses the verified clips and says so
-    again = _materialize(instance, local_resource, settings, "clips/Big Buck Bünny.avi")
+    again = _materialize(instance, local_resource, settings, key)
     assert again.success
     assert "reused" in _metadata(again, "mp4_clips")["note"]
     assert len(list(store.list_objects("unlabeled-images", "clips/Big Buck Bünny/"))) == 14
+
+
+def test_source_kept_when_an_output_is_missing(instance, local_resource, media):
+    """A labeling frame that vanished after its run: the removal step refuses and keeps the AVI."""
+    store = local_resource.get_store()
+    settings = VideoConversionSettings(source_removal="keep")
+    store.upload(media["bikes"], "video-avi", "bikes.avi")
+    instance.add_dynamic_partitions(video_partitions.name, ["bikes.avi"])
+    job = _full_job(local_resource, settings)
+    assert job.execute_in_process(instance=instance, partition_key="bikes.avi").success
+    store.delete("unlabeled-images", "bikes/240.jpg")
+    strict = _full_job(local_resource, VideoConversionSettings())
+    result = strict.execute_in_process(instance=instance, partition_key="bikes.avi", asset_selection=[dg.AssetKey("source_video_removal")],
+                                       raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "bikes/240.jpg" in failure.step_failure_data.user_failure_data.description
+    assert store.exists("video-avi", "bikes.avi")
 
 
 def test_long_video_on_s3_keeps_source_when_configured(instance, s3_resource, s3_buckets, media):

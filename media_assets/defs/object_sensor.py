@@ -85,7 +85,7 @@ def partitioned_object_sensor(
     job: dg.UnresolvedAssetJobDefinition,
     partitions_def: dg.DynamicPartitionsDefinition,
     list_objects: Callable[[dg.SensorEvaluationContext], Iterable[ObjectInfo]],
-    skip_reason: Callable[[ObjectInfo], str | None],
+    skip_reason: Callable[[dg.SensorEvaluationContext, ObjectInfo], str | None],
     max_runs_per_tick: Callable[[dg.SensorEvaluationContext], int],
     required_resource_keys: set[str],
     description: str,
@@ -94,7 +94,7 @@ def partitioned_object_sensor(
 ) -> dg.SensorDefinition:
     """A sensor that adds one dynamic partition per new object and requests one run for it.
 
-    ``skip_reason(obj)`` returns why an object is not a source (wrong suffix, unsafe key) or
+    ``skip_reason(context, obj)`` returns why an object is not a source (wrong suffix, unsafe key) or
     ``None``; skipped objects are logged once and the cursor moves past them.
     """
 
@@ -102,18 +102,19 @@ def partitioned_object_sensor(
         name=name,
         job=job,
         minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
         required_resource_keys=required_resource_keys,
         description=description,
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = ObjectCursor.parse(context.cursor)
         new, cursor = select_new_objects(
-            list_objects(context), cursor, max_runs_per_tick(context), counts=lambda o: skip_reason(o) is None
+            list_objects(context), cursor, max_runs_per_tick(context), counts=lambda o: skip_reason(context, o) is None
         )
         partition_keys: list[str] = []
         run_requests: list[dg.RunRequest] = []
         for obj in new:
-            reason = skip_reason(obj)
+            reason = skip_reason(context, obj)
             if reason:
                 context.log.warning(f"skipping {obj.bucket}/{obj.key!r}: {reason}")
                 continue

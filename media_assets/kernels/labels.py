@@ -56,7 +56,8 @@ def validate_batch(batch: Any, name: str, d_v: int | None = None) -> dict:
 
     Raises:
         BatchFormatError: not a dict, a required key missing, an array of the wrong rank,
-            dtype or row count, or ``video_embeddings`` width differing from ``d_v``.
+            dtype or row count, no rows at all, a NaN or infinite value in an embedding or
+            target, or ``video_embeddings`` width differing from ``d_v``.
     """
     if not isinstance(batch, dict):
         raise BatchFormatError(f"{name}: expected a dict, got {type(batch).__name__}")
@@ -76,6 +77,12 @@ def validate_batch(batch: Any, name: str, d_v: int | None = None) -> dict:
         raise BatchFormatError(f"{name}: targets must be a numeric (n,) or (n, t) array, got {_describe(targets)}")
     if targets.shape[0] != n:
         raise BatchFormatError(f"{name}: targets has {targets.shape[0]} rows, the embeddings have {n}")
+    if n == 0:
+        raise BatchFormatError(f"{name}: the batch has 0 rows (audio_embeddings, video_embeddings and targets are empty)")
+    for key in ("audio_embeddings", "video_embeddings", "targets"):
+        if np.issubdtype(batch[key].dtype, np.floating) and not np.isfinite(batch[key]).all():
+            bad = np.flatnonzero(~np.isfinite(batch[key]).reshape(n, -1).all(axis=1))
+            raise BatchFormatError(f"{name}: {key} has NaN or infinite values in {len(bad)} row(s), first rows {bad[:5].tolist()}")
     if d_v is not None and batch["video_embeddings"].shape[1] != d_v:
         raise BatchFormatError(f"{name}: video_embeddings has d_v={batch['video_embeddings'].shape[1]}, the master table has d_v={d_v}")
     return batch

@@ -27,6 +27,11 @@ class AudioSettings(dg.ConfigurableResource):
         source_bucket / source_prefix: every object under them is an audio object
             (``audio``; any folder depth; ``FolderName`` is the key's parent folder).
         dataset_bucket / dataset_prefix: where the hive-partitioned Parquet goes (``audio-dataset``).
+            That prefix holds the dataset and nothing else, so every Parquet reader can take it
+            with one glob.
+        work_bucket / work_prefix: where the pipeline's own intermediates go (per-day
+            transcript and token tables, the dataset's manifests): ``media-assets-work``,
+            ``audio/``. Never inside the dataset prefix.
         chunk_s: seconds decoded and transcribed at a time (memory bound for long files).
         empty_text_warn_share: warn when more than this share of a day's .flac files has
             empty text.
@@ -38,13 +43,26 @@ class AudioSettings(dg.ConfigurableResource):
     source_prefix: str = ""
     dataset_bucket: str = "audio-dataset"
     dataset_prefix: str = ""
+    work_bucket: str = "media-assets-work"
+    work_prefix: str = "audio/"
     chunk_s: float = 600.0
     empty_text_warn_share: float = 0.5
     max_runs_per_tick: int = 25
     asr_batch_files: int = 32
 
-    def intermediate_key(self, name: str, day: str) -> str:
-        return f".media_assets/{name}/{day}.parquet"
+    def work_key(self, name: str, day: str, suffix: str = ".parquet") -> str:
+        """Key in ``work_bucket`` of one day's intermediate: ``<work_prefix><name>/<day><suffix>``.
+
+        Raises:
+            ValueError: the work location lies inside the dataset prefix (readers globbing
+                the dataset would pick the intermediates up).
+        """
+        if self.work_bucket == self.dataset_bucket and self.work_prefix.startswith(self.dataset_prefix):
+            raise ValueError(
+                f"work location {self.work_bucket}/{self.work_prefix} is inside the dataset prefix "
+                f"{self.dataset_bucket}/{self.dataset_prefix}: set MEDIA_ASSETS_AUDIO_WORK_BUCKET or _WORK_PREFIX"
+            )
+        return f"{self.work_prefix}{name}/{day}{suffix}"
 
 
 class SpeechRecognizerResource(dg.ConfigurableResource):

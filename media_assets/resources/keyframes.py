@@ -86,3 +86,8 @@ class KeyframeSettings(dg.ConfigurableResource):
         folder, _, name = key.rpartition("/")
         stem = name.rsplit(".", 1)[0] if "." in name else name
         return VideoSource("direct", bucket, key, bucket, folder, stem)
+
+
+def keyframe_manifest_key(src: VideoSource) -> str:
+    """Key (in ``src.out_bucket``) of the ``key_frames`` manifest of one video, written last."""
+    return f".manifests/{src.out_key('selected_frames', 'manifest.json')}"

@@ -11,15 +11,15 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from ...kernels.asr import SAMPLE_RATE, FasterWhisperRecognizer, merge_transcripts, transcribe_batched
 from ...kernels.audio import check_audio, decode_audio, iter_audio_chunks
 from ...kernels.ffmpeg import FFmpegError
+from ...kernels.hive import write_hive_parquet
 from ...kernels.probe import MediaError
 from ...resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
 from ...storage import ObjectInfo, ObjectStore, ObjectStoreResource, safe_local_name
-from ..common import delete_quietly, get_table, put_table, read_manifest, write_manifest
+from ..common import delete_quietly, get_table, put_table, write_manifest
 from .partitions import audio_partitions
 
 audio_objects = dg.AssetSpec(
@@ -102,7 +102,7 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
         if short:
             flush()
     table = pa.Table.from_pylist(rows, schema=TRANSCRIPT_SCHEMA)
-    put_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day), table)
+    put_table(store, settings.work_bucket, settings.work_key("transcripts", day), table)
     flac = [r for r in rows if _is_flac(r["Key"]) and r["error"] is None]
     elapsed = time.perf_counter() - started
     return dg.MaterializeResult(metadata={
@@ -120,7 +120,7 @@ def audio_tokens(context: dg.AssetExecutionContext, object_store: ObjectStoreRes
     at 8 kHz, tokens in [0, 255]; `encodec`: EnCodec codes, frame-major). Columns: `Key`,
     `tokens` (list<int16>), `token_rate_hz`."""
     store, settings, day = object_store.get_store(), audio_settings, context.partition_key
-    table = get_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day))
+    table = get_table(store, settings.work_bucket, settings.work_key("transcripts", day))
     keys, tokens = [], []
     with tempfile.TemporaryDirectory(prefix="tokens-") as tmp:
         for key, error in zip(table["Key"].to_pylist(), table["error"].to_pylist()):
@@ -141,25 +141,39 @@ def audio_tokens(context: dg.AssetExecutionContext, object_store: ObjectStoreRes
         "tokens": pa.array(tokens, pa.list_(pa.int16())),
         "token_rate_hz": pa.array([audio_tokenizer.sample_rate] * len(keys), pa.int32()),
     })
-    put_table(store, settings.dataset_bucket, settings.intermediate_key("tokens", day), out)
+    put_table(store, settings.work_bucket, settings.work_key("tokens", day), out)
     return dg.MaterializeResult(metadata={"tokenized": len(keys), "tokenizer": audio_tokenizer.tokenizer,
                                           "total_tokens": int(sum(len(t) for t in tokens))})
 
 
 HIVE_COLUMNS = ["FolderName", "LastModifiedDate", "LastModifiedHour", "LastModifiedMinute"]
 
+DATASET_SCHEMA = pa.schema(
+    list(TRANSCRIPT_SCHEMA)
+    + [("tokens", pa.list_(pa.int16())), ("FolderName", pa.string()), ("LastModifiedDate", pa.string()),
+       ("LastModifiedHour", pa.int32()), ("LastModifiedMinute", pa.int32())]
+)
+
 
 def dataset_table(transcripts_table: pa.Table, tokens_table: pa.Table) -> pa.Table:
-    """Join transcripts and tokens on ``Key`` and add the hive columns (``FolderName`` = the
-    key's parent folder, ``""`` at the bucket root; date ``YYYY-MM-DD``, hour and minute UTC)."""
+    """Join transcripts and tokens on ``Key`` and add the hive columns, as
+    :data:`DATASET_SCHEMA` (the same columns, order and types on every day, whatever it holds):
+    ``FolderName`` = the key's parent folder, null for an object at the bucket root (written
+    as ``FolderName=__HIVE_DEFAULT_PARTITION__``, Hive's null); ``LastModifiedDate``
+    ``YYYY-MM-DD`` string, ``LastModifiedHour`` and ``LastModifiedMinute`` int32, all UTC."""
     tok = dict(zip(tokens_table["Key"].to_pylist(), tokens_table["tokens"].to_pylist()))
     keys = transcripts_table["Key"].to_pylist()
-    lm = transcripts_table["LastModified"].to_pylist()
-    return transcripts_table.append_column("tokens", pa.array([tok.get(k) for k in keys], pa.list_(pa.int16()))) \
-        .append_column("FolderName", pa.array([k.rpartition("/")[0] for k in keys], pa.string())) \
-        .append_column("LastModifiedDate", pa.array([t.strftime("%Y-%m-%d") for t in lm], pa.string())) \
-        .append_column("LastModifiedHour", pa.array([t.hour for t in lm], pa.int32())) \
-        .append_column("LastModifiedMinute", pa.array([t.minute for t in lm], pa.int32()))
+    lm = [t.astimezone(dt.timezone.utc) for t in transcripts_table["LastModified"].to_pylist()]
+    columns = {name: transcripts_table[name] for name in TRANSCRIPT_SCHEMA.names}
+    columns.update(
+        tokens=[tok.get(k) for k in keys],
+        FolderName=[k.rpartition("/")[0] or None for k in keys],
+        LastModifiedDate=[t.strftime("%Y-%m-%d") for t in lm],
+        LastModifiedHour=[t.hour for t in lm],
+        LastModifiedMinute=[t.minute for t in lm],
+    )
+    return pa.table({f.name: pa.array(columns[f.name], f.type) if isinstance(columns[f.name], list) else columns[f.name].cast(f.type)
+                     for f in DATASET_SCHEMA}, schema=DATASET_SCHEMA)
 
 
 @dg.asset(
@@ -175,33 +189,39 @@ def dataset_table(transcripts_table: pa.Table, tokens_table: pa.Table) -> pa.Tab
 )
 def audio_dataset(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, audio_settings: AudioSettings) -> dg.MaterializeResult:
     """The day's rows as Parquet under `FolderName=…/LastModifiedDate=…/LastModifiedHour=…/
-    LastModifiedMinute=…/` (pyarrow hive partitioning, values URI-encoded; read back with
-    `pyarrow.dataset.dataset(..., partitioning="hive")` or `polars.scan_parquet(...,
-    hive_partitioning=True)`). Columns: Key, LastModified, Size, ETag, text, language,
-    segments, duration_s, no_speech_prob, suspect, error, tokens (list<int16>). Re-materializing
-    a day replaces its files exactly: the new files are uploaded, the day's manifest is
-    written, then the previous files of that day are deleted."""
+    LastModifiedMinute=…/` in the dataset prefix, which holds nothing else: DuckDB
+    `read_parquet('<root>/**/*.parquet', hive_partitioning=true)`, polars `scan_parquet`,
+    `pyarrow.dataset` and Hugging Face `load_dataset("parquet", ...)` read it with one glob
+    (see the README). Values are percent-encoded, a root-level object's folder is
+    `__HIVE_DEFAULT_PARTITION__` (null), and the partition columns are also inside every file.
+    Columns (`DATASET_SCHEMA`, the same on every day): Key, LastModified, Size, ETag, text,
+    language, segments, duration_s, no_speech_prob, suspect, error, tokens (list<int16>),
+    FolderName, LastModifiedDate, LastModifiedHour, LastModifiedMinute. Re-materializing a day
+    replaces its files exactly: the new files are uploaded, the day's manifest (in the work
+    bucket) is written, then the previous files of that day are deleted."""
     store, settings, day = object_store.get_store(), audio_settings, context.partition_key
-    t = get_table(store, settings.dataset_bucket, settings.intermediate_key("transcripts", day))
-    k = get_table(store, settings.dataset_bucket, settings.intermediate_key("tokens", day))
+    t = get_table(store, settings.work_bucket, settings.work_key("transcripts", day))
+    k = get_table(store, settings.work_bucket, settings.work_key("tokens", day))
     table = dataset_table(t, k)
-    manifest_key = f".media_assets/manifests/{day}.json"
-    previous = read_manifest(store, settings.dataset_bucket, manifest_key)
+    manifest_key = settings.work_key("manifests", day, ".json")
     uploaded: list[str] = []
     with tempfile.TemporaryDirectory(prefix="audio-dataset-") as tmp:
-        if table.num_rows:
-            pads.write_dataset(table, tmp, format="parquet", partitioning=HIVE_COLUMNS, partitioning_flavor="hive",
-                               basename_template=f"{day}-{uuid.uuid4().hex[:12]}-{{i}}.parquet", existing_data_behavior="overwrite_or_ignore")
+        files = write_hive_parquet(table, Path(tmp), HIVE_COLUMNS, f"{day}-{uuid.uuid4().hex[:12]}.parquet")
         try:
-            for f in sorted(Path(tmp).rglob("*.parquet")):
+            for f in files:
                 key = settings.dataset_prefix + f.relative_to(tmp).as_posix()
                 uploaded.append(key)
                 store.upload(f, settings.dataset_bucket, key, content_type="application/vnd.apache.parquet")
-            write_manifest(store, settings.dataset_bucket, manifest_key, {"day": day, "files": uploaded, "rows": table.num_rows})
+            write_manifest(store, settings.work_bucket, manifest_key, {"day": day, "files": uploaded, "rows": table.num_rows})
         except BaseException:
             delete_quietly(store, settings.dataset_bucket, uploaded, context.log)
             raise
-    delete_quietly(store, settings.dataset_bucket, [f for f in (previous or {}).get("files", []) if f not in set(uploaded)], context.log)
+    # committed: remove the day's other files, those of earlier materializations and any left
+    # by a killed run (every file of a day is named "<day>-<run token>.parquet")
+    current = set(uploaded)
+    stale = [o.key for o in store.list_objects(settings.dataset_bucket, settings.dataset_prefix)
+             if o.key.rpartition("/")[2].startswith(f"{day}-") and o.key not in current]
+    delete_quietly(store, settings.dataset_bucket, stale, context.log)
 
     listed = [o.key for o in objects_of_day(store, settings, day)]
     keys = table["Key"].to_pylist()

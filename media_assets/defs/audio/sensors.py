@@ -13,7 +13,8 @@ from .jobs import audio_job
 @dg.sensor(
     name="new_audio_sensor",
     job=audio_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
     required_resource_keys={"object_store", "audio_settings"},
     description="Polls the audio bucket; requests an `audio` run for each UTC day (on LastModified) "
     "that new or re-uploaded objects fall in. A late object re-requests its day.",

@@ -21,7 +21,7 @@ from ...kernels.image_embedding import EmbeddingError
 from ...kernels.keyframes import extract_samples, select_keyframes
 from ...kernels.probe import MediaError, probe
 from ...resources.embedder import ImageEmbedderResource
-from ...resources.keyframes import KeyframeSettings, VideoSource
+from ...resources.keyframes import KeyframeSettings, VideoSource, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource, safe_local_name
 from ..common import delete_quietly, get_table, input_failure, preview_markdown, put_table, read_manifest, write_manifest
@@ -186,7 +186,7 @@ def key_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResou
     kept = alive[select_keyframes(emb[alive], threshold=threshold, mode=ks.mode, max_wait=ks.max_wait)]
     kept_indices = [int(indices[i]) for i in kept]
 
-    manifest_key = f".manifests/{src.out_key('selected_frames', 'manifest.json')}"
+    manifest_key = keyframe_manifest_key(src)
     previous = read_manifest(store, src.out_bucket, manifest_key)
     keys = [src.out_key("selected_frames", f"{i}.jpg") for i in kept_indices]
     try:

@@ -25,7 +25,7 @@ new_video_sensor = partitioned_object_sensor(
     list_objects=_list_direct,
     skip_reason=source_skip_reason,  # listing already filtered by the configured suffixes
     max_runs_per_tick=lambda ctx: ctx.resources.keyframe_settings.max_runs_per_tick,
-    required_resource_keys={"object_store", "keyframe_settings"},
+    required_resource_keys={"object_store", "keyframe_settings", "video_settings"},
     description="Polls `media/video_in/` for new or re-uploaded videos; adds a `videos` partition "
     "per object and requests one `keyframes` run for it (run key = key@ETag).",
 )
@@ -44,7 +44,7 @@ def key_frames_output(instance: dg.DagsterInstance, run_id: str) -> dict | None:
 
 
 @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[keyframes_job, video_conversion_job],
-                      name="step_functions_task_success", description="Answers SendTaskSuccess for a successful run carrying a task token.")
+                      name="step_functions_task_success", default_status=dg.DefaultSensorStatus.RUNNING, description="Answers SendTaskSuccess for a successful run carrying a task token.")
 def step_functions_task_success(context: dg.RunStatusSensorContext, step_functions: StepFunctionsResource):
     token = context.dagster_run.tags.get(TASK_TOKEN_TAG)
     if not token:
@@ -56,7 +56,7 @@ def step_functions_task_success(context: dg.RunStatusSensorContext, step_functio
         step_functions.send_success(token, output)
 
 
-@dg.run_failure_sensor(monitored_jobs=[keyframes_job, video_conversion_job], name="step_functions_task_failure",
+@dg.run_failure_sensor(monitored_jobs=[keyframes_job, video_conversion_job], name="step_functions_task_failure", default_status=dg.DefaultSensorStatus.RUNNING,
                        description="Answers SendTaskFailure for a failed run carrying a task token.")
 def step_functions_task_failure(context: dg.RunFailureSensorContext, step_functions: StepFunctionsResource):
     token = context.dagster_run.tags.get(TASK_TOKEN_TAG)

@@ -22,7 +22,6 @@ from ...kernels.labels import (
 from ...kernels.safe_pickle import safe_loads
 from ...resources.labels import LabelCorrectionSettings
 from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource
-from ..partition_events import PartitionEvents
 from .correction import BatchResult, correct_batches, layout
 from .partitions import batch_partitions
 
@@ -123,8 +122,8 @@ def load_targets(store: ObjectStore, settings: LabelCorrectionSettings) -> Targe
         raise dg.Failure(f"targets table {settings.bucket}/{settings.targets_key}: {err}", allow_retries=False) from err
 
 
-def _record_result(context, settings: LabelCorrectionSettings, result: BatchResult, failures: dict[str, str],
-                   events: PartitionEvents) -> int:
+def _record_result(context: dg.AssetExecutionContext, settings: LabelCorrectionSettings, result: BatchResult,
+                   failures: dict[str, str]) -> int:
     """Record one batch's materialization (and failing check evaluations); 1 if it succeeded."""
     key = result.key
     if result.error is not None:
@@ -135,18 +134,18 @@ def _record_result(context, settings: LabelCorrectionSettings, result: BatchResu
     same_layout = meta.pop("same_layout")
     share = meta["unmatched"] / max(meta["rows"], 1)
     meta["unmatched_share"] = round(share, 4)
-    events.materialization(dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=meta))
+    context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=meta))
     # Checks are evaluated for every batch; only failing evaluations become events: at 16,889
-    # partitions, two more events per partition would cost more than the matching.
+    # partitions, two more events per partition would double the run's event-log writes.
     # Passing values are in the materialization metadata; the check ops re-verify on demand.
     if share > settings.max_unmatched_share:
-        events.check_evaluation(dg.AssetCheckEvaluation(
+        context.log_event(dg.AssetCheckEvaluation(
             asset_key=context.asset_key, check_name="unmatched_share_below_bound", partition=key, passed=False,
             metadata={"unmatched_share": round(share, 4), "bound": settings.max_unmatched_share},
             severity=dg.AssetCheckSeverity.WARN,
         ))
     if not same_layout:
-        events.check_evaluation(dg.AssetCheckEvaluation(asset_key=context.asset_key, check_name="same_layout_as_original", partition=key, passed=False))
+        context.log_event(dg.AssetCheckEvaluation(asset_key=context.asset_key, check_name="same_layout_as_original", partition=key, passed=False))
     return 1
 
 
@@ -167,9 +166,10 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
     the partition's metadata (`unmatched_rows`). One run handles a range of partitions
     (`BackfillPolicy.multi_run(partitions_per_run)`): the index and targets load once per run,
     batches are corrected `transfer_concurrency` at a time (`correction.py`), and every
-    partition gets its own materialization and failing check results (written to the
-    instance in batches of 500, `defs/partition_events.py`). Batches that fail (malformed,
-    unsafe pickle) are reported by partition and fail the run after the others are written.
+    partition gets its own materialization (with its counts) and failing check results, logged
+    with `context.log_event` as each batch finishes. A batch that fails (0 rows, NaN values,
+    malformed or unsafe pickle) fails only its own partition: the others are corrected and
+    recorded, then the run fails naming each failed batch and field.
     """
     settings, store = label_settings, object_store.get_store()
     keys = context.partition_keys
@@ -181,9 +181,8 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
 
     failures: dict[str, str] = {}
     done = 0
-    with PartitionEvents(context) as events:
-        for result in correct_batches(keys, store, settings, index, targets, master_to_target):
-            done += _record_result(context, settings, result, failures, events)
+    for result in correct_batches(keys, store, settings, index, targets, master_to_target):
+        done += _record_result(context, settings, result, failures)
     elapsed = time.perf_counter() - started
     context.log.info(f"corrected {done} of {len(keys)} batches in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.1f} batches/s)")
     if failures:

@@ -4,7 +4,6 @@ import hashlib
 import json
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from ...storage import ObjectInfo, ObjectNotFoundError
 from ..object_sensor import ObjectCursor, run_key_for, select_new_objects
@@ -12,6 +11,10 @@ from .jobs import label_correction_job, video_embedding_index_job
 from .partitions import batch_partitions
 
 DATA_VERSION_TAG = "dagster/data_version"
+# Dagster's documented run tags for one run over a partition range (what a UI backfill with
+# BackfillPolicy.multi_run sets on each of its runs)
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def range_request(chunk: list[ObjectInfo]) -> dg.RunRequest:
@@ -21,14 +24,15 @@ def range_request(chunk: list[ObjectInfo]) -> dg.RunRequest:
     return dg.RunRequest(
         job_name=label_correction_job.name,
         run_key=f"{chunk[0].key}..{chunk[-1].key}@{digest}",
-        tags={ASSET_PARTITION_RANGE_START_TAG: chunk[0].key, ASSET_PARTITION_RANGE_END_TAG: chunk[-1].key},
+        tags={PARTITION_RANGE_START_TAG: chunk[0].key, PARTITION_RANGE_END_TAG: chunk[-1].key},
     )
 
 
 @dg.sensor(
     name="new_batch_sensor",
     jobs=[label_correction_job, video_embedding_index_job],
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
     required_resource_keys={"object_store", "label_settings"},
     description="Polls the batch bucket. New batches become `training_batches` partitions, added "
     "in batch-number order and requested as ranges of `partitions_per_run` (one run each, not one "

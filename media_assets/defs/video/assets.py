@@ -21,6 +21,7 @@ from ...kernels.ffmpeg import FFmpegError
 from ...kernels.frames import DeadFrameThresholds, classify_dead_frames, luma_thumbnail, sample_frames
 from ...kernels.probe import MediaError, probe
 from ...kernels.transcode import VerificationError, expected_duration_s, transcode_to_mp4, verify_clips
+from ...resources.keyframes import KeyframeSettings, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectNotFoundError, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
 from ..common import delete_quietly, input_failure, preview_markdown, read_manifest, write_manifest
@@ -58,7 +59,6 @@ def _clips_result(manifest: dict, settings: VideoConversionSettings, **extra) ->
             "n_clips": len(clips),
             "codec": "h264/" + (clips[0]["audio_codec"] or "none"),
             "source_duration_s": round(manifest["source"]["expected_duration_s"], 3),
-            "source_status": manifest.get("source_status", "kept"),
             "manifest": dg.MetadataValue.path(f"{settings.mp4_bucket}/{settings.manifest_key(manifest['source']['key'], 'clips')}"),
             **extra,
         },
@@ -80,10 +80,10 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
 
     Sources longer than `max_duration_s` (240 s) are cut into `clip_s` (120 s) clips in the
     same ffmpeg pass (forced keyframes + segment muxer). Every clip is probed (streams,
-    duration) before upload and its size checked after; the manifest is written last. Only
-    then, with `source_removal=delete`, is the source AVI removed (and only if it was not
-    re-uploaded meanwhile). Re-materializing after the source was removed reuses the verified
-    clips and says so in the metadata.
+    duration) before upload and its size checked after; the manifest is written last. The
+    source is never touched here: `source_video_removal`, the last step of the run, removes it.
+    Re-materializing after the source was removed reuses the verified clips and says so in the
+    metadata.
     """
     settings, store = video_settings, object_store.get_store()
     key = context.partition_key
@@ -157,18 +157,6 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
     # committed: drop clips of an earlier materialization that this one did not rewrite
     stale = [c["key"] for c in (previous or {}).get("clips", []) if c["key"] not in set(uploaded)]
     delete_quietly(store, settings.mp4_bucket, stale, context.log)
-
-    source_status = "kept"
-    if settings.source_removal == "delete":
-        current = store.head(bucket, key)
-        if current.etag == source_obj.etag:
-            store.delete(bucket, key)
-            source_status = "deleted after verification"
-        else:
-            source_status = "kept: re-uploaded during processing"
-            context.log.warning(f"{bucket}/{key} changed while it was processed; not deleting it")
-    manifest["source_status"] = source_status
-    write_manifest(store, settings.mp4_bucket, manifest_key, manifest)
     return _clips_result(manifest, settings, wall_s=round(time.perf_counter() - started, 3), encode_s=round(encode_s, 3))
 
 
@@ -287,3 +275,62 @@ def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStore
             )
         ],
     )
+
+
+def _verified_outputs(store, settings: VideoConversionSettings, keyframe_manifest: tuple[str, str], key: str) -> dict[str, int]:
+    """Objects of every output made from source ``key``, each checked to exist (clips: with
+    their recorded size). Returns counts per output.
+
+    Raises:
+        dg.Failure: an output's manifest is missing, or an object it lists is missing or has
+            the wrong size (the source is then kept).
+    """
+    clips = read_manifest(store, settings.mp4_bucket, settings.manifest_key(key, "clips"))
+    frames = read_manifest(store, settings.mp4_bucket, settings.manifest_key(key, "frames"))
+    kf_bucket, kf_key = keyframe_manifest
+    keyframes = read_manifest(store, kf_bucket, kf_key)
+    for name, manifest in (("mp4_clips", clips), ("labeling_frames", frames), ("key_frames", keyframes)):
+        if manifest is None:
+            raise dg.Failure(f"{key}: no committed {name} output; the source is kept")
+    problems = [c["key"] for c in clips["clips"] if store.head(settings.mp4_bucket, c["key"]).size != c["size_bytes"]]
+    problems += [k for k in frames["frame_keys"] if not store.exists(settings.labeling_bucket, k)]
+    problems += [k for k in keyframes["keys"] if not store.exists(kf_bucket, k)]
+    if problems:
+        raise dg.Failure(f"{key}: {len(problems)} output object(s) missing or changed, e.g. {problems[:3]}; the source is kept")
+    return {"clips": len(clips["clips"]), "labeling_frames": len(frames["frame_keys"]), "key_frames": len(keyframes["keys"])}
+
+
+@dg.asset(
+    deps=[labeling_frames, dg.AssetKey("key_frames")],
+    partitions_def=video_partitions,
+    kinds={"s3"},
+    group_name="video",
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+)
+def source_video_removal(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, video_settings: VideoConversionSettings,
+                         keyframe_settings: KeyframeSettings) -> dg.MaterializeResult:
+    """The last step of a video's run: with `source_removal=delete` (the original behaviour),
+    remove the source AVI once every output made from it -- MP4 clips (sizes re-checked),
+    labeling frames and key frames -- is committed and its objects verified in storage, and
+    only if the source was not re-uploaded since its clips were made (same ETag). Runs only
+    when all of those assets succeeded in the run; a killed or failed run leaves the source."""
+    settings, store, key = video_settings, object_store.get_store(), context.partition_key
+    src = keyframe_settings.source_for(key, settings.video_prefix)
+    counts = _verified_outputs(store, settings, (src.out_bucket, keyframe_manifest_key(src)), key)
+    clips = read_manifest(store, settings.mp4_bucket, settings.manifest_key(key, "clips"))
+    if settings.source_removal == "keep":
+        status = "kept (source_removal=keep)"
+    else:
+        try:
+            current = store.head(settings.source_bucket, key)
+        except ObjectNotFoundError:
+            current = None
+        if current is None:
+            status = "already removed"
+        elif current.etag != clips["source"]["etag"]:
+            status = "kept: re-uploaded after its clips were made"
+            context.log.warning(f"{settings.source_bucket}/{key} changed since its clips were made; not deleting it")
+        else:
+            store.delete(settings.source_bucket, key)
+            status = "deleted after verification"
+    return dg.MaterializeResult(metadata={"source": f"{settings.source_bucket}/{key}", "source_status": status, **counts})

@@ -4,25 +4,58 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ...resources.keyframes import KeyframeSettings, keyframe_manifest_key
+from ...resources.video import VideoConversionSettings
 from ...storage import ObjectInfo, UnsafeKeyError, check_key
 from ..object_sensor import partitioned_object_sensor
 from .jobs import video_conversion_job
 from .partitions import video_partitions
 
 
-def source_skip_reason(obj: ObjectInfo, suffixes: list[str] | None = None) -> str | None:
-    """Why ``obj`` is not a video source, or ``None``. Unsafe keys (``..`` segments, ...) and
-    keys Dagster cannot use as partition keys (containing ``...`` or control characters) are
-    skipped with a warning in the sensor log; the object itself is left untouched."""
-    if suffixes is not None and not obj.key.lower().endswith(tuple(s.lower() for s in suffixes)):
-        return f"suffix not in {suffixes}"
+MAX_KEY_BYTES = 1024  # S3's limit on an object key, UTF-8 bytes
+MAX_NAME_BYTES = 255  # NAME_MAX of common file systems: one path segment of the local backend
+
+
+def output_keys(key: str, video: VideoConversionSettings, keyframes: KeyframeSettings) -> list[str]:
+    """One key of each kind that source ``key`` derives (clips, labeling frames, manifests,
+    samples, key frames, embeddings), with the longest variable parts (frame numbers)."""
+    prefix = video.video_prefix(key)
+    src = keyframes.source_for(key, video.video_prefix)
+    stem = prefix.rpartition("/")[2]
+    return [
+        key, f"{prefix}/{stem}_000.mp4", f"{prefix}/99999999.jpg", video.manifest_key(key, "frames"),
+        src.embeddings_key(), src.out_key("samples", "99999999.jpg"), src.out_key("selected_frames", "99999999.jpg"),
+        keyframe_manifest_key(src),
+    ]
+
+
+def key_problem(key: str, derived: list[str]) -> str | None:
+    """Why source ``key`` cannot be processed without breaking one of its output names, or
+    ``None``: an unsafe key (``..``, absolute, NUL), a control character or ``...`` (Dagster
+    partition keys cannot hold them), or a derived key with an empty, ``.`` or ``..`` segment,
+    a segment over 255 bytes or a key over 1,024 bytes (UTF-8)."""
     try:
-        check_key(obj.key)
+        check_key(key)
     except UnsafeKeyError as err:
         return str(err)
-    if "..." in obj.key or any(ord(c) < 32 for c in obj.key):
+    if "..." in key or any(ord(c) < 32 or ord(c) == 127 for c in key):
         return "key contains '...' or a control character, which Dagster partition keys cannot hold"
+    for out in derived:
+        if len(out.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            return f"derived key {out[:60]!r}... is over {MAX_KEY_BYTES} bytes"
+        for segment in out.split("/"):
+            if segment in ("", ".", ".."):
+                return f"derived key {out!r} has an empty, '.' or '..' segment"
+            if len(segment.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+                return f"derived name {segment[:60]!r}... is over {MAX_NAME_BYTES} bytes"
     return None
+
+
+def source_skip_reason(context: dg.SensorEvaluationContext, obj: ObjectInfo) -> str | None:
+    """Why ``obj`` is not processed (see :func:`key_problem`), or ``None``. The object is left
+    untouched and the sensor warns once (its cursor moves past it)."""
+    video, keyframes = context.resources.video_settings, context.resources.keyframe_settings
+    return key_problem(obj.key, output_keys(obj.key, video, keyframes))
 
 
 def _list_sources(context: dg.SensorEvaluationContext):
@@ -40,7 +73,7 @@ new_avi_sensor = partitioned_object_sensor(
     list_objects=_list_sources,
     skip_reason=source_skip_reason,  # listing already filtered by the configured suffixes
     max_runs_per_tick=lambda ctx: ctx.resources.video_settings.max_runs_per_tick,
-    required_resource_keys={"object_store", "video_settings"},
+    required_resource_keys={"object_store", "video_settings", "keyframe_settings"},
     description="Polls the source bucket for new or re-uploaded AVI objects; adds a `videos` "
     "partition per object and requests one `video_conversion` run for it (run key = key@ETag).",
 )

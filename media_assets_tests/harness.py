@@ -1,12 +1,11 @@
-"""Headless processing: evaluate the sensors, add their partitions, run what they request.
+"""Test harness: evaluate sensors and execute what they request, in this process.
 
-This is what ``media-assets process`` does in one pass, against the Dagster instance in
-``DAGSTER_HOME`` so the runs show up in the UI afterwards. Each sensor keeps its own cursor
-in the instance's key-value store (``media_assets/headless_cursor/<sensor>``), and runs carry
-the same ``dagster/sensor_name`` and ``dagster/run_key`` tags the sensor daemon uses, so a
-run key executed here is not launched again by the daemon when the sensor is switched on in
-the UI (and vice versa). Sensors are ticked until they request nothing new, so the per-tick
-cap on run requests does not leave objects behind.
+The fast test tier drives sensors the way Dagster's testing guide does (``build_sensor_context``
+and ``SensorDefinition.evaluate_tick``, then ``execute_in_process`` per run request), so a test
+sees sensor logic, partitions and assets together in seconds. It is not how the platform runs:
+``media-assets process`` and ``make ui`` use Dagster's daemon, run queue and launcher
+(``media_assets/process.py``), which the slow tests exercise. Public Dagster API only; the
+cursor of each sensor is kept in the harness's own dict per instance.
 """
 
 from __future__ import annotations
@@ -16,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
-from dagster._core.storage.dagster_run import RunsFilter
-from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+
+RUN_KEY_TAG = "dagster/run_key"  # the tags Dagster's sensor daemon puts on the runs it launches
+SENSOR_NAME_TAG = "dagster/sensor_name"
+_CURSORS: dict[tuple[str, str], str | None] = {}  # (instance root directory, sensor) -> cursor
 
 
 @dataclass
@@ -36,12 +37,8 @@ class RunOutcome:
     counts: dict[str, int] = field(default_factory=dict)  # materializations per asset (partitions)
 
 
-def _cursor_key(sensor_name: str) -> str:
-    return f"media_assets/headless_cursor/{sensor_name}"
-
-
 def _already_run(instance: dg.DagsterInstance, sensor_name: str, run_key: str) -> bool:
-    runs = instance.get_runs(filters=RunsFilter(tags={RUN_KEY_TAG: run_key, SENSOR_NAME_TAG: sensor_name}), limit=1)
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key, SENSOR_NAME_TAG: sensor_name}), limit=1)
     return bool(runs)
 
 
@@ -108,7 +105,6 @@ def process_pending(
         One :class:`RunOutcome` per executed run, in execution order.
     """
     outcomes: list[RunOutcome] = []
-    store = instance.daemon_cursor_storage
     for sensor in sorted(defs.sensors, key=lambda s: s.name):
         if sensor_names and sensor.name not in sensor_names:
             continue
@@ -116,7 +112,7 @@ def process_pending(
             continue
         job_name = sensor.job_name if sensor.has_jobs and len(sensor.jobs) == 1 else None
         for _ in range(max_ticks):
-            cursor = store.get_cursor_values({_cursor_key(sensor.name)}).get(_cursor_key(sensor.name))
+            cursor = _CURSORS.get((instance.root_directory, sensor.name))
             # instance_ref (not instance) lets the tick resolve partitions its own requests add
             with dg.build_sensor_context(
                 instance_ref=instance.get_ref(), cursor=cursor, definitions=defs, sensor_name=sensor.name, resources=defs.resources
@@ -133,7 +129,7 @@ def process_pending(
                 if on_outcome:
                     on_outcome(outcome)
             if new_cursor is not None:
-                store.set_cursor_values({_cursor_key(sensor.name): new_cursor})
+                _CURSORS[(instance.root_directory, sensor.name)] = new_cursor
             if not data.run_requests and new_cursor == cursor:
                 break
     return outcomes

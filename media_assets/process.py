@@ -1,0 +1,325 @@
+"""``media-assets process``: one pass of Dagster's own machinery over everything pending.
+
+Nothing here evaluates a sensor or executes a run. The driver:
+
+1. takes an exclusive lock on ``DAGSTER_HOME`` (a second ``process`` waits for the first, so
+   the instance is created and migrated once and every source is requested once);
+2. recovers what a killed pass left: it stops the previous pass's daemon process group if it
+   is still alive, and reports every run still STARTING/STARTED/CANCELING as failed
+   (``DagsterInstance.report_run_failed``), so Dagster's run retries re-execute it from failure;
+3. starts ``dagster-daemon run`` on a workspace of this package (the sensors are on by default,
+   the queued run coordinator applies the pools and run limits of ``dagster.yaml``, the default
+   run launcher starts each run in its own process, the retry daemon retries dead runs);
+4. waits until no run is queued or in progress and no run was created for longer than the
+   longest sensor interval (every sensor has had a tick that requested nothing);
+5. stops the daemon and returns what the runs of this pass did, read back through the public
+   ``DagsterInstance`` API.
+
+If a daemon of another process (``make ui``) is already heart-beating on the instance, no
+second one is started: the pass waits for that one to become idle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import filelock
+
+from .instance_config import ensure_dagster_home
+
+ACTIVE = [
+    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+]
+STRANDED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+WORKSPACE_YAML = """\
+# written by media-assets process: the package's code location, under the name make ui uses,
+# so sensor cursors and run keys are shared between the two
+load_from:
+  - python_module:
+      module_name: media_assets.definitions
+      location_name: media_assets
+"""
+SUMMARY_ASSETS = ["mp4_clips", "labeling_frames", "key_frames", "audio_dataset", "corrected_batches"]
+
+
+@dataclass
+class RunOutcome:
+    """One run of the pass: job, partition (or ``first..last`` range), final status, seconds,
+    the first error line for a failed run, and the metadata of each asset it materialized
+    (``{asset: metadata}``, the last partition's) with ``counts`` (materializations per asset)."""
+
+    run_id: str
+    job: str
+    partition: str
+    status: str
+    seconds: float
+    error: str | None = None
+    retry_of: str | None = None
+    materializations: dict[str, dict] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return self.status == "SUCCESS"
+
+
+@dataclass
+class PassResult:
+    runs: list[RunOutcome]
+    sensor_errors: list[str]
+    recovered_runs: list[str]
+    seconds: float
+
+    @property
+    def failed(self) -> list[RunOutcome]:
+        """Runs that failed and were not retried to success within the pass."""
+        retried = {r.retry_of for r in self.runs if r.retry_of}
+        return [r for r in self.runs if not r.success and r.run_id not in retried]
+
+
+def _pgid_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_group(pgid: int, leader: subprocess.Popen | None = None, grace_s: float = 20.0) -> None:
+    """SIGTERM the process group (the daemon shuts down cleanly), SIGKILL what is left.
+    ``leader``, if this process started it, is reaped so its zombie does not hold the group."""
+
+    def alive() -> bool:
+        if leader is not None:
+            leader.poll()
+        return _pgid_alive(pgid)
+
+    if not alive():
+        return
+    os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and alive():
+        time.sleep(0.2)
+    if alive():
+        os.killpg(pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and alive():
+            time.sleep(0.1)
+
+
+def _other_daemon_alive(instance: dg.DagsterInstance, max_age_s: float = 60.0) -> bool:
+    beats = instance.get_daemon_heartbeats()
+    now = time.time()
+    return any(now - b.timestamp < max_age_s for b in beats.values())
+
+
+def recover(instance: dg.DagsterInstance, home: Path, log: Callable[[str], None]) -> list[str]:
+    """Finish what a killed pass left: stop its daemon group, report its in-flight runs failed.
+
+    Returns:
+        The ids of the runs reported as failed (Dagster's run retries re-execute them).
+    """
+    state_file = home / "process.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if _pgid_alive(state["pgid"]):
+            log(f"stopping the daemon of an interrupted pass (process group {state['pgid']})")
+            _stop_group(state["pgid"])
+        state_file.unlink()
+    elif _other_daemon_alive(instance):
+        return []  # another daemon (make ui) owns the in-flight runs
+    recovered = []
+    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=STRANDED)):
+        run = record.dagster_run
+        instance.report_run_failed(run, "the run worker is gone: its media-assets process was killed; retried from failure")
+        recovered.append(run.run_id)
+    if recovered:
+        log(f"reported {len(recovered)} run(s) of an interrupted pass as failed; Dagster retries them: {', '.join(r[:8] for r in recovered)}")
+    return recovered
+
+
+def sensor_interval_s(defs: dg.Definitions) -> int:
+    """The longest ``minimum_interval_seconds`` of the code location's sensors."""
+    return max((s.minimum_interval_seconds or 30 for s in defs.sensors), default=30)
+
+
+def _partition(tags: dict) -> str:
+    if "dagster/partition" in tags:
+        return tags["dagster/partition"]
+    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    return f"{start}..{end}" if start else ""
+
+
+def _error(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        data = entry.dagster_event.step_failure_data
+        if data.user_failure_data and data.user_failure_data.description:
+            return f"{entry.step_key}: {data.user_failure_data.description}"
+        if data.error:
+            cause = data.error.cause or data.error
+            return f"{entry.step_key}: {cause.message.strip()}"
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
+        return entry.message or entry.dagster_event.message
+    return None
+
+
+def _materializations(instance: dg.DagsterInstance, asset: str, since: dt.datetime):
+    """Every materialization record of ``asset`` after ``since``, 10,000 at a time (Dagster's cap)."""
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_timestamp=since.timestamp()), limit=10_000, cursor=cursor, ascending=True
+        )
+        yield from result.records
+        if not result.has_more:
+            return
+        cursor = result.cursor
+
+
+def collect(instance: dg.DagsterInstance, since: dt.datetime, run_ids: set[str] | None = None) -> list[RunOutcome]:
+    """The runs created since ``since`` (only ``run_ids`` if given), oldest first, read
+    through the public instance API."""
+    records = [r for r in instance.get_run_records(filters=dg.RunsFilter(created_after=since), order_by="create_timestamp", ascending=True)
+               if run_ids is None or r.dagster_run.run_id in run_ids]
+    mats: dict[str, dict[str, tuple[int, dict]]] = {}
+    for asset in SUMMARY_ASSETS:
+        for rec in _materializations(instance, asset, since):
+            if run_ids is not None and rec.run_id not in run_ids:
+                continue
+            n, _ = mats.setdefault(rec.run_id, {}).get(asset, (0, {}))
+            meta = {k: getattr(v, "value", v) for k, v in rec.asset_materialization.metadata.items()}
+            mats[rec.run_id][asset] = (n + 1, meta)
+    out = []
+    for rec in records:
+        run = rec.dagster_run
+        start, end = rec.start_time, rec.end_time
+        out.append(RunOutcome(
+            run_id=run.run_id, job=run.job_name, partition=_partition(run.tags), status=run.status.value,
+            seconds=(end - start) if start and end else 0.0,
+            error=_error(instance, run.run_id) if run.status == dg.DagsterRunStatus.FAILURE else None,
+            retry_of=run.tags.get("dagster/parent_run_id"),
+            materializations={a: m for a, (_, m) in mats.get(run.run_id, {}).items()},
+            counts={a: n for a, (n, _) in mats.get(run.run_id, {}).items()},
+        ))
+    return out
+
+
+_SENSOR_ERROR = re.compile(r"(?:Sensor|sensor) (\w+)[^\n]*?(?:failed|[Ee]rror)[^\n]*")
+
+
+def sensor_errors(log_text: str) -> list[str]:
+    """One line per failing sensor found in the daemon's log, e.g. a missing watched bucket."""
+    found: dict[str, str] = {}
+    for block in log_text.split("\n"):
+        if "Error occurred" in block or "SensorExecutionError" in block or ("sensor" in block.lower() and "error" in block.lower()):
+            m = re.search(r"sensor:? ?['\"]?(\w+_sensor)", block)
+            if m:
+                found.setdefault(m.group(1), block.strip()[-300:])
+    reasons = re.findall(r"media_assets\.storage\.\w+: ([^\n]+)", log_text)
+    lines = []
+    for name in sorted(found):
+        why = next((r for r in reasons if name in r), None) or next(iter(reasons), found[name])
+        lines.append(f"{name}: tick failed: {why}")
+    return lines
+
+
+def run_pass(
+    *,
+    defs: dg.Definitions,
+    on_progress: Callable[[str], None] = lambda line: None,
+    on_run: Callable[[RunOutcome], None] = lambda run: None,
+    timeout_s: float | None = None,
+    poll_s: float = 1.0,
+) -> PassResult:
+    """Run the daemon until everything pending is processed; see the module docstring.
+
+    Raises:
+        TimeoutError: ``timeout_s`` passed before the instance became idle (the daemon is
+            stopped; the next pass finishes the work).
+        RuntimeError: the daemon exited on its own (its log's tail is in the message).
+    """
+    home = ensure_dagster_home()
+    started = time.monotonic()
+    lock = filelock.FileLock(str(home / "process.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        on_progress(f"another media-assets process holds {home}; waiting for it to finish")
+        lock.acquire()
+    with lock:
+        since = dt.datetime.now(dt.timezone.utc)
+        with dg.DagsterInstance.get() as instance:  # created and migrated under the lock
+            recovered = recover(instance, home, on_progress)
+            own_daemon = not _other_daemon_alive(instance)
+        (home / "workspace.yaml").write_text(WORKSPACE_YAML)
+        logs = home / "media_assets"  # not DAGSTER_HOME/logs: Dagster removes that with telemetry off
+        logs.mkdir(exist_ok=True)
+        log_path = logs / "daemon.log"
+        daemon = None
+        if own_daemon:
+            exe = Path(sys.executable).with_name("dagster-daemon")
+            with open(log_path, "w") as log_file:
+                daemon = subprocess.Popen(
+                    [str(exe), "run", "-w", str(home / "workspace.yaml")],
+                    stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
+                )
+            (home / "process.json").write_text(json.dumps({"pgid": daemon.pid, "started": since.isoformat()}))
+        else:
+            on_progress("a Dagster daemon is already running on this instance (make ui?); waiting for it to go idle")
+        try:
+            _wait_idle(defs, since, daemon, log_path, on_run, timeout_s, poll_s)
+        finally:
+            if daemon is not None:
+                _stop_group(daemon.pid, daemon)
+                (home / "process.json").unlink(missing_ok=True)
+        with dg.DagsterInstance.get() as instance:
+            runs = collect(instance, since)
+        errors = sensor_errors(log_path.read_text()) if log_path.exists() else []
+        return PassResult(runs=runs, sensor_errors=errors, recovered_runs=recovered, seconds=time.monotonic() - started)
+
+
+def _sensors_ticking(instance: dg.DagsterInstance, since: dt.datetime) -> bool:
+    beat = instance.get_daemon_heartbeats().get("SENSOR")
+    return beat is not None and beat.timestamp > since.timestamp()
+
+
+def _wait_idle(defs, since, daemon, log_path, on_run, timeout_s, poll_s) -> None:
+    """Return once the sensor daemon runs, no run of the pass is active and none was created
+    or finished for longer than the longest sensor interval (plus 10 s)."""
+    quiet_s = sensor_interval_s(defs) + 10
+    reported: set[str] = set()
+    last_activity = time.monotonic()
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    with dg.DagsterInstance.get() as instance:
+        while True:
+            if daemon is not None and daemon.poll() is not None:
+                tail = log_path.read_text()[-2000:] if log_path.exists() else ""
+                raise RuntimeError(f"dagster-daemon exited with status {daemon.returncode}:\n{tail}")
+            records = instance.get_run_records(filters=dg.RunsFilter(created_after=since))
+            active = [r for r in records if r.dagster_run.status in ACTIVE]
+            done = {r.dagster_run.run_id for r in records if r.dagster_run.status not in ACTIVE} - reported
+            if done:
+                reported |= done
+                for outcome in collect(instance, since, done):
+                    on_run(outcome)
+            if active or done or not _sensors_ticking(instance, since):
+                last_activity = time.monotonic()
+            elif time.monotonic() - last_activity > quiet_s:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"not idle after {timeout_s:.0f} s; the next media-assets process finishes the work")
+            time.sleep(poll_s)
