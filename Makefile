@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export MEDIA_ASSETS_DATA_ROOT ?= $(CURDIR)/data
 
-.PHONY: install system-deps demo test ui bench clean
+.PHONY: install system-deps demo test test-fast ui bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,17 +20,21 @@ install: $(VENV)/.installed
 	mkdir -p $(DAGSTER_HOME)
 	cp -u dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-demo: install
+demo: install system-deps
 	$(VENV)/bin/media-assets demo
 
-# espeak-ng (Debian) synthesizes the real speech the audio tests transcribe
+# espeak-ng (Debian) synthesizes the speech of the demo and of the audio tests
 system-deps:
 	@command -v espeak-ng >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq espeak-ng; fi; }
 
 test: install system-deps
-	$(PY) -m pytest -n 2 media_assets_tests
+	$(PY) -m pytest -n 2 -p no:logging media_assets_tests
+
+# the fast tier: everything but the end-to-end tests that start the daemon and kill processes
+test-fast: install system-deps
+	$(PY) -m pytest -n 2 -p no:logging -m "not slow" media_assets_tests
 
 ui: install
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

@@ -96,13 +96,19 @@ def process(verbose: bool, timeout_s: float | None) -> None:
 
 @main.command()
 def seed() -> None:
-    """Put the sample videos into the source bucket."""
+    """Put sample inputs for every pipeline in place: videos, speech FLACs, training batches."""
     from .definitions import build_resources
-    from .samples import seed_samples
+    from .samples import seed_audio, seed_label_batches, seed_samples
 
     res = build_resources()
-    keys = seed_samples(res["object_store"].get_store(), res["video_settings"].source_bucket)
-    click.echo(f"seeded {len(keys)} videos into {res['video_settings'].source_bucket}: {', '.join(keys)}")
+    store = res["object_store"].get_store()
+    videos = seed_samples(store, res["video_settings"].source_bucket)
+    click.echo(f"seeded {len(videos)} videos into {res['video_settings'].source_bucket}: {', '.join(videos)}")
+    audio = seed_audio(store, res["audio_settings"].source_bucket)
+    click.echo(f"seeded {len(audio)} audio objects into {res['audio_settings'].source_bucket}: {', '.join(audio)}")
+    labels = res["label_settings"]
+    batches = seed_label_batches(store, labels.bucket, labels.master_key, labels.targets_key)
+    click.echo(f"seeded {len(batches)} training batches, {labels.master_key} and {labels.targets_key} into {labels.bucket}")
 
 
 @main.command()

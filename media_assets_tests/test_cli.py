@@ -1,28 +1,41 @@
 """``media-assets process`` as a user runs it: a subprocess on a fresh data root and
-DAGSTER_HOME, with one good and two bad videos in the same pass."""
+DAGSTER_HOME, driving Dagster's own daemon, run queue and run retries. Kill, concurrency and
+infrastructure-fault cases use real processes (SIGKILL, two passes at once, moto's S3 server)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.instance.ref import InstanceRef
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cli(env_root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "MEDIA_ASSETS_DATA_ROOT": str(env_root / "data"),
-        "DAGSTER_HOME": str(env_root / "home"),
-        "MEDIA_ASSETS_VIDEO_SOURCE_REMOVAL": "keep",
-    }
-    env.pop("AWS_ENDPOINT_URL", None)
+def _env(env_root: Path, **extra) -> dict:
+    env = {**os.environ, "MEDIA_ASSETS_DATA_ROOT": str(env_root / "data"), "DAGSTER_HOME": str(env_root / "home"),
+           "MEDIA_ASSETS_VIDEO_SOURCE_REMOVAL": "keep", **extra}
+    if "AWS_ENDPOINT_URL" not in extra:
+        env.pop("AWS_ENDPOINT_URL", None)
+    return env
+
+
+def _cli(env_root: Path, *args: str, **extra) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("media-assets")
-    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(exe), *args], env=_env(env_root, **extra), capture_output=True, text=True, timeout=600)
+
+
+def _instance(env_root: Path, monkeypatch) -> dg.DagsterInstance:
+    monkeypatch.setenv("DAGSTER_HOME", str(env_root / "home"))
+    return dg.DagsterInstance.get()
 
 
 def test_process_runs_everything_pending_and_reports_failures(tmp_path, media, monkeypatch):
@@ -34,8 +47,9 @@ def test_process_runs_everything_pending_and_reports_failures(tmp_path, media, m
 
     first = _cli(tmp_path, "process")
     assert first.returncode == 1, first.stdout + first.stderr
-    assert "3 runs, 2 failed" in first.stdout
+    assert "3 runs, 2 failed, 0 sensor errors" in first.stdout
     assert "not a readable media container" in first.stdout and "empty file" in first.stdout
+    assert "Video conversion" in first.stdout and "DEBUG" not in first.stdout + first.stderr  # a quiet console
 
     data = tmp_path / "data"
     assert (data / "video-mp4" / "cams" / "bikes one" / "bikes one.mp4").is_file()
@@ -44,36 +58,37 @@ def test_process_runs_everything_pending_and_reports_failures(tmp_path, media, m
     # sources kept: configured keep, and bad inputs are never removed
     assert (src / "broken.avi").exists() and (src / "cams" / "bikes one.avi").exists()
 
-    # the runs are in the instance the UI reads (its storage config reads DAGSTER_HOME)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "home"))) as instance:
+    # the runs were launched by the daemon's sensor, through the run queue, and input errors
+    # are not retried (no retry run of the two failures)
+    with _instance(tmp_path, monkeypatch) as instance:
         runs = instance.get_runs()
         assert len(runs) == 3
         assert {r.tags["dagster/sensor_name"] for r in runs} == {"new_avi_sensor"}
+        assert not any("dagster/parent_run_id" in r.tags for r in runs)
 
     # a second pass finds nothing new
     second = _cli(tmp_path, "process")
     assert second.returncode == 0 and "nothing pending" in second.stdout
 
 
-def test_instance_configs_agree_and_load(tmp_path):
-    """The project's dagster.yaml (copied by `make`) and the one the CLI writes into a fresh
-    DAGSTER_HOME configure the same batched storage, and both are valid instance configs
-    (Dagster rejects e.g. run_queue limits next to concurrency pools)."""
+def test_instance_config_is_the_projects_and_loads(tmp_path):
+    """The dagster.yaml `make` copies and the one media-assets writes into a fresh DAGSTER_HOME are
+    the same file: stock storage, queued run coordinator, run monitoring and run retries."""
     import yaml
 
-    from media_assets.cli import DEFAULT_DAGSTER_YAML
-    from media_assets.instance_storage import BatchedSqliteEventLogStorage
+    from media_assets.instance_config import DAGSTER_YAML
 
-    project = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
-    assert yaml.safe_load(DEFAULT_DAGSTER_YAML)["storage"] == project["storage"]
-    for name, text in (("project", yaml.safe_dump(project)), ("cli", DEFAULT_DAGSTER_YAML)):
-        home = tmp_path / name
-        home.mkdir()
-        (home / "dagster.yaml").write_text(text)
-        with dg.instance_for_test(temp_dir=str(home), overrides=yaml.safe_load(text)) as instance:
-            assert isinstance(instance.event_log_storage, BatchedSqliteEventLogStorage)
-            assert instance.get_runs() == []
+    assert DAGSTER_YAML == (ROOT / "dagster.yaml").read_text()
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=yaml.safe_load(DAGSTER_YAML)) as instance:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.run_retries_enabled and instance.run_monitoring_enabled
+        assert instance.get_runs() == []
+
+
+def test_no_private_dagster_api():
+    """Only Dagster's public API: no `dagster._` import anywhere in the package."""
+    offenders = [str(p) for p in (ROOT / "media_assets").rglob("*.py") if re.search(r"^\s*(from|import) dagster\._", p.read_text(), re.M)]
+    assert offenders == []
 
 
 def test_code_location_loads_as_the_ui_loads_it(tmp_path):
@@ -87,3 +102,92 @@ def test_code_location_loads_as_the_ui_loads_it(tmp_path):
                           capture_output=True, text=True, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode == 0 and "All code locations passed validation" in output, output[-3000:]
+
+
+def _wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypatch):
+    """SIGKILL the whole pass (driver, daemon, run worker) while the 250 s video is converting:
+    the next pass reports the stranded run failed, Dagster's run retry re-executes it, and the
+    source is removed only once every output exists. No run stays STARTED."""
+    src = tmp_path / "data" / "video-avi"
+    src.mkdir(parents=True)
+    shutil.copy(media["long"], src / "long.avi")
+    env = _env(tmp_path, MEDIA_ASSETS_VIDEO_SOURCE_REMOVAL="delete")
+    exe = Path(sys.executable).with_name("media-assets")
+    driver = subprocess.Popen([str(exe), "process"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    home = tmp_path / "home"
+    _wait_for(lambda: (home / "process.json").exists(), 120, "the daemon to start")
+    with _instance(tmp_path, monkeypatch) as instance:
+        _wait_for(lambda: instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])), 240, "a started run")
+        time.sleep(3)  # inside mp4_clips
+        pgid = json.loads((home / "process.json").read_text())["pgid"]
+        os.killpg(driver.pid, signal.SIGKILL)
+        os.killpg(pgid, signal.SIGKILL)
+        driver.wait()
+        assert (src / "long.avi").exists()
+        assert [r.status for r in instance.get_runs()] == [dg.DagsterRunStatus.STARTED]
+
+        done = _cli(tmp_path, "process", MEDIA_ASSETS_VIDEO_SOURCE_REMOVAL="delete")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "reported 1 run(s) of an interrupted pass as failed" in done.stdout
+        runs = instance.get_runs()
+        assert sorted(r.status.value for r in runs) == ["FAILURE", "SUCCESS"]
+        retry = next(r for r in runs if r.status == dg.DagsterRunStatus.SUCCESS)
+        assert retry.tags.get("dagster/parent_run_id")  # Dagster's run retry, not a new request
+    data = tmp_path / "data"
+    assert not (src / "long.avi").exists()
+    assert sorted(p.name for p in (data / "video-mp4" / "long").glob("*.mp4")) == ["long_000.mp4", "long_001.mp4", "long_002.mp4"]
+    assert (data / "media" / "converted" / "selected_frames" / "long").is_dir()
+    assert not list((data / "video-mp4").rglob(".tmp-*")) and not list((data / "unlabeled-images").rglob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_two_passes_at_once_on_a_fresh_home(tmp_path, media, monkeypatch):
+    """Two `process` started together on a fresh DAGSTER_HOME: the instance is created once, the
+    second pass waits for the first, and the video is converted exactly once."""
+    src = tmp_path / "data" / "video-avi"
+    src.mkdir(parents=True)
+    shutil.copy(media["bikes"], src / "bikes.avi")
+    exe = Path(sys.executable).with_name("media-assets")
+    procs = [subprocess.Popen([str(exe), "process"], env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert any("waiting for it to finish" in o for o in outs)
+    with _instance(tmp_path, monkeypatch) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
+    after = _cli(tmp_path, "process")
+    assert after.returncode == 0 and "nothing pending" in after.stdout
+
+
+@pytest.mark.slow
+def test_missing_watched_bucket_fails_only_its_sensor(tmp_path, media, moto_endpoint, s3_client, monkeypatch):
+    """On S3 with the audio bucket missing, new_audio_sensor's ticks fail with a line naming the
+    bucket; the AVI sensor's run goes on and the summary says what failed."""
+    suffix = f"m{os.getpid()}"
+    buckets = {name: f"{name}-{suffix}" for name in ["video-avi", "video-mp4", "unlabeled-images", "media", "training-batches"]}
+    for b in buckets.values():
+        s3_client.create_bucket(Bucket=b)
+    s3_client.upload_file(str(media["bikes"]), buckets["video-avi"], "bikes.avi")
+    out = _cli(
+        tmp_path, "process", AWS_ENDPOINT_URL=moto_endpoint, MEDIA_ASSETS_STORAGE="s3",
+        MEDIA_ASSETS_VIDEO_SOURCE_BUCKET=buckets["video-avi"], MEDIA_ASSETS_VIDEO_MP4_BUCKET=buckets["video-mp4"],
+        MEDIA_ASSETS_VIDEO_LABELING_BUCKET=buckets["unlabeled-images"], MEDIA_ASSETS_KEYFRAMES_DIRECT_BUCKET=buckets["media"],
+        MEDIA_ASSETS_KEYFRAMES_OUTPUT_BUCKET=buckets["media"], MEDIA_ASSETS_LABELS_BUCKET=buckets["training-batches"],
+        MEDIA_ASSETS_AUDIO_SOURCE_BUCKET=f"audio-{suffix}",
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert re.search(rf"SENSOR FAILED new_audio_sensor: .*audio-{suffix}", out.stdout), out.stdout
+    assert "1 runs, 0 failed, 1 sensor errors" in out.stdout
+    assert s3_client.list_objects_v2(Bucket=buckets["video-mp4"], Prefix="bikes/")["KeyCount"] == 1

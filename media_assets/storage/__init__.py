@@ -1,6 +1,7 @@
 """Object storage: backends (no Dagster) and the Dagster resource that selects one."""
 
 from .object_store import (
+    BucketNotFoundError,
     LocalObjectStore,
     ObjectInfo,
     ObjectNotFoundError,
@@ -14,6 +15,7 @@ from .object_store import (
 from .resource import ObjectStoreResource, object_store_from_env
 
 __all__ = [
+    "BucketNotFoundError",
     "LocalObjectStore",
     "ObjectInfo",
     "ObjectNotFoundError",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -43,6 +44,14 @@ class ObjectNotFoundError(ObjectStoreError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]
+
+
+class BucketNotFoundError(ObjectStoreError):
+    """The bucket does not exist (S3 ``NoSuchBucket``)."""
+
+    def __init__(self, bucket: str):
+        super().__init__(f"bucket {bucket!r} does not exist: create it or set the setting that names it")
+        self.bucket = bucket
 
 
 class UnsafeKeyError(ObjectStoreError, ValueError):
@@ -264,9 +273,20 @@ class S3ObjectStore:
         return code in ("404", "NoSuchKey", "NotFound")
 
     def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Yield every object under ``prefix`` (ListObjectsV2, 1,000 keys a page)."""
+        """Yield every object under ``prefix`` (ListObjectsV2, 1,000 keys a page).
+
+        Raises:
+            BucketNotFoundError: the bucket does not exist.
+        """
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        try:
+            pages = iter(paginator.paginate(Bucket=bucket, Prefix=prefix))
+            first = next(pages, None)
+        except botocore.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                raise BucketNotFoundError(bucket) from None
+            raise
+        for page in itertools.chain([first] if first is not None else [], pages):
             for obj in page.get("Contents", []):
                 yield ObjectInfo(
                     bucket=bucket,
