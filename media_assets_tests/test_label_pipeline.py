@@ -70,6 +70,15 @@ def test_label_correction_local(instance, local_resource, tmp_path):
 
     # nothing new: no runs; a re-uploaded batch: one run for just that partition
     assert process_pending(defs, instance) == []
+    # a retried or resumed run over the whole range corrects no finished batch again
+    keys = instance.get_dynamic_partitions(batch_partitions.name)
+    rerun = defs.resolve_job_def("label_correction").execute_in_process(
+        instance=instance, raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+    )
+    assert rerun.get_asset_materialization_events() == []
+    failure = next(e for e in rerun.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+    assert f"{len(ds.malformed)} of {len(ds.malformed)} batches failed" in failure  # only the bad ones were tried again
     time.sleep(0.01)
     store.put_bytes(ds.originals["batch_5_0.pickle"], settings.bucket, "batch_5_0.pickle")
     again = process_pending(defs, instance)

@@ -4,6 +4,7 @@ Batches are never overwritten: corrected copies go to ``corrected_prefix`` with 
 name. Batches are untrusted pickles and are loaded with the allow-list unpickler.
 """
 
+import concurrent.futures
 import os
 import pickle
 import time
@@ -122,15 +123,54 @@ def load_targets(store: ObjectStore, settings: LabelCorrectionSettings) -> Targe
         raise dg.Failure(f"targets table {settings.bucket}/{settings.targets_key}: {err}", allow_retries=False) from err
 
 
+def input_versions(store: ObjectStore, settings: LabelCorrectionSettings) -> dict[str, str]:
+    """``{"master_etag", "targets_etag"}``: the versions of the master table and targets a
+    correction is made from (recorded in every partition's metadata)."""
+    try:
+        return {"master_etag": store.head(settings.bucket, settings.master_key).etag,
+                "targets_etag": store.head(settings.bucket, settings.targets_key).etag}
+    except ObjectNotFoundError as err:
+        raise dg.Failure(f"{err}: the master table and targets.csv are both needed", allow_retries=False) from err
+
+
+def _etag(store: ObjectStore, bucket: str, key: str) -> str | None:
+    try:
+        return store.head(bucket, key).etag
+    except ObjectNotFoundError:
+        return None
+
+
+def up_to_date(context: dg.AssetExecutionContext, store: ObjectStore, settings: LabelCorrectionSettings,
+               keys: list[str], versions: dict[str, str]) -> set[str]:
+    """Partitions of ``keys`` whose latest materialization was made from the current batch
+    object, master table and targets (same ETags): a resumed or retried range run skips them."""
+    latest: dict[str, dict] = {}
+    cursor = None
+    while True:
+        result = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=list(keys)), limit=10_000, cursor=cursor
+        )
+        for rec in result.records:  # newest first
+            latest.setdefault(rec.partition_key, rec.asset_materialization.metadata)
+        if not result.has_more:
+            break
+        cursor = result.cursor
+    candidates = [k for k, meta in latest.items()
+                  if all(k2 in meta and meta[k2].value == v for k2, v in versions.items()) and "batch_etag" in meta]
+    with concurrent.futures.ThreadPoolExecutor(settings.transfer_concurrency) as pool:
+        current = dict(zip(candidates, pool.map(lambda k: _etag(store, settings.bucket, k), candidates)))
+    return {k for k in candidates if current[k] == latest[k]["batch_etag"].value}
+
+
 def _record_result(context: dg.AssetExecutionContext, settings: LabelCorrectionSettings, result: BatchResult,
-                   failures: dict[str, str]) -> int:
+                   failures: dict[str, str], versions: dict[str, str]) -> int:
     """Record one batch's materialization (and failing check evaluations); 1 if it succeeded."""
     key = result.key
     if result.error is not None:
         failures[key] = result.error
         context.log.error(result.error)
         return 0
-    meta = dict(result.metadata)
+    meta = {**result.metadata, **versions}
     same_layout = meta.pop("same_layout")
     share = meta["unmatched"] / max(meta["rows"], 1)
     meta["unmatched_share"] = round(share, 4)
@@ -169,11 +209,18 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
     partition gets its own materialization (with its counts) and failing check results, logged
     with `context.log_event` as each batch finishes. A batch that fails (0 rows, NaN values,
     malformed or unsafe pickle) fails only its own partition: the others are corrected and
-    recorded, then the run fails naming each failed batch and field.
+    recorded, then the run fails naming each failed batch and field. Batches already corrected
+    from the same batch, master and targets versions (ETags in their metadata) are skipped, so
+    a retried or resumed range run does only what is left.
     """
     settings, store = label_settings, object_store.get_store()
-    keys = context.partition_keys
     started = time.perf_counter()
+    versions = input_versions(store, settings)
+    skipped = up_to_date(context, store, settings, context.partition_keys, versions)
+    keys = [k for k in context.partition_keys if k not in skipped]
+    if skipped:
+        context.log.info(f"{len(skipped)} of {len(context.partition_keys)} batches are already corrected from this batch, "
+                         "master table and targets version; not corrected again")
     index = load_index(store, settings, context.log)
     targets = load_targets(store, settings)
     master_to_target = target_rows_for_master(index, targets)
@@ -182,7 +229,7 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
     failures: dict[str, str] = {}
     done = 0
     for result in correct_batches(keys, store, settings, index, targets, master_to_target):
-        done += _record_result(context, settings, result, failures)
+        done += _record_result(context, settings, result, failures, versions)
     elapsed = time.perf_counter() - started
     context.log.info(f"corrected {done} of {len(keys)} batches in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.1f} batches/s)")
     if failures:

@@ -41,7 +41,7 @@ def correct_one(store: ObjectStore, settings: LabelCorrectionSettings, key: str,
                 targets: TargetsTable, master_to_target: np.ndarray) -> dict:
     """Download, validate, correct and upload one batch (to ``settings.corrected_key(key)``).
 
-    Returns metadata: ``corrected_key``, ``rows``, ``exact_matches``, ``approximate_matches``,
+    Returns metadata: ``corrected_key``, ``batch_etag`` (the version corrected), ``rows``, ``exact_matches``, ``approximate_matches``,
     ``unmatched``, ``matched_without_targets``, ``targets_changed``, ``unmatched_rows`` (the
     first 200 row indices) and ``same_layout`` (keys, shapes and dtypes unchanged).
 
@@ -50,6 +50,7 @@ def correct_one(store: ObjectStore, settings: LabelCorrectionSettings, key: str,
             breaks the batch contract.
         ObjectNotFoundError: the batch object is gone.
     """
+    etag = store.head(settings.bucket, key).etag
     data = store.get_bytes(settings.bucket, key)
     try:
         batch = safe_loads(data)
@@ -60,6 +61,7 @@ def correct_one(store: ObjectStore, settings: LabelCorrectionSettings, key: str,
     store.put_bytes(pickle.dumps(corrected, protocol=pickle.HIGHEST_PROTOCOL), settings.bucket, out_key)
     return {
         "corrected_key": out_key,
+        "batch_etag": etag,
         "rows": report.rows,
         "exact_matches": report.exact,
         "approximate_matches": report.approximate,
