@@ -37,6 +37,7 @@ import dagster as dg
 import filelock
 
 from .instance_config import ensure_dagster_home
+from .scratch import remove_orphaned
 
 ACTIVE = [
     dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
@@ -131,11 +132,15 @@ def _other_daemon_alive(instance: dg.DagsterInstance, home: Path, max_age_s: flo
 
 
 def recover(instance: dg.DagsterInstance, home: Path, log: Callable[[str], None]) -> list[str]:
-    """Finish what a killed pass left: stop its daemon group, report its in-flight runs failed.
+    """Finish what a killed pass left: remove its runs' scratch folders, stop its daemon group,
+    report its in-flight runs failed.
 
     Returns:
         The ids of the runs reported as failed (Dagster's run retries re-execute them).
     """
+    orphans = remove_orphaned()  # safe beside live runs: only folders of dead processes
+    if orphans:
+        log(f"removed {len(orphans)} scratch folder(s) of killed runs")
     state_file = home / "process.json"
     if state_file.exists():
         state = json.loads(state_file.read_text())

@@ -114,6 +114,20 @@ def _wait_for(predicate, timeout_s: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _scratch_of_group(name: str, pgid: int) -> list[Path]:
+    """Scratch folders of ``name`` made by a process of process group ``pgid``."""
+    from media_assets.scratch import scratch_root
+
+    found = []
+    for path in scratch_root().glob(f"{name}-pid*"):
+        try:
+            if os.getpgid(int(path.name.split("-pid")[1].split("-")[0])) == pgid:
+                found.append(path)
+        except (ProcessLookupError, ValueError):
+            continue
+    return found
+
+
 @pytest.mark.slow
 def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypatch):
     """SIGKILL the whole pass (driver, daemon, run worker) while the 250 s video is converting:
@@ -129,8 +143,9 @@ def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypat
     _wait_for(lambda: (home / "process.json").exists(), 120, "the daemon to start")
     with _instance(tmp_path, monkeypatch) as instance:
         _wait_for(lambda: instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])), 240, "a started run")
-        time.sleep(3)  # inside mp4_clips
         pgid = json.loads((home / "process.json").read_text())["pgid"]
+        _wait_for(lambda: _scratch_of_group("mp4_clips", pgid), 240, "mp4_clips at work")
+        time.sleep(2)
         os.killpg(driver.pid, signal.SIGKILL)
         os.killpg(pgid, signal.SIGKILL)
         driver.wait()
@@ -149,6 +164,21 @@ def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypat
     assert sorted(p.name for p in (data / "video-mp4" / "long").glob("*.mp4")) == ["long_000.mp4", "long_001.mp4", "long_002.mp4"]
     assert (data / "media" / "converted" / "selected_frames" / "long").is_dir()
     assert not list((data / "video-mp4").rglob(".tmp-*")) and not list((data / "unlabeled-images").rglob(".tmp-*"))
+    from media_assets.scratch import remove_orphaned
+
+    assert remove_orphaned() == []  # the killed run's scratch folder was removed by the next pass
+    assert "scratch folder(s) of killed runs" in done.stdout
+
+
+def test_scratch_folders_of_dead_processes_are_removed():
+    from media_assets.scratch import remove_orphaned, scratch_dir, scratch_root
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    orphan = scratch_root() / f"mp4_clips-pid{dead}-test"
+    (orphan / "x").mkdir(parents=True)
+    with scratch_dir("labeling_frames") as mine:
+        removed = remove_orphaned()
+        assert orphan in removed and not orphan.exists() and Path(mine).is_dir()
 
 
 @pytest.mark.slow

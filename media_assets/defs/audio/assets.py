@@ -3,7 +3,6 @@ audio_objects -> transcripts -> audio_tokens -> audio_dataset (hive-partitioned 
 
 import datetime as dt
 import json
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +17,7 @@ from ...kernels.ffmpeg import FFmpegError
 from ...kernels.hive import write_hive_parquet
 from ...kernels.probe import MediaError
 from ...resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
+from ...scratch import scratch_dir
 from ...storage import ObjectInfo, ObjectStore, ObjectStoreResource, safe_local_name
 from ..common import delete_quietly, get_table, put_table, write_manifest
 from .partitions import audio_partitions
@@ -76,7 +76,7 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
             record(row, t)
         short.clear()
 
-    with tempfile.TemporaryDirectory(prefix="transcripts-") as tmp:
+    with scratch_dir("transcripts") as tmp:
         for obj in objects_of_day(store, settings, day):
             row = {"Key": obj.key, "LastModified": obj.last_modified, "Size": obj.size, "ETag": obj.etag, "text": None, "language": None,
                    "segments": None, "duration_s": None, "no_speech_prob": None, "suspect": None, "error": None}
@@ -122,7 +122,7 @@ def audio_tokens(context: dg.AssetExecutionContext, object_store: ObjectStoreRes
     store, settings, day = object_store.get_store(), audio_settings, context.partition_key
     table = get_table(store, settings.work_bucket, settings.work_key("transcripts", day))
     keys, tokens = [], []
-    with tempfile.TemporaryDirectory(prefix="tokens-") as tmp:
+    with scratch_dir("tokens") as tmp:
         for key, error in zip(table["Key"].to_pylist(), table["error"].to_pylist()):
             if not _is_flac(key) or error is not None:
                 continue
@@ -205,7 +205,7 @@ def audio_dataset(context: dg.AssetExecutionContext, object_store: ObjectStoreRe
     table = dataset_table(t, k)
     manifest_key = settings.work_key("manifests", day, ".json")
     uploaded: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="audio-dataset-") as tmp:
+    with scratch_dir("audio-dataset") as tmp:
         files = write_hive_parquet(table, Path(tmp), HIVE_COLUMNS, f"{day}-{uuid.uuid4().hex[:12]}.parquet")
         try:
             for f in files:

@@ -5,7 +5,6 @@ MP4 clips are read), a direct upload under ``video_in/``, or an explicit ``s3://
 """
 
 import concurrent.futures
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ...kernels.probe import MediaError, probe
 from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings, VideoSource, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
+from ...scratch import scratch_dir
 from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource, safe_local_name
 from ..common import delete_quietly, get_table, input_failure, preview_markdown, put_table, read_manifest, write_manifest
 from ..video.assets import mp4_clips
@@ -79,7 +79,7 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
     parquet_key = src.embeddings_key()
     started = time.perf_counter()
     uploaded: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="keyframes-") as tmp:
+    with scratch_dir("keyframes") as tmp:
         tmp = Path(tmp)
         paths, indices, chunks, dead = [], [], [], []
         embed_s = 0.0
@@ -200,7 +200,7 @@ def key_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResou
     delete_quietly(store, src.out_bucket, [k for k in (previous or {}).get("keys", []) if k not in set(keys)], context.log)
 
     missing = [k for k in keys if not store.exists(src.out_bucket, k)]
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch_dir("key_frames") as tmp:
         thumbs = []
         for k in keys[:: max(1, len(keys) // 4)][:4]:
             p = Path(tmp) / Path(k).name

@@ -145,16 +145,17 @@ def up_to_date(context: dg.AssetExecutionContext, store: ObjectStore, settings: 
     """Partitions of ``keys`` whose latest materialization was made from the current batch
     object, master table and targets (same ETags): a resumed or retried range run skips them."""
     latest: dict[str, dict] = {}
-    cursor = None
-    while True:
-        result = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=list(keys)), limit=10_000, cursor=cursor
-        )
-        for rec in result.records:  # newest first
-            latest.setdefault(rec.partition_key, rec.asset_materialization.metadata)
-        if not result.has_more:
-            break
-        cursor = result.cursor
+    for i in range(0, len(keys), 1000):  # bounded IN lists (SQLite caps bound parameters)
+        cursor = None
+        while True:
+            result = context.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=list(keys[i : i + 1000])), limit=10_000, cursor=cursor
+            )
+            for rec in result.records:  # newest first
+                latest.setdefault(rec.partition_key, rec.asset_materialization.metadata)
+            if not result.has_more:
+                break
+            cursor = result.cursor
     candidates = [k for k, meta in latest.items()
                   if all(k2 in meta and meta[k2].value == v for k2, v in versions.items()) and "batch_etag" in meta]
     with concurrent.futures.ThreadPoolExecutor(settings.transfer_concurrency) as pool:

@@ -9,7 +9,6 @@ writing it removes what it uploaded, so a partial result is never visible as don
 
 import concurrent.futures
 import datetime as dt
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ...kernels.probe import MediaError, probe
 from ...kernels.transcode import VerificationError, expected_duration_s, transcode_to_mp4, verify_clips
 from ...resources.keyframes import KeyframeSettings, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
+from ...scratch import scratch_dir
 from ...storage import ObjectNotFoundError, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
 from ..common import delete_quietly, input_failure, preview_markdown, read_manifest, write_manifest
 from .partitions import video_partitions
@@ -109,7 +109,7 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
 
     started = time.perf_counter()
     uploaded: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="mp4_clips-") as tmp:
+    with scratch_dir("mp4_clips") as tmp:
         tmp = Path(tmp)
         local = store.download(bucket, key, tmp / safe_local_name(key, ".avi"))
         try:
@@ -210,7 +210,7 @@ def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStore
     dropped = {"black": 0, "blank": 0, "frozen": 0}
     n_sampled = 0
     uploaded: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="labeling_frames-") as tmp, concurrent.futures.ThreadPoolExecutor(settings.upload_concurrency) as pool:
+    with scratch_dir("labeling_frames") as tmp, concurrent.futures.ThreadPoolExecutor(settings.upload_concurrency) as pool:
         tmp = Path(tmp)
         last_kept = None
         try:

@@ -1,0 +1,52 @@
+"""Scratch folders for the work of one asset, and the removal of those a killed run left.
+
+Every folder lives under ``<temp dir>/media_assets-scratch/`` and carries the pid of the process
+that made it (``<name>-pid<pid>-<random>``). A run that exits cleanly removes its own; a run
+that is SIGKILLed cannot, so :func:`remove_orphaned` (called by every ``media-assets
+process`` pass) removes the folders whose process no longer exists. No Dagster here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+_PID = re.compile(r"-pid(\d+)-")
+
+
+def scratch_root() -> Path:
+    return Path(tempfile.gettempdir()) / "media_assets-scratch"
+
+
+def scratch_dir(name: str) -> tempfile.TemporaryDirectory:
+    """A temporary folder named after ``name`` and this process, removed when the ``with``
+    block ends."""
+    root = scratch_root()
+    root.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=f"{name}-pid{os.getpid()}-", dir=root)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphaned() -> list[Path]:
+    """Remove scratch folders whose process is gone; returns them. Folders of live processes
+    (and names without a pid) are left alone."""
+    root = scratch_root()
+    removed = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        m = _PID.search(path.name)
+        if m and not _alive(int(m.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
