@@ -66,7 +66,7 @@ def write_label_dataset(
     noise: float = 1e-4,
     missing_target_share: float = 0.01,
     master_format: str = "dict",
-    malformed: Iterable[str] = ("missing_key", "wrong_dim", "row_mismatch", "exploit", "not_pickle"),
+    malformed: Iterable[str] = ("missing_key", "wrong_dim", "row_mismatch", "exploit", "not_pickle", "empty", "nan"),
     exploit_marker: str = "/tmp/media_assets_exploit_ran",
     seed: int = 0,
     batch_numbers: Iterable[int] | None = None,
@@ -118,6 +118,11 @@ def write_label_dataset(
         "wrong_dim": ({"audio_embeddings": np.zeros((4, d_audio), np.float32), "video_embeddings": np.zeros((4, dim + 1), np.float32), "targets": np.zeros((4, n_targets))}, f"d_v={dim + 1}"),
         "row_mismatch": ({"audio_embeddings": np.zeros((4, d_audio), np.float32), "video_embeddings": np.zeros((5, dim), np.float32), "targets": np.zeros((4, n_targets))}, "has 5 rows"),
         "exploit": ({"audio_embeddings": _Exploit(exploit_marker)}, "refusing to load global"),
+        "empty": ({"audio_embeddings": np.zeros((0, d_audio), np.float32), "video_embeddings": np.zeros((0, dim), np.float32),
+                   "targets": np.zeros((0, n_targets))}, "0 rows"),
+        "nan": ({"audio_embeddings": np.zeros((4, d_audio), np.float32),
+                 "video_embeddings": np.where(np.arange(4 * dim).reshape(4, dim) == 5, np.nan, 0).astype(np.float32),
+                 "targets": np.zeros((4, n_targets))}, "video_embeddings has NaN"),
     }
     start = (max(numbers) if numbers else 0) + 1
     for i, name in enumerate(malformed):
