@@ -52,7 +52,6 @@ load_from:
       module_name: media_assets.definitions
       location_name: media_assets
 """
-SUMMARY_ASSETS = ["mp4_clips", "labeling_frames", "key_frames", "audio_dataset", "corrected_batches"]
 
 
 @dataclass
@@ -187,43 +186,38 @@ def _error(instance: dg.DagsterInstance, run_id: str) -> str | None:
     return None
 
 
-def _materializations(instance: dg.DagsterInstance, asset: str, since: dt.datetime):
-    """Every materialization record of ``asset`` after ``since``, 10,000 at a time (Dagster's cap)."""
+def _run_materializations(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[int, dict]]:
+    """``{asset: (materializations in the run, metadata of the last one)}`` for one run."""
+    out: dict[str, tuple[int, dict]] = {}
     cursor = None
     while True:
-        result = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), after_timestamp=since.timestamp()), limit=10_000, cursor=cursor, ascending=True
-        )
-        yield from result.records
-        if not result.has_more:
-            return
-        cursor = result.cursor
+        conn = instance.get_records_for_run(run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000)
+        for rec in conn.records:
+            mat = rec.event_log_entry.asset_materialization
+            asset = mat.asset_key.to_user_string()
+            out[asset] = (out.get(asset, (0, {}))[0] + 1, {k: getattr(v, "value", v) for k, v in mat.metadata.items()})
+        if not conn.has_more:
+            return out
+        cursor = conn.cursor
 
 
 def collect(instance: dg.DagsterInstance, since: dt.datetime, run_ids: set[str] | None = None) -> list[RunOutcome]:
-    """The runs created since ``since`` (only ``run_ids`` if given), oldest first, read
-    through the public instance API."""
+    """The runs created since ``since`` (only ``run_ids`` if given), oldest first, each with its
+    own materializations, read through the public instance API."""
     records = [r for r in instance.get_run_records(filters=dg.RunsFilter(created_after=since), order_by="create_timestamp", ascending=True)
                if run_ids is None or r.dagster_run.run_id in run_ids]
-    mats: dict[str, dict[str, tuple[int, dict]]] = {}
-    for asset in SUMMARY_ASSETS:
-        for rec in _materializations(instance, asset, since):
-            if run_ids is not None and rec.run_id not in run_ids:
-                continue
-            n, _ = mats.setdefault(rec.run_id, {}).get(asset, (0, {}))
-            meta = {k: getattr(v, "value", v) for k, v in rec.asset_materialization.metadata.items()}
-            mats[rec.run_id][asset] = (n + 1, meta)
     out = []
     for rec in records:
         run = rec.dagster_run
         start, end = rec.start_time, rec.end_time
+        mats = _run_materializations(instance, run.run_id)
         out.append(RunOutcome(
             run_id=run.run_id, job=run.job_name, partition=_partition(run.tags), status=run.status.value,
             seconds=(end - start) if start and end else 0.0,
             error=_error(instance, run.run_id) if run.status == dg.DagsterRunStatus.FAILURE else None,
             retry_of=run.tags.get("dagster/parent_run_id"),
-            materializations={a: m for a, (_, m) in mats.get(run.run_id, {}).items()},
-            counts={a: n for a, (n, _) in mats.get(run.run_id, {}).items()},
+            materializations={a: m for a, (_, m) in mats.items()},
+            counts={a: n for a, (n, _) in mats.items()},
         ))
     return out
 

@@ -277,9 +277,9 @@ def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStore
     )
 
 
-def _verified_outputs(store, settings: VideoConversionSettings, keyframe_manifest: tuple[str, str], key: str) -> dict[str, int]:
+def _verified_outputs(store, settings: VideoConversionSettings, keyframe_manifest: tuple[str, str], key: str) -> tuple[dict, dict[str, int]]:
     """Objects of every output made from source ``key``, each checked to exist (clips: with
-    their recorded size). Returns counts per output.
+    their recorded size). Returns the clips manifest and the object count per output.
 
     Raises:
         dg.Failure: an output's manifest is missing, or an object it lists is missing or has
@@ -297,7 +297,7 @@ def _verified_outputs(store, settings: VideoConversionSettings, keyframe_manifes
     problems += [k for k in keyframes["keys"] if not store.exists(kf_bucket, k)]
     if problems:
         raise dg.Failure(f"{key}: {len(problems)} output object(s) missing or changed, e.g. {problems[:3]}; the source is kept")
-    return {"clips": len(clips["clips"]), "labeling_frames": len(frames["frame_keys"]), "key_frames": len(keyframes["keys"])}
+    return clips, {"clips": len(clips["clips"]), "labeling_frames": len(frames["frame_keys"]), "key_frames": len(keyframes["keys"])}
 
 
 @dg.asset(
@@ -316,8 +316,7 @@ def source_video_removal(context: dg.AssetExecutionContext, object_store: Object
     when all of those assets succeeded in the run; a killed or failed run leaves the source."""
     settings, store, key = video_settings, object_store.get_store(), context.partition_key
     src = keyframe_settings.source_for(key, settings.video_prefix)
-    counts = _verified_outputs(store, settings, (src.out_bucket, keyframe_manifest_key(src)), key)
-    clips = read_manifest(store, settings.mp4_bucket, settings.manifest_key(key, "clips"))
+    clips, counts = _verified_outputs(store, settings, (src.out_bucket, keyframe_manifest_key(src)), key)
     if settings.source_removal == "keep":
         status = "kept (source_removal=keep)"
     else:
