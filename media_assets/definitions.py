@@ -17,6 +17,7 @@ from .resources.embedder import ImageEmbedderResource
 from .resources.keyframes import KeyframeSettings
 from .resources.step_functions import StepFunctionsResource
 from .resources.labels import LabelCorrectionSettings
+from .resources.reconcile import ReconcileSettings
 from .resources.env import resource_from_env
 from .resources.video import VideoConversionSettings
 from .storage import object_store_from_env
@@ -34,6 +35,7 @@ def build_resources() -> dict:
         "audio_settings": resource_from_env(AudioSettings, "MEDIA_ASSETS_AUDIO_"),
         "speech_recognizer": resource_from_env(SpeechRecognizerResource, "MEDIA_ASSETS_ASR_"),
         "audio_tokenizer": resource_from_env(AudioTokenizerResource, "MEDIA_ASSETS_TOKENIZER_"),
+        "reconcile_settings": resource_from_env(ReconcileSettings, "MEDIA_ASSETS_RECONCILE_"),
     }
 
 

@@ -23,6 +23,7 @@ from media_assets.kernels.audio_tokens import EncodecTokenizer, mulaw_decode, mu
 from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.kernels.probe import MediaError
 from media_assets.resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
+from media_assets.resources.reconcile import ReconcileSettings
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank"
 
@@ -137,6 +138,7 @@ def _defs(resource, **audio):
     return dg.Definitions.merge(audio_defs, dg.Definitions(resources={
         "object_store": resource, "audio_settings": AudioSettings(**audio),
         "speech_recognizer": SpeechRecognizerResource(), "audio_tokenizer": AudioTokenizerResource(),
+        "reconcile_settings": ReconcileSettings(),
     }))
 
 

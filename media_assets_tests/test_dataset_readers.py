@@ -16,6 +16,7 @@ from media_assets.defs.audio import defs as audio_defs
 from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.kernels.hive import write_hive_parquet
 from media_assets.resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
+from media_assets.resources.reconcile import ReconcileSettings
 
 COLUMNS = ["Key", "FolderName", "LastModifiedDate", "LastModifiedHour", "LastModifiedMinute", "text", "n_tokens", "error"]
 
@@ -93,6 +94,7 @@ def test_audio_dataset_reads_the_same_in_four_readers(instance, local_resource, 
     defs = dg.Definitions.merge(audio_defs, dg.Definitions(resources={
         "object_store": local_resource, "audio_settings": AudioSettings(),
         "speech_recognizer": SpeechRecognizerResource(), "audio_tokenizer": AudioTokenizerResource(),
+        "reconcile_settings": ReconcileSettings(),
     }))
     job = defs.resolve_job_def("audio")
     for day in ["2026-11-20", "2026-11-21", "2026-11-22"]:

@@ -15,12 +15,13 @@ from media_assets.defs.video import new_avi_sensor, video_partitions
 from media_assets.resources.keyframes import KeyframeSettings
 from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage import ObjectInfo
+from media_assets.resources.reconcile import ReconcileSettings
 
 
 def _tick(instance, cursor, resources):
     """One evaluation as the sensor daemon does it (``evaluate_tick``, partitions resolved
     against the instance including the tick's own add requests)."""
-    resources = {"keyframe_settings": KeyframeSettings(), **resources}
+    resources = {"keyframe_settings": KeyframeSettings(), "reconcile_settings": ReconcileSettings(), **resources}
     with dg.build_sensor_context(
         instance_ref=instance.get_ref(), cursor=cursor, resources=resources,
         definitions=dg.Definitions.merge(video_defs, dg.Definitions(resources=resources)),
@@ -101,7 +102,7 @@ def test_tick_at_100k_objects_is_one_listing(instance, tmp_path):
 def test_sensor_is_registered_with_job(instance):
     from media_assets.definitions import defs
 
-    sensor = defs.get_sensor_def("new_avi_sensor")
+    sensor = defs.resolve_sensor_def("new_avi_sensor")
     assert sensor.job_name == "video_conversion"
     assert os.environ.get("AWS_ENDPOINT_URL") is None
 

@@ -12,6 +12,7 @@ from PIL import Image
 from media_assets.defs.video import labeling_frames, mp4_clips, raw_videos, video_partitions
 from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage import LocalObjectStore
+from media_assets.resources.reconcile import ReconcileSettings
 
 ASSETS = [raw_videos, mp4_clips, labeling_frames]
 
@@ -45,6 +46,7 @@ def _full_job(resource, settings):
     defs = dg.Definitions.merge(video_defs, keyframe_defs, dg.Definitions(resources={
         "object_store": resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(),
         "image_embedder": ImageEmbedderResource(), "step_functions": StepFunctionsResource(region_name="us-east-1"),
+        "reconcile_settings": ReconcileSettings(),
     }))
     return defs.resolve_job_def("video_conversion")
 

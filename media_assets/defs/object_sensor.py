@@ -19,28 +19,35 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import dagster as dg
 
 from ..storage import ObjectInfo
+from .reconcile import Source, due, stranded_requests
 
 
 @dataclass
 class ObjectCursor:
+    """``ts``/``keys``: the LastModified rule above; ``reconciled_at``: epoch seconds of the
+    sensor's last reconciliation pass (:mod:`media_assets.defs.reconcile`)."""
+
     ts: dt.datetime | None = None
     keys: list[str] = field(default_factory=list)
+    reconciled_at: float | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> ObjectCursor:
         if not raw:
             return cls()
         data = json.loads(raw)
-        return cls(ts=dt.datetime.fromisoformat(data["ts"]) if data.get("ts") else None, keys=list(data.get("keys", [])))
+        return cls(ts=dt.datetime.fromisoformat(data["ts"]) if data.get("ts") else None, keys=list(data.get("keys", [])),
+                   reconciled_at=data.get("reconciled_at"))
 
     def dumps(self) -> str:
-        return json.dumps({"ts": self.ts.isoformat() if self.ts else None, "keys": sorted(self.keys)})
+        return json.dumps({"ts": self.ts.isoformat() if self.ts else None, "keys": sorted(self.keys), "reconciled_at": self.reconciled_at})
 
     def is_new(self, obj: ObjectInfo) -> bool:
         if self.ts is None or obj.last_modified > self.ts:
@@ -71,7 +78,7 @@ def select_new_objects(
     keys = [o.key for o in new if o.last_modified == last_ts]
     if cursor.ts == last_ts:
         keys = sorted(set(cursor.keys) | set(keys))
-    return new, ObjectCursor(ts=last_ts, keys=keys)
+    return new, ObjectCursor(ts=last_ts, keys=keys, reconciled_at=cursor.reconciled_at)
 
 
 def run_key_for(obj: ObjectInfo) -> str:
@@ -83,6 +90,7 @@ def partitioned_object_sensor(
     *,
     name: str,
     job: dg.UnresolvedAssetJobDefinition,
+    done_asset: dg.AssetKey,
     partitions_def: dg.DynamicPartitionsDefinition,
     list_objects: Callable[[dg.SensorEvaluationContext], Iterable[ObjectInfo]],
     skip_reason: Callable[[dg.SensorEvaluationContext, ObjectInfo], str | None],
@@ -95,7 +103,10 @@ def partitioned_object_sensor(
     """A sensor that adds one dynamic partition per new object and requests one run for it.
 
     ``skip_reason(context, obj)`` returns why an object is not a source (wrong suffix, unsafe key) or
-    ``None``; skipped objects are logged once and the cursor moves past them.
+    ``None``; skipped objects are logged once and the cursor moves past them. Every
+    ``reconcile_settings.interval_s`` it also re-requests stranded sources: objects the cursor
+    passed whose partition of ``done_asset`` (the job's last asset) is not materialized, with no
+    run or a latest run that failed for a non-input reason (:mod:`media_assets.defs.reconcile`).
     """
 
     @dg.sensor(
@@ -103,14 +114,18 @@ def partitioned_object_sensor(
         job=job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        required_resource_keys=required_resource_keys,
+        required_resource_keys=required_resource_keys | {"reconcile_settings"},
         description=description,
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        cursor = ObjectCursor.parse(context.cursor)
-        new, cursor = select_new_objects(
-            list_objects(context), cursor, max_runs_per_tick(context), counts=lambda o: skip_reason(context, o) is None
-        )
+        previous = ObjectCursor.parse(context.cursor)
+        objects = list(list_objects(context))
+        new, cursor = select_new_objects(objects, previous, max_runs_per_tick(context), counts=lambda o: skip_reason(context, o) is None)
+
+        def request(obj: ObjectInfo) -> Source:
+            tags = {"media_assets/source": f"{obj.bucket}/{obj.key}", "media_assets/etag": obj.etag}
+            return Source(partition_key(obj), run_key_for(obj), tags)
+
         partition_keys: list[str] = []
         run_requests: list[dg.RunRequest] = []
         for obj in new:
@@ -118,15 +133,18 @@ def partitioned_object_sensor(
             if reason:
                 context.log.warning(f"skipping {obj.bucket}/{obj.key!r}: {reason}")
                 continue
-            pk = partition_key(obj)
-            partition_keys.append(pk)
-            run_requests.append(
-                dg.RunRequest(
-                    partition_key=pk,
-                    run_key=run_key_for(obj),
-                    tags={"media_assets/source": f"{obj.bucket}/{obj.key}", "media_assets/etag": obj.etag},
-                )
-            )
+            src = request(obj)
+            partition_keys.append(src.partition_key)
+            run_requests.append(dg.RunRequest(partition_key=src.partition_key, run_key=src.run_key, tags=dict(src.tags)))
+        settings = context.resources.reconcile_settings
+        if due(settings, previous.reconciled_at):
+            # objects requested in earlier ticks only: this tick's requests have no run yet
+            passed = [request(o) for o in objects if not previous.is_new(o) and skip_reason(context, o) is None]
+            stranded = stranded_requests(context, job_name=job.name, asset_key=done_asset, partitions_def=partitions_def,
+                                         sources=passed, settings=settings, previous_pass=previous.reconciled_at)
+            run_requests += stranded
+            partition_keys += [r.partition_key for r in stranded]
+            cursor.reconciled_at = time.time()
         existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
         to_add = sorted({k for k in partition_keys if k not in existing})
         return dg.SensorResult(

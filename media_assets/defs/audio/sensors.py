@@ -3,11 +3,14 @@
 import datetime as dt
 import hashlib
 import json
+import time
 
 import dagster as dg
 
 from ..object_sensor import ObjectCursor, run_key_for, select_new_objects
+from ..reconcile import Source, due, stranded_requests
 from .jobs import audio_job
+from .partitions import audio_partitions
 
 
 @dg.sensor(
@@ -15,20 +18,32 @@ from .jobs import audio_job
     job=audio_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    required_resource_keys={"object_store", "audio_settings"},
+    required_resource_keys={"object_store", "audio_settings", "reconcile_settings"},
     description="Polls the audio bucket; requests an `audio` run for each UTC day (on LastModified) "
-    "that new or re-uploaded objects fall in. A late object re-requests its day.",
+    "that new or re-uploaded objects fall in. A late object re-requests its day; a day whose run "
+    "failed for a non-input reason is requested again (reconciliation, every `MEDIA_ASSETS_RECONCILE_INTERVAL_S`).",
 )
 def new_audio_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     settings = context.resources.audio_settings
     store = context.resources.object_store.get_store()
     limit = settings.max_runs_per_tick * 1000  # objects per tick; days are far fewer
-    new, cursor = select_new_objects(store.list_objects(settings.source_bucket, settings.source_prefix), ObjectCursor.parse(context.cursor), limit)
-    days: dict[str, list[str]] = {}
-    for obj in new:
-        days.setdefault(obj.last_modified.astimezone(dt.timezone.utc).date().isoformat(), []).append(run_key_for(obj))
-    requests = [
-        dg.RunRequest(partition_key=day, run_key=f"{day}@{hashlib.sha1(json.dumps(sorted(keys)).encode()).hexdigest()[:16]}")
-        for day, keys in sorted(days.items())
-    ]
+    previous = ObjectCursor.parse(context.cursor)
+    objects = list(store.list_objects(settings.source_bucket, settings.source_prefix))
+    new, cursor = select_new_objects(objects, previous, limit)
+    requests = [dg.RunRequest(partition_key=s.partition_key, run_key=s.run_key) for s in _day_sources(new)]
+    reconcile = context.resources.reconcile_settings
+    if due(reconcile, previous.reconciled_at):
+        passed = _day_sources(o for o in objects if not previous.is_new(o))
+        requests += stranded_requests(context, job_name=audio_job.name, asset_key=dg.AssetKey("audio_dataset"), partitions_def=audio_partitions,
+                                      sources=passed, settings=reconcile, previous_pass=previous.reconciled_at)
+        cursor.reconciled_at = time.time()
     return dg.SensorResult(run_requests=requests, cursor=cursor.dumps(), skip_reason=None if requests else "no new audio objects")
+
+
+def _day_sources(objects) -> list[Source]:
+    """One source per UTC day (on LastModified) of ``objects``; its run key hashes every
+    ``key@ETag`` of that day among them."""
+    days: dict[str, list[str]] = {}
+    for obj in objects:
+        days.setdefault(obj.last_modified.astimezone(dt.timezone.utc).date().isoformat(), []).append(run_key_for(obj))
+    return [Source(day, f"{day}@{hashlib.sha1(json.dumps(sorted(keys)).encode()).hexdigest()[:16]}") for day, keys in sorted(days.items())]

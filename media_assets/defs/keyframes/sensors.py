@@ -21,6 +21,7 @@ def _list_direct(context: dg.SensorEvaluationContext):
 new_video_sensor = partitioned_object_sensor(
     name="new_video_sensor",
     job=keyframes_job,
+    done_asset=dg.AssetKey("key_frames"),
     partitions_def=video_partitions,
     list_objects=_list_direct,
     skip_reason=source_skip_reason,  # listing already filtered by the configured suffixes

@@ -69,6 +69,7 @@ def _list_sources(context: dg.SensorEvaluationContext):
 new_avi_sensor = partitioned_object_sensor(
     name="new_avi_sensor",
     job=video_conversion_job,
+    done_asset=dg.AssetKey("source_video_removal"),
     partitions_def=video_partitions,
     list_objects=_list_sources,
     skip_reason=source_skip_reason,  # listing already filtered by the configured suffixes

@@ -1,0 +1,21 @@
+"""Settings of the sensors' reconciliation pass (see :mod:`media_assets.defs.reconcile`)."""
+
+import dagster as dg
+
+
+class ReconcileSettings(dg.ConfigurableResource):
+    """How often the source sensors look for stranded sources, and how they re-request them;
+    every field can be set from the environment as ``MEDIA_ASSETS_RECONCILE_<FIELD>``.
+
+    Attributes:
+        interval_s: seconds between two reconciliation passes of one sensor (each lists the
+            watched prefix and reads the partitions' status and latest runs); ``0`` = every tick.
+        retry_delay_s: seconds after a run failed for a non-input reason before its source is
+            requested again; the n-th re-request waits ``retry_delay_s * 2**(n-1)``.
+        max_rerequests: re-requests per source (per upload, i.e. per ETag) before the sensor
+            gives up on it with one warning. Re-uploading the object starts over.
+    """
+
+    interval_s: float = 300.0
+    retry_delay_s: float = 300.0
+    max_rerequests: int = 5
