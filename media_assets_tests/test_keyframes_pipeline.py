@@ -29,6 +29,7 @@ from media_assets.resources.embedder import ImageEmbedderResource
 from media_assets.resources.keyframes import KeyframeSettings
 from media_assets.resources.step_functions import MAX_OUTPUT_BYTES, StepFunctionsResource, bounded_output
 from media_assets.resources.video import VideoConversionSettings
+from media_assets.resources.reconcile import ReconcileSettings
 
 
 def _defs(resource, embedder=None, **settings):
@@ -38,6 +39,7 @@ def _defs(resource, embedder=None, **settings):
         "keyframe_settings": KeyframeSettings(**settings),
         "image_embedder": embedder or ImageEmbedderResource(),
         "step_functions": StepFunctionsResource(region_name="us-east-1"),
+        "reconcile_settings": ReconcileSettings(),
     }))
 
 
@@ -93,6 +95,30 @@ def test_converted_avi_gets_key_frames_in_the_same_run(instance, local_resource,
     assert outcomes[0].materializations["source_video_removal"]["source_status"] == "kept (source_removal=keep)"
     keys = [o.key for o in store.list_objects("media", "converted/selected_frames/cams/bikes/")]
     assert keys and all(k.endswith(".jpg") for k in keys)
+
+
+def test_reupload_replaces_every_derived_object_exactly(instance, local_resource, reel, footage, tmp_path):
+    """Issue 9, observation 8: a shorter re-upload leaves no stale samples or key frames, and
+    objects a killed run left in the output folders (never committed) go with the next commit."""
+    store = local_resource.get_store()
+    store.upload(reel, "media", "video_in/reel.mp4")
+    defs = _defs(local_resource)
+    assert [o.success for o in process_pending(defs, instance, sensor_names=["new_video_sensor"])] == [True]
+    assert len(list(store.list_objects("media", "video_in/samples/reel/"))) == 11
+    store.put_bytes(b"left by a killed run", "media", "video_in/samples/reel/999.jpg")
+    store.put_bytes(b"left by a killed run", "media", "video_in/selected_frames/reel/998.jpg")
+    store.put_bytes(b"another video's", "media", "video_in/samples/reel/deeper/0.jpg")  # not this video's folder
+
+    short = tmp_path / "short.mp4"
+    run_ffmpeg(["-i", str(footage / "bikes.mp4"), "-t", "3", "-c:v", "libx264", "-preset", "veryfast", str(short)])
+    store.upload(short, "media", "video_in/reel.mp4")
+    assert [o.success for o in process_pending(defs, instance, sensor_names=["new_video_sensor"])] == [True]
+    samples = sorted(o.key for o in store.list_objects("media", "video_in/samples/reel/"))
+    assert samples == ["video_in/samples/reel/0.jpg", "video_in/samples/reel/1.jpg", "video_in/samples/reel/2.jpg",
+                       "video_in/samples/reel/deeper/0.jpg"]
+    kept = _materialization(instance, "key_frames", "video_in/reel.mp4")["kept_indices"]
+    selected = sorted(o.key for o in store.list_objects("media", "video_in/selected_frames/reel/"))
+    assert selected == sorted(f"video_in/selected_frames/reel/{k}.jpg" for k in kept) and all(k <= 2 for k in kept)
 
 
 def test_explicit_s3_uri_partition_on_s3(instance, s3_resource, s3_buckets, reel):

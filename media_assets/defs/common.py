@@ -1,5 +1,5 @@
 """Helpers shared by the asset modules: input failures, JSON manifests (the commit point of
-assets that write objects themselves), Parquet objects, best-effort cleanup, markdown previews."""
+assets that write objects themselves, see ``output_set``), Parquet objects, markdown previews."""
 
 import base64
 import io
@@ -41,14 +41,6 @@ def put_table(store: ObjectStore, bucket: str, key: str, table: pa.Table) -> Non
 def get_table(store: ObjectStore, bucket: str, key: str) -> pa.Table:
     """Read a Parquet object written by :func:`put_table`."""
     return pq.read_table(io.BytesIO(store.get_bytes(bucket, key)))
-
-
-def delete_quietly(store: ObjectStore, bucket: str, keys: list[str], log) -> None:
-    for key in keys:
-        try:
-            store.delete(bucket, key)
-        except Exception as err:  # noqa: BLE001 - cleanup must not mask the original error
-            log.warning(f"could not remove {bucket}/{key}: {err}")
 
 
 def preview_markdown(paths: list[Path], n: int = 4, width: int = 160) -> str:

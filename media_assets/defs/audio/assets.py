@@ -19,7 +19,8 @@ from ...kernels.probe import MediaError
 from ...resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
 from ...scratch import scratch_dir
 from ...storage import ObjectInfo, ObjectStore, ObjectStoreResource, safe_local_name
-from ..common import delete_quietly, get_table, put_table, write_manifest
+from ..common import get_table, put_table, write_manifest
+from ..output_set import OutputSet
 from .partitions import audio_partitions
 
 audio_objects = dg.AssetSpec(
@@ -204,24 +205,16 @@ def audio_dataset(context: dg.AssetExecutionContext, object_store: ObjectStoreRe
     k = get_table(store, settings.work_bucket, settings.work_key("tokens", day))
     table = dataset_table(t, k)
     manifest_key = settings.work_key("manifests", day, ".json")
-    uploaded: list[str] = []
-    with scratch_dir("audio-dataset") as tmp:
+    # every file of a day is named "<day>-<run token>.parquet": the day's files already there
+    # (earlier materializations, a killed run's) are the previous set, replaced after the commit
+    existing = [o.key for o in store.list_objects(settings.dataset_bucket, settings.dataset_prefix)
+                if o.key.rpartition("/")[2].startswith(f"{day}-")]
+    with scratch_dir("audio-dataset") as tmp, OutputSet(store, settings.dataset_bucket, context.log, previous=existing) as out:
         files = write_hive_parquet(table, Path(tmp), HIVE_COLUMNS, f"{day}-{uuid.uuid4().hex[:12]}.parquet")
-        try:
-            for f in files:
-                key = settings.dataset_prefix + f.relative_to(tmp).as_posix()
-                uploaded.append(key)
-                store.upload(f, settings.dataset_bucket, key, content_type="application/vnd.apache.parquet")
-            write_manifest(store, settings.work_bucket, manifest_key, {"day": day, "files": uploaded, "rows": table.num_rows})
-        except BaseException:
-            delete_quietly(store, settings.dataset_bucket, uploaded, context.log)
-            raise
-    # committed: remove the day's other files, those of earlier materializations and any left
-    # by a killed run (every file of a day is named "<day>-<run token>.parquet")
-    current = set(uploaded)
-    stale = [o.key for o in store.list_objects(settings.dataset_bucket, settings.dataset_prefix)
-             if o.key.rpartition("/")[2].startswith(f"{day}-") and o.key not in current]
-    delete_quietly(store, settings.dataset_bucket, stale, context.log)
+        for f in files:
+            out.upload(f, settings.dataset_prefix + f.relative_to(tmp).as_posix(), "application/vnd.apache.parquet")
+        uploaded = list(out.written)
+        out.commit(lambda: write_manifest(store, settings.work_bucket, manifest_key, {"day": day, "files": uploaded, "rows": table.num_rows}))
 
     listed = [o.key for o in objects_of_day(store, settings, day)]
     keys = table["Key"].to_pylist()

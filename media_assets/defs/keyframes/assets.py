@@ -4,7 +4,6 @@ Same ``videos`` partitions as the video pipeline. A partition is a source AVI (i
 MP4 clips are read), a direct upload under ``video_in/``, or an explicit ``s3://bucket/key``.
 """
 
-import concurrent.futures
 import time
 from pathlib import Path
 
@@ -24,7 +23,8 @@ from ...resources.keyframes import KeyframeSettings, VideoSource, keyframe_manif
 from ...resources.video import VideoConversionSettings
 from ...scratch import scratch_dir
 from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource, safe_local_name
-from ..common import delete_quietly, get_table, input_failure, preview_markdown, put_table, read_manifest, write_manifest
+from ..common import get_table, input_failure, preview_markdown, put_table, read_manifest, write_manifest
+from ..output_set import OutputSet, listed_children
 from ..video.assets import mp4_clips
 from ..video.partitions import video_partitions
 
@@ -78,7 +78,6 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
     src = ks.source_for(context.partition_key, video_settings.video_prefix)
     parquet_key = src.embeddings_key()
     started = time.perf_counter()
-    uploaded: list[str] = []
     with scratch_dir("keyframes") as tmp:
         tmp = Path(tmp)
         paths, indices, chunks, dead = [], [], [], []
@@ -123,19 +122,13 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
         emb = np.concatenate(chunks)
         extract_s = time.perf_counter() - started - embed_s
         table = _embeddings_table(src, indices, [i / ks.fps for i in indices], dead, emb)
-        try:
-            with concurrent.futures.ThreadPoolExecutor(ks.transfer_concurrency) as pool:
-                futures = []
-                for p, i in zip(paths, indices):
-                    key = src.out_key("samples", f"{i}.jpg")
-                    uploaded.append(key)
-                    futures.append(pool.submit(store.upload, p, src.out_bucket, key, "image/jpeg"))
-                for f in futures:
-                    f.result()
-            put_table(store, src.out_bucket, parquet_key, table)
-        except BaseException:
-            delete_quietly(store, src.out_bucket, uploaded, context.log)
-            raise
+        # every sample already in the folder counts as the previous set: kept if this attempt
+        # fails (the previous table refers to them), removed after the commit unless rewritten
+        existing = listed_children(store, src.out_bucket, src.out_key("samples", ""), ".jpg", numbered=True)
+        with OutputSet(store, src.out_bucket, context.log, previous=existing, concurrency=ks.transfer_concurrency) as out:
+            for p, i in zip(paths, indices):
+                out.upload(p, src.out_key("samples", f"{i}.jpg"), "image/jpeg")
+            out.commit(lambda: put_table(store, src.out_bucket, parquet_key, table))
     return dg.MaterializeResult(metadata={
         "source": src.key if src.kind == "converted" else f"{src.bucket}/{src.key}",
         "frames_sampled": len(paths),
@@ -189,15 +182,12 @@ def key_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResou
     manifest_key = keyframe_manifest_key(src)
     previous = read_manifest(store, src.out_bucket, manifest_key)
     keys = [src.out_key("selected_frames", f"{i}.jpg") for i in kept_indices]
-    try:
-        with concurrent.futures.ThreadPoolExecutor(ks.transfer_concurrency) as pool:
-            list(pool.map(lambda ik: store.copy(src.out_bucket, src.out_key("samples", f"{ik[0]}.jpg"), src.out_bucket, ik[1]),
-                          zip(kept_indices, keys)))
-        write_manifest(store, src.out_bucket, manifest_key, {"video": src.key, "keys": keys, "frame_indices": kept_indices})
-    except BaseException:
-        delete_quietly(store, src.out_bucket, [k for k in keys if k not in set((previous or {}).get("keys", []))], context.log)
-        raise
-    delete_quietly(store, src.out_bucket, [k for k in (previous or {}).get("keys", []) if k not in set(keys)], context.log)
+    leftovers = listed_children(store, src.out_bucket, src.out_key("selected_frames", ""), ".jpg", numbered=True)
+    with OutputSet(store, src.out_bucket, context.log, previous=(previous or {}).get("keys", []), leftovers=leftovers,
+                   concurrency=ks.transfer_concurrency) as out:
+        for i, key in zip(kept_indices, keys):
+            out.copy(src.out_bucket, src.out_key("samples", f"{i}.jpg"), key)
+        out.commit(lambda: write_manifest(store, src.out_bucket, manifest_key, {"video": src.key, "keys": keys, "frame_indices": kept_indices}))
 
     missing = [k for k in keys if not store.exists(src.out_bucket, k)]
     with scratch_dir("key_frames") as tmp:

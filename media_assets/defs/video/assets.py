@@ -7,7 +7,6 @@ writing it removes what it uploaded, so a partial result is never visible as don
 """
 
 
-import concurrent.futures
 import datetime as dt
 import time
 from pathlib import Path
@@ -24,7 +23,8 @@ from ...resources.keyframes import KeyframeSettings, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
 from ...scratch import scratch_dir
 from ...storage import ObjectNotFoundError, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
-from ..common import delete_quietly, input_failure, preview_markdown, read_manifest, write_manifest
+from ..common import input_failure, preview_markdown, read_manifest, write_manifest
+from ..output_set import OutputSet, listed_children
 from .partitions import video_partitions
 
 raw_videos = dg.AssetSpec(
@@ -108,7 +108,6 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
         raise input_failure(f"source object {bucket}/{key} does not exist and no clips were ever produced from it", source=f"{bucket}/{key}") from None
 
     started = time.perf_counter()
-    uploaded: list[str] = []
     with scratch_dir("mp4_clips") as tmp:
         tmp = Path(tmp)
         local = store.download(bucket, key, tmp / safe_local_name(key, ".avi"))
@@ -125,17 +124,17 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
             raise input_failure(f"{bucket}/{key}: {err}. The source object is kept.", source=f"{bucket}/{key}", error=type(err).__name__, ffmpeg_log=detail) from err
         encode_s = time.perf_counter() - started
 
-        clip_entries = []
-        first_frame = 0
-        try:
+        leftovers = listed_children(store, settings.mp4_bucket, prefix, ".mp4")
+        with OutputSet(store, settings.mp4_bucket, context.log, previous=[c["key"] for c in (previous or {}).get("clips", [])],
+                       leftovers=leftovers, concurrency=2) as out:
             for clip in verified:
-                clip_key = f"{prefix}/{clip.path.name}"
-                uploaded.append(clip_key)
-                head = store.upload(clip.path, settings.mp4_bucket, clip_key, content_type="video/mp4")
+                out.upload(clip.path, f"{prefix}/{clip.path.name}", "video/mp4")
+            clip_entries, first_frame = [], 0
+            for clip, head in zip(verified, out.wait()):
                 if head.size != clip.size_bytes:
-                    raise VerificationError(f"{settings.mp4_bucket}/{clip_key}: stored {head.size} bytes, wrote {clip.size_bytes}")
+                    raise VerificationError(f"{settings.mp4_bucket}/{head.key}: stored {head.size} bytes, wrote {clip.size_bytes}")
                 clip_entries.append({
-                    "key": clip_key, "index": clip.index, "start_s": clip.start_s, "duration_s": clip.duration_s,
+                    "key": head.key, "index": clip.index, "start_s": clip.start_s, "duration_s": clip.duration_s,
                     "n_frames": clip.n_frames, "first_frame_index": first_frame, "size_bytes": clip.size_bytes,
                     "video_codec": clip.video_codec, "audio_codec": clip.audio_codec, "etag": head.etag,
                 })
@@ -148,15 +147,7 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
                 "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
                 "run_id": context.run.run_id,
             }
-            write_manifest(store, settings.mp4_bucket, manifest_key, manifest)
-        except BaseException:
-            keep = {c["key"] for c in (previous or {}).get("clips", [])}
-            delete_quietly(store, settings.mp4_bucket, [k for k in uploaded if k not in keep], context.log)
-            raise
-
-    # committed: drop clips of an earlier materialization that this one did not rewrite
-    stale = [c["key"] for c in (previous or {}).get("clips", []) if c["key"] not in set(uploaded)]
-    delete_quietly(store, settings.mp4_bucket, stale, context.log)
+            out.commit(lambda: write_manifest(store, settings.mp4_bucket, manifest_key, manifest))
     return _clips_result(manifest, settings, wall_s=round(time.perf_counter() - started, 3), encode_s=round(encode_s, 3))
 
 
@@ -209,52 +200,41 @@ def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStore
     kept_indices: list[int] = []
     dropped = {"black": 0, "blank": 0, "frozen": 0}
     n_sampled = 0
-    uploaded: list[str] = []
-    with scratch_dir("labeling_frames") as tmp, concurrent.futures.ThreadPoolExecutor(settings.upload_concurrency) as pool:
+    leftovers = listed_children(store, settings.labeling_bucket, prefix, ".jpg", numbered=True)
+    with scratch_dir("labeling_frames") as tmp, OutputSet(store, settings.labeling_bucket, context.log, concurrency=settings.upload_concurrency,
+                                                         previous=(previous or {}).get("frame_keys", []), leftovers=leftovers) as out:
         tmp = Path(tmp)
         last_kept = None
-        try:
-            futures = []
-            for clip in clips_manifest["clips"]:
-                local = store.download(settings.mp4_bucket, clip["key"], tmp / f"clip_{clip['index']}.mp4")
-                try:
-                    frames = sample_frames(local, tmp / f"frames_{clip['index']}", every_n=settings.every_n_frames, start_index=clip["first_frame_index"])
-                except FFmpegError as err:
-                    raise input_failure(f"{settings.mp4_bucket}/{clip['key']}: cannot sample frames: {err}", ffmpeg_log=err.stderr_tail) from err
-                local.unlink()
-                n_sampled += len(frames.paths)
-                reasons = classify_dead_frames(frames.thumbnails, thresholds, previous_kept=last_kept)
-                for path, idx, thumb, reason in zip(frames.paths, frames.frame_indices, frames.thumbnails, reasons):
-                    if reason:
-                        dropped[reason] += 1
-                        path.unlink()
-                        continue
-                    last_kept = thumb
-                    frame_key = f"{prefix}/{int(idx)}.jpg"
-                    uploaded.append(frame_key)
-                    kept_paths.append(path)
-                    kept_indices.append(int(idx))
-                    futures.append(pool.submit(store.upload, path, settings.labeling_bucket, frame_key, "image/jpeg"))
-            for f in futures:
-                f.result()
-            # asset check: re-decode the JPEGs as uploaded; none may be dead
-            thumbs = np.stack([_jpeg_thumbnail(p) for p in kept_paths]) if kept_paths else np.zeros((0, 36, 64), np.uint8)
-            recheck = [r for r in classify_dead_frames(thumbs, _clearly_dead(thresholds)) if r]
-            preview = preview_markdown(kept_paths)
-            manifest = {
-                "source_key": key, "frame_keys": uploaded, "frame_indices": kept_indices,
-                "dropped": dropped, "n_sampled": n_sampled,
-                "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": context.run.run_id,
-            }
-            write_manifest(store, settings.mp4_bucket, manifest_key, manifest)
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            keep = set((previous or {}).get("frame_keys", []))
-            delete_quietly(store, settings.labeling_bucket, [k for k in uploaded if k not in keep], context.log)
-            raise
-    stale = [k for k in (previous or {}).get("frame_keys", []) if k not in set(uploaded)]
-    delete_quietly(store, settings.labeling_bucket, stale, context.log)
+        for clip in clips_manifest["clips"]:
+            local = store.download(settings.mp4_bucket, clip["key"], tmp / f"clip_{clip['index']}.mp4")
+            try:
+                frames = sample_frames(local, tmp / f"frames_{clip['index']}", every_n=settings.every_n_frames, start_index=clip["first_frame_index"])
+            except FFmpegError as err:
+                raise input_failure(f"{settings.mp4_bucket}/{clip['key']}: cannot sample frames: {err}", ffmpeg_log=err.stderr_tail) from err
+            local.unlink()
+            n_sampled += len(frames.paths)
+            reasons = classify_dead_frames(frames.thumbnails, thresholds, previous_kept=last_kept)
+            for path, idx, thumb, reason in zip(frames.paths, frames.frame_indices, frames.thumbnails, reasons):
+                if reason:
+                    dropped[reason] += 1
+                    path.unlink()
+                    continue
+                last_kept = thumb
+                kept_paths.append(path)
+                kept_indices.append(int(idx))
+                out.upload(path, f"{prefix}/{int(idx)}.jpg", "image/jpeg")
+        out.wait()
+        # asset check: re-decode the JPEGs as uploaded; none may be dead
+        thumbs = np.stack([_jpeg_thumbnail(p) for p in kept_paths]) if kept_paths else np.zeros((0, 36, 64), np.uint8)
+        recheck = [r for r in classify_dead_frames(thumbs, _clearly_dead(thresholds)) if r]
+        preview = preview_markdown(kept_paths)
+        uploaded = list(out.written)
+        manifest = {
+            "source_key": key, "frame_keys": uploaded, "frame_indices": kept_indices,
+            "dropped": dropped, "n_sampled": n_sampled,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": context.run.run_id,
+        }
+        out.commit(lambda: write_manifest(store, settings.mp4_bucket, manifest_key, manifest))
     return dg.MaterializeResult(
         metadata={
             "frames_sampled": n_sampled,
