@@ -38,6 +38,7 @@ import filelock
 
 from .instance_config import ensure_dagster_home
 from .scratch import remove_orphaned
+from .storage import LocalObjectStore, object_store_from_env
 
 ACTIVE = [
     dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
@@ -140,6 +141,11 @@ def recover(instance: dg.DagsterInstance, home: Path, log: Callable[[str], None]
     orphans = remove_orphaned()  # safe beside live runs: only folders of dead processes
     if orphans:
         log(f"removed {len(orphans)} scratch folder(s) of killed runs")
+    store = object_store_from_env().get_store()
+    if isinstance(store, LocalObjectStore):
+        temp_files = store.remove_orphaned_temp_files()
+        if temp_files:
+            log(f"removed {len(temp_files)} temporary file(s) of killed writes in {store.root}")
     state_file = home / "process.json"
     if state_file.exists():
         state = json.loads(state_file.read_text())

@@ -39,14 +39,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def is_orphaned(name: str) -> bool:
+    """True when ``name`` carries a pid (``-pid<pid>-``) of a process that no longer exists."""
+    m = _PID.search(name)
+    return bool(m) and not _alive(int(m.group(1)))
+
+
 def remove_orphaned() -> list[Path]:
     """Remove scratch folders whose process is gone; returns them. Folders of live processes
     (and names without a pid) are left alone."""
     root = scratch_root()
     removed = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
-        m = _PID.search(path.name)
-        if m and not _alive(int(m.group(1))):
+        if is_orphaned(path.name):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

@@ -29,6 +29,8 @@ from typing import Protocol
 import boto3.s3.transfer
 import botocore.exceptions
 
+from ..scratch import is_orphaned
+
 
 class ObjectStoreError(RuntimeError):
     """Base class of object-store errors."""
@@ -125,8 +127,9 @@ class LocalObjectStore:
     """Each bucket is a folder ``<root>/<bucket>``; each key a file below it.
 
     Writes are atomic per object: data goes to a hidden temporary file in the destination
-    folder and is renamed into place, so a reader never sees a half-written object.
-    Listing skips those temporary files (names starting ``.tmp-``).
+    folder (``.tmp-pid<writer pid>-<random>``) and is renamed into place, so a reader never
+    sees a half-written object. Listing skips those temporary files; those of a killed writer
+    are removed by :meth:`remove_orphaned_temp_files`.
     """
 
     _TMP_PREFIX = ".tmp-"
@@ -204,10 +207,22 @@ class LocalObjectStore:
         shutil.copyfile(path, dest)
         return dest
 
+    def remove_orphaned_temp_files(self) -> list[Path]:
+        """Remove the temporary files of writes whose process was killed (its pid is gone);
+        returns them. Walks every bucket folder: O(objects) stat-free directory reads."""
+        removed = []
+        for dirpath, _, filenames in os.walk(self.root) if self.root.is_dir() else []:
+            for name in filenames:
+                if name.startswith(self._TMP_PREFIX) and is_orphaned(name):
+                    path = Path(dirpath) / name
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+        return removed
+
     def _atomic_write(self, bucket: str, key: str, write) -> ObjectInfo:
         path = self._path(bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f"{self._TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp = path.parent / f"{self._TMP_PREFIX}pid{os.getpid()}-{uuid.uuid4().hex}"
         try:
             write(tmp)
             os.replace(tmp, path)
