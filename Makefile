@@ -23,11 +23,15 @@ install: $(VENV)/.installed
 demo: install system-deps
 	$(VENV)/bin/media-assets demo
 
-# espeak-ng (Debian) synthesizes the speech of the demo and of the audio tests
+# Debian packages: espeak-ng synthesizes the speech of the demo and of the cheap audio tests;
+# pocketsphinx-testdata ships real read speech with reference transcripts (LibriVox, CMU)
+SPEECH_DATA := /usr/share/pocketsphinx/test/data/librivox/transcription
 system-deps:
-	@command -v espeak-ng >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq espeak-ng; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq espeak-ng; fi; }
+	@missing=""; command -v espeak-ng >/dev/null || missing="espeak-ng"; \
+	test -f $(SPEECH_DATA) || missing="$$missing pocketsphinx-testdata"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$missing; fi; fi
 
 test: install system-deps
 	$(PY) -m pytest -n 2 -p no:logging media_assets_tests

@@ -1,21 +1,31 @@
-"""ASR benchmark: real-time factor and WER of the Whisper backends on the same audio, one run.
+"""ASR benchmark: real-time factor and WER of the platform's path and its baselines, one run.
 
-    .venv/bin/python benchmarks/asr.py [--openai-checkpoint PATH]
+    .venv/bin/python benchmarks/asr.py [--rounds 13] [--skip-openai-long]
 
-Audio with known reference text: Harvard sentences (IEEE 1969 list 1) spoken by espeak-ng
-(two voices), 16 kHz mono. Real recordings from Debian's codec2-examples are transcribed too
-and printed (no reference text ships with them, so no WER). WER via jiwer after Whisper's
-EnglishTextNormalizer (the transformers copy of Whisper's normalizer) on both sides, as the
-Whisper paper scores. Rows: faster-whisper tiny.en int8 greedy and beam 5, each clip alone, and
-the platform's batched path (media_assets.kernels.asr.transcribe_batched: many short files per
-BatchedInferencePipeline call); openai-whisper fp32 on the same weights (the bundled model
-converted by media_assets.kernels.whisper_convert, or --openai-checkpoint).
+Audio: real human read speech with reference transcripts from Debian's pocketsphinx-testdata
+(11 clips, 37.2 s: LibriVox utterances, spoken card names, "go forward ten meters"; see
+``media_assets.samples.read_speech_clips``), and a long-form file made of those clips laid end
+to end with 1 s pauses, ``--rounds`` times (13 rounds = 10.4 min), whose reference is the
+clips' references in order.
+
+Rows, each on the same audio at beam 5:
+* platform, default: bundled Whisper base int8; short files each in its own window through
+  ``BatchedInferencePipeline`` (``FasterWhisperRecognizer.transcribe_files``); the long file
+  through Whisper's sequential long-form algorithm (``transcribe``) in ``chunk_s`` = 600 s
+  chunks, as the ``transcripts`` asset does;
+* platform, fast preset: the same with bundled tiny.en;
+* platform, ``long_form=batched``: ``BatchedInferencePipeline`` over VAD chunks of the long file;
+* faster-whisper per file: ``WhisperModel.transcribe`` one short file at a time;
+* openai-whisper: fp32 on the base checkpoint converted from the same CTranslate2 weights
+  (``media_assets.kernels.whisper_convert``), one file at a time, and on the long file.
+
+WER via jiwer after Whisper's ``EnglishTextNormalizer`` (the transformers copy) on both sides,
+as the Whisper paper scores. "x real time" = seconds of audio per second of wall time.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,99 +34,77 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from media_assets.kernels.asr import SAMPLE_RATE, FasterWhisperRecognizer, default_model_path, transcribe_batched  # noqa: E402
+from media_assets.kernels.asr import SAMPLE_RATE, FasterWhisperRecognizer, OpenAIWhisperRecognizer, bundled_model_path, merge_transcripts  # noqa: E402
 from media_assets.kernels.audio import decode_audio  # noqa: E402
-from media_assets.kernels.ffmpeg import run_ffmpeg  # noqa: E402
+from media_assets.samples import read_speech_clips  # noqa: E402
 
-HARVARD = [
-    "The birch canoe slid on the smooth planks.",
-    "Glue the sheet to the dark blue background.",
-    "It's easy to tell the depth of a well.",
-    "These days a chicken leg is a rare dish.",
-    "Rice is often served in round bowls.",
-    "The juice of lemons makes fine punch.",
-    "The box was thrown beside the parked truck.",
-    "The hogs were fed chopped corn and garbage.",
-    "Four hours of steady work faced us.",
-    "A large size in stockings is hard to sell.",
-]
-CODEC2 = Path("/usr/share/codec2/raw")
-
-
-def synthesize(tmp: Path) -> list[tuple[np.ndarray, str]]:
-    clips = []
-    for voice in ("en-us", "en-gb"):
-        for i, text in enumerate(HARVARD):
-            wav = tmp / f"{voice}_{i}.wav"
-            subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), text], check=True)
-            clips.append((decode_audio(wav, sample_rate=SAMPLE_RATE), text))
-    return clips
+CHUNK_S = 600.0  # the transcripts asset's default chunk_s
 
 
 def main() -> None:
     import jiwer
+    import torch
     from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--openai-checkpoint", help="openai-whisper checkpoint (default: the bundled tiny.en, converted here)")
+    p.add_argument("--rounds", type=int, default=13, help="times the clip set is repeated in the long-form file")
+    p.add_argument("--skip-openai-long", action="store_true", help="skip openai-whisper on the long file (the slowest row)")
     args = p.parse_args()
+    torch.set_num_threads(2)
     norm = EnglishTextNormalizer({})
     with tempfile.TemporaryDirectory() as tmp:
-        clips = synthesize(Path(tmp))
-    audio_s = sum(len(a) for a, _ in clips) / SAMPLE_RATE
-    refs = [norm(t) for _, t in clips]
-    print(f"{len(clips)} clips, {audio_s:.1f} s of speech; model {default_model_path()}")
-    print(f"{'backend':<44}{'wall s':>8}{'x real time':>13}{'WER':>7}")
-    results = {}
-
-    def row(name, fn):
-        fn(clips[0][0])  # warm-up
-        t = time.perf_counter()
-        hyps = [fn(a) for a, _ in clips]
-        wall = time.perf_counter() - t
-        wer = jiwer.wer(refs, [norm(h) or "<empty>" for h in hyps])
-        results[name] = wall
-        print(f"{name:<44}{wall:>8.2f}{audio_s / wall:>13.1f}{wer:>7.3f}", flush=True)
-
-    for beam in (1, 5):
-        rec = FasterWhisperRecognizer(beam_size=beam, vad_filter=False)
-        row(f"faster-whisper int8 beam {beam}", lambda a: rec.transcribe(a).text)
-    rec = FasterWhisperRecognizer(beam_size=5)
-    transcribe_batched(rec, [clips[0][0]])  # warm-up
-    t = time.perf_counter()
-    hyps = [r.text for r in transcribe_batched(rec, [a for a, _ in clips])]
-    wall = time.perf_counter() - t
-    results["batched"] = wall
-    wer = jiwer.wer(refs, [norm(h) or "<empty>" for h in hyps])
-    print(f"{'faster-whisper int8 beam 5, batched (platform)':<44}{wall:>8.2f}{audio_s / wall:>13.1f}{wer:>7.3f}", flush=True)
-    ckpt_dir = tempfile.TemporaryDirectory()
-    if not args.openai_checkpoint:
+        clips = [(decode_audio(path), text) for path, text in read_speech_clips(Path(tmp))]
+        base_ckpt = None
         from media_assets.kernels.whisper_convert import convert_ct2_to_openai_whisper
 
-        args.openai_checkpoint = str(convert_ct2_to_openai_whisper(default_model_path(), Path(ckpt_dir.name) / "tiny.en.pt"))
-    if args.openai_checkpoint:
-        import torch
+        base_ckpt = str(convert_ct2_to_openai_whisper(bundled_model_path("base"), Path(tmp) / "base.pt"))
+        gap = np.zeros(SAMPLE_RATE, np.float32)
+        long_audio = np.concatenate([x for _ in range(args.rounds) for a, _ in clips for x in (a, gap)])
+        long_ref = " ".join(t for _ in range(args.rounds) for _, t in clips)
+        short_s = sum(len(a) for a, _ in clips) / SAMPLE_RATE
+        long_s = len(long_audio) / SAMPLE_RATE
+        refs = [norm(t) for _, t in clips]
 
-        from media_assets.kernels.asr import OpenAIWhisperRecognizer
+        def wer(hyps: list[str], references: list[str]) -> float:
+            return jiwer.wer(references, [norm(h) or "<empty>" for h in hyps])
 
-        torch.set_num_threads(2)
+        print(f"short: {len(clips)} real read-speech clips, {short_s:.1f} s; long: {long_s / 60:.1f} min; 2 threads, beam 5")
+        print(f"{'path':<58}{'audio':>7}{'wall s':>9}{'x real time':>13}{'WER':>7}{'empty':>7}")
+        walls: dict[str, float] = {}
 
-        for beam in (None, 5):
-            ow = OpenAIWhisperRecognizer(args.openai_checkpoint, beam_size=beam)
-            row(f"openai-whisper fp32 beam {beam or 1}", lambda a: ow.transcribe(a).text)
-        if "openai-whisper fp32 beam 5" in results:
-            ow5 = results["openai-whisper fp32 beam 5"]
-            print(f"speed-up over openai-whisper (beam 5): faster-whisper per clip {ow5 / results['faster-whisper int8 beam 5']:.2f}x, "
-                  f"batched {ow5 / results['batched']:.2f}x")
-    if CODEC2.is_dir():
-        rec = FasterWhisperRecognizer(beam_size=5)
-        for name in ("hts1a", "hts2a", "forig", "morig", "big_dog"):
-            raw = CODEC2 / f"{name}.raw"
-            if raw.exists():
-                with tempfile.TemporaryDirectory() as tmp:
-                    wav = Path(tmp) / "x.wav"
-                    run_ffmpeg(["-f", "s16le", "-ar", "8000", "-ac", "1", "-i", str(raw), str(wav)])
-                    print(f"codec2 {name}: {rec.transcribe(decode_audio(wav)).text!r}")
+        def row(name: str, audio: str, seconds: float, fn, references: list[str]) -> None:
+            t = time.perf_counter()
+            hyps = fn()
+            wall = time.perf_counter() - t
+            walls[name, audio] = wall
+            empty = sum(not h.strip() for h in hyps)
+            print(f"{name:<58}{audio:>7}{wall:>9.2f}{seconds / wall:>13.1f}{wer(hyps, references):>7.3f}{empty:>7}", flush=True)
+
+        def long_form(fn) -> list[str]:
+            step = int(CHUNK_S * SAMPLE_RATE)
+            return [merge_transcripts([fn(long_audio[i:i + step], i / SAMPLE_RATE) for i in range(0, len(long_audio), step)]).text]
+
+        audios = [a for a, _ in clips]
+        for label, model in (("platform, default (base)", "bundled:base"), ("platform, fast preset (tiny.en)", "bundled:tiny.en")):
+            rec = FasterWhisperRecognizer(model, cpu_threads=2)
+            rec.transcribe_files(audios[:1])  # warm-up
+            row(f"{label}", "short", short_s, lambda: [t.text for t in rec.transcribe_files(audios)], refs)
+            row(f"{label}", "long", long_s, lambda: long_form(rec.transcribe), [norm(long_ref)])
+        rec = FasterWhisperRecognizer("bundled:base", cpu_threads=2)
+        row("platform, base, long_form=batched", "long", long_s, lambda: long_form(rec.transcribe_long), [norm(long_ref)])
+        row("faster-whisper base int8, one file at a time", "short", short_s, lambda: [rec.transcribe(a).text for a in audios], refs)
+        ow = OpenAIWhisperRecognizer(base_ckpt, beam_size=5)
+        ow.transcribe(audios[0])  # warm-up
+        row("openai-whisper base fp32", "short", short_s, lambda: [ow.transcribe(a).text for a in audios], refs)
+        if not args.skip_openai_long:
+            row("openai-whisper base fp32", "long", long_s, lambda: long_form(ow.transcribe), [norm(long_ref)])
+        print()
+        for audio in ("short", "long"):
+            ow_wall = walls.get(("openai-whisper base fp32", audio))
+            if ow_wall:
+                fw = walls["faster-whisper base int8, one file at a time" if audio == "short" else "platform, default (base)", audio]
+                platform = walls["platform, default (base)", audio]
+                print(f"{audio}: faster-whisper {ow_wall / fw:.2f}x openai-whisper (same beam, same audio); platform {ow_wall / platform:.2f}x")
 
 
 if __name__ == "__main__":

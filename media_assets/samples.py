@@ -6,6 +6,7 @@
   by looping ``bikes.mp4`` so the 240 s split shows;
 - audio: three Harvard sentences (IEEE 1969 recommended practice for speech quality
   measurements) spoken by Debian's ``espeak-ng`` into FLAC, in two folders, plus a text object;
+  real read speech with reference transcripts for tests and benchmarks (:func:`read_speech_clips`);
 - label correction: a master table of 200 random 64-d video embeddings, its targets CSV and
   six training batches whose rows copy master embeddings (one row per batch unknown).
 """
@@ -75,6 +76,38 @@ HARVARD_SENTENCES = {
     "demo/calls/harvard_02.flac": "Glue the sheet to the dark blue background.",
     "demo/notes/harvard_03.flac": "It's easy to tell the depth of a well.",
 }
+
+
+READ_SPEECH_DATA = Path("/usr/share/pocketsphinx/test/data")
+
+
+def read_speech_clips(dst: Path) -> list[tuple[Path, str]]:
+    """Real human read speech with reference transcripts, from Debian's
+    ``pocketsphinx-testdata`` package (BSD-2, Carnegie Mellon University): five LibriVox
+    utterances of *Sense and Sensibility* (public-domain recordings, 3-7 s, one reader), five
+    spoken card names (1-4 s) and "go forward ten meters" (raw 16 kHz s16le). Each is written
+    to ``dst`` as 16 kHz mono FLAC; returns ``[(flac path, reference text)]``, 11 clips, 37.2 s.
+
+    Raises:
+        FileNotFoundError: the package is not installed (``make test`` installs it).
+    """
+    if not (READ_SPEECH_DATA / "librivox" / "transcription").is_file():
+        raise FileNotFoundError(f"real read speech not found under {READ_SPEECH_DATA}: apt-get install pocketsphinx-testdata (make test does)")
+    dst.mkdir(parents=True, exist_ok=True)
+    sources = []  # (input args for ffmpeg, name, reference)
+    for folder, listing in (("librivox", "transcription"), ("cards", "cards.transcription")):
+        for line in (READ_SPEECH_DATA / folder / listing).read_text().splitlines():
+            words, _, name = line.strip().rpartition("(")
+            text = words.replace("<s>", "").replace("</s>", "").strip()
+            name = name.rstrip(")")
+            sources.append((["-i", str(READ_SPEECH_DATA / folder / f"{name}.wav")], f"{folder}-{name}", text))
+    sources.append((["-f", "s16le", "-ar", "16000", "-ac", "1", "-i", str(READ_SPEECH_DATA / "goforward.raw")], "goforward", "go forward ten meters"))
+    out = []
+    for args, name, text in sources:
+        flac = dst / f"{name}.flac"
+        run_ffmpeg([*args, "-ac", "1", "-ar", "16000", "-c:a", "flac", str(flac)])
+        out.append((flac, text))
+    return out
 
 
 def seed_audio(store: ObjectStore, bucket: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Resources of the audio pipeline: settings, the speech recognizer, the audio tokenizer."""
 
 import threading
+from typing import Literal
 
 import dagster as dg
 import numpy as np
@@ -36,7 +37,14 @@ class AudioSettings(dg.ConfigurableResource):
         empty_text_warn_share: warn when more than this share of a day's .flac files has
             empty text.
         max_runs_per_tick: cap on run requests per sensor evaluation.
-        asr_batch_files: short files (<= 29 s) transcribed together in one batched call.
+        asr_batch_files: short files (<= 30 s) decoded and handed to the recognizer together
+            (each still in its own Whisper window).
+        min_speech_s / max_s_per_word: a file with at least ``min_speech_s`` seconds of VAD
+            speech and no text, or fewer than one word per ``max_s_per_word`` seconds of
+            speech, is flagged ``suspect`` (lost speech; see ``kernels.asr.suspect_reasons``).
+        silence_dbfs: text on audio quieter than this (dBFS) is flagged ``text_on_silence``.
+        max_speech_loss_share: the ``speech_not_lost`` check of ``transcripts`` fails when more
+            than this share of a day's speech files is flagged for lost speech (0.02).
     """
 
     source_bucket: str = "audio"
@@ -49,6 +57,10 @@ class AudioSettings(dg.ConfigurableResource):
     empty_text_warn_share: float = 0.5
     max_runs_per_tick: int = 25
     asr_batch_files: int = 32
+    min_speech_s: float = 1.0
+    max_s_per_word: float = 3.0
+    silence_dbfs: float = -55.0
+    max_speech_loss_share: float = 0.02
 
     def work_key(self, name: str, day: str, suffix: str = ".parquet") -> str:
         """Key in ``work_bucket`` of one day's intermediate: ``<work_prefix><name>/<day><suffix>``.
@@ -66,16 +78,34 @@ class AudioSettings(dg.ConfigurableResource):
 
 
 class SpeechRecognizerResource(dg.ConfigurableResource):
-    """Whisper. ``backend``: ``faster-whisper`` (default) or ``openai-whisper``. ``model``:
-    a local folder/checkpoint or a model name (a name downloads from the hub: only when
-    configured); empty = the bundled offline tiny.en (faster-whisper only)."""
+    """Whisper (``MEDIA_ASSETS_ASR_<FIELD>``).
+
+    Attributes:
+        backend: ``faster-whisper`` (default) or ``openai-whisper``.
+        model: empty = bundled Whisper ``base`` (offline, WER 0.063 on the real read-speech set,
+            see the README); ``bundled:tiny.en`` = the fast preset (about 2x faster, WER 0.095);
+            else a local model folder / checkpoint, or a hub name such as ``small`` or
+            ``large-v3`` (downloads at first use: production only).
+        language: ISO 639-1 code of the audio (``en``); empty = detected per file.
+        compute_type: CTranslate2 compute type (``int8`` on CPU, ``float16`` on GPU).
+        beam_size: beam width (5, Whisper's default).
+        cpu_threads: CTranslate2 threads (0 = all cores).
+        vad_filter: Silero VAD: measure speech, skip silent files, trim non-speech.
+        batch_size: Whisper windows per forward pass (one window per short file).
+        long_form: files over 30 s: ``sequential`` (Whisper's own long-form algorithm; WER 0.061
+            at 13x real time on the 10 min benchmark file, 2 cores) or ``batched``
+            (``BatchedInferencePipeline`` over VAD chunks: 18x but WER 0.086 there; for GPUs).
+    """
 
     backend: str = "faster-whisper"
     model: str = ""
+    language: str = "en"
     compute_type: str = "int8"
     beam_size: int = 5
     cpu_threads: int = 0
     vad_filter: bool = True
+    batch_size: int = 4
+    long_form: Literal["sequential", "batched"] = "sequential"
 
     def recognizer(self):
         """The recognizer, loaded once per process.
@@ -84,13 +114,15 @@ class SpeechRecognizerResource(dg.ConfigurableResource):
             ValueError: unknown backend, or openai-whisper without a model.
         """
         if self.backend == "faster-whisper":
-            return _cached(("fw", self.model, self.compute_type, self.beam_size, self.cpu_threads, self.vad_filter),
-                           lambda: FasterWhisperRecognizer(self.model or None, compute_type=self.compute_type, beam_size=self.beam_size,
-                                                           cpu_threads=self.cpu_threads, vad_filter=self.vad_filter))
+            return _cached(("fw", self.model, self.language, self.compute_type, self.beam_size, self.cpu_threads, self.vad_filter, self.batch_size),
+                           lambda: FasterWhisperRecognizer(self.model or None, language=self.language or None, compute_type=self.compute_type,
+                                                           beam_size=self.beam_size, cpu_threads=self.cpu_threads, vad_filter=self.vad_filter,
+                                                           batch_size=self.batch_size))
         if self.backend == "openai-whisper":
             if not self.model:
                 raise ValueError("openai-whisper needs `model`: a checkpoint path (see media-assets convert-whisper) or a model name")
-            return _cached(("ow", self.model, self.beam_size), lambda: OpenAIWhisperRecognizer(self.model, beam_size=self.beam_size or None))
+            return _cached(("ow", self.model, self.language, self.beam_size),
+                           lambda: OpenAIWhisperRecognizer(self.model, language=self.language or None, beam_size=self.beam_size or None))
         raise ValueError(f"unknown ASR backend {self.backend!r}: expected 'faster-whisper' or 'openai-whisper'")
 
 

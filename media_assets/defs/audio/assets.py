@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from ...kernels.asr import SAMPLE_RATE, FasterWhisperRecognizer, merge_transcripts, transcribe_batched
+from ...kernels.asr import LOSS_REASONS, SAMPLE_RATE, WINDOW_S, FasterWhisperRecognizer, Transcript, merge_transcripts, suspect_reasons
 from ...kernels.audio import check_audio, decode_audio, iter_audio_chunks
 from ...kernels.ffmpeg import FFmpegError
 from ...kernels.hive import write_hive_parquet
@@ -45,55 +45,76 @@ def _is_flac(key: str) -> bool:
 TRANSCRIPT_SCHEMA = pa.schema([
     ("Key", pa.string()), ("LastModified", pa.timestamp("us", tz="UTC")), ("Size", pa.int64()), ("ETag", pa.string()),
     ("text", pa.string()), ("language", pa.string()), ("segments", pa.string()), ("duration_s", pa.float64()),
-    ("no_speech_prob", pa.float64()), ("suspect", pa.bool_()), ("error", pa.string()),
+    ("no_speech_prob", pa.float64()), ("speech_s", pa.float64()), ("suspect", pa.bool_()), ("suspect_reason", pa.string()),
+    ("error", pa.string()),
 ])
 
 
-@dg.asset(deps=[audio_objects], partitions_def=audio_partitions, group_name="audio", kinds={"whisper", "parquet"}, pool="asr")
+def _reasons(t: Transcript, parts: list[Transcript], settings: AudioSettings) -> list[str]:
+    """Suspect reasons of a file's transcript and of each of its chunks (a long file whose one
+    chunk lost its speech is flagged even when the others carry enough words)."""
+    kw = dict(min_speech_s=settings.min_speech_s, max_s_per_word=settings.max_s_per_word, silence_dbfs=settings.silence_dbfs)
+    return list(dict.fromkeys(r for x in [t, *parts] for r in suspect_reasons(x, **kw)))
+
+
+@dg.asset(
+    deps=[audio_objects], partitions_def=audio_partitions, group_name="audio", kinds={"whisper", "parquet"}, pool="asr",
+    check_specs=[dg.AssetCheckSpec(
+        "speech_not_lost", asset="transcripts",
+        description="At most `max_speech_loss_share` (2 %) of the day's speech files (>= 1 s of VAD speech) have no text or fewer "
+                    "than one word per 3 s of speech.")],
+)
 def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, audio_settings: AudioSettings,
-                speech_recognizer: SpeechRecognizerResource) -> dg.MaterializeResult:
+                speech_recognizer: SpeechRecognizerResource):
     """One row per object of the day: `.flac` files decoded (mono, 16 kHz float32, in
-    `chunk_s` chunks so memory is bounded) and transcribed with Whisper: `text`, `language`,
-    `segments` (JSON list of {start, end, text}, seconds), `duration_s`, `no_speech_prob`,
-    `suspect` (text on near-silence). Other objects get null text, as the original did. A
-    corrupt or undecodable `.flac` gets null text and an `error`, and does not fail the day.
-    With faster-whisper, files of at most 29 s are decoded `asr_batch_files` at a time through
-    `BatchedInferencePipeline` (one clip window per file), since a short file alone wastes most
-    of Whisper's 30 s window; longer files go chunk by chunk."""
+    `chunk_s` chunks so memory is bounded) and transcribed with Whisper (bundled `base`,
+    language `en`, beam 5): `text`, `language`, `segments` (JSON list of {start, end, text},
+    seconds), `duration_s`, `no_speech_prob`, `speech_s` (seconds of speech Silero VAD finds),
+    `suspect` and `suspect_reason` (`no_text_for_speech`, `too_few_words`: speech lost;
+    `text_on_silence`, `high_no_speech_prob`: likely hallucination). Other objects get null
+    text, as the original did; a corrupt or undecodable `.flac` gets null text and an `error`
+    and does not fail the day. Files of at most 30 s are decoded `asr_batch_files` at a time,
+    each in its own Whisper window (`BatchedInferencePipeline`), so a file's words never depend
+    on its neighbours; longer files go chunk by chunk through Whisper's sequential long-form
+    algorithm (`long_form`; `batched` for GPUs).
+    The `speech_not_lost` check fails when more than 2 % of the day's speech files lost speech."""
     store, settings, day = object_store.get_store(), audio_settings, context.partition_key
     recognizer = speech_recognizer.recognizer()
     batchable = isinstance(recognizer, FasterWhisperRecognizer)
     rows, errors, started, audio_s = [], 0, time.perf_counter(), 0.0
     short: list[tuple[dict, np.ndarray]] = []  # files <= 30 s wait here and decode in batches
 
-    def record(row: dict, t) -> None:
+    def record(row: dict, t: Transcript, parts: list[Transcript] = ()) -> None:
         nonlocal audio_s
+        reasons = _reasons(t, list(parts), settings)
         row.update(text=t.text, language=t.language, segments=json.dumps(t.segments), duration_s=t.duration_s,
-                   no_speech_prob=None if np.isnan(t.no_speech_prob) else t.no_speech_prob, suspect=t.suspect)
+                   no_speech_prob=None if np.isnan(t.no_speech_prob) else t.no_speech_prob, speech_s=round(t.speech_s, 3),
+                   suspect=bool(reasons), suspect_reason=";".join(reasons) or None)
         audio_s += t.duration_s
 
     def flush() -> None:
-        for (row, _), t in zip(short, transcribe_batched(recognizer, [a for _, a in short])):
+        for (row, _), t in zip(short, recognizer.transcribe_files([a for _, a in short])):
             record(row, t)
         short.clear()
 
     with scratch_dir("transcripts") as tmp:
         for obj in objects_of_day(store, settings, day):
-            row = {"Key": obj.key, "LastModified": obj.last_modified, "Size": obj.size, "ETag": obj.etag, "text": None, "language": None,
-                   "segments": None, "duration_s": None, "no_speech_prob": None, "suspect": None, "error": None}
+            row = dict.fromkeys(TRANSCRIPT_SCHEMA.names)
+            row.update(Key=obj.key, LastModified=obj.last_modified, Size=obj.size, ETag=obj.etag)
             rows.append(row)
             if not _is_flac(obj.key):
                 continue
             local = store.download(settings.source_bucket, obj.key, Path(tmp) / safe_local_name(obj.key, ".flac"))
             try:
                 duration = check_audio(local)
-                if batchable and duration <= 29.0:
+                if batchable and duration <= WINDOW_S - 0.5:
                     short.append((row, decode_audio(local, sample_rate=SAMPLE_RATE)))
                     if len(short) >= settings.asr_batch_files:
                         flush()
                 else:
-                    record(row, merge_transcripts([recognizer.transcribe(chunk, start) for start, chunk in
-                                                   iter_audio_chunks(local, sample_rate=SAMPLE_RATE, chunk_s=settings.chunk_s)]))
+                    long_form = recognizer.transcribe_long if batchable and speech_recognizer.long_form == "batched" else recognizer.transcribe
+                    parts = [long_form(chunk, start) for start, chunk in iter_audio_chunks(local, sample_rate=SAMPLE_RATE, chunk_s=settings.chunk_s)]
+                    record(row, merge_transcripts(parts), parts if len(parts) > 1 else ())
             except (MediaError, FFmpegError) as err:
                 errors += 1
                 row["error"] = str(err)[:1000]
@@ -105,13 +126,26 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
     table = pa.Table.from_pylist(rows, schema=TRANSCRIPT_SCHEMA)
     put_table(store, settings.work_bucket, settings.work_key("transcripts", day), table)
     flac = [r for r in rows if _is_flac(r["Key"]) and r["error"] is None]
+    speech_files = [r for r in flac if r["speech_s"] >= settings.min_speech_s]
+    lost = [r for r in speech_files if r["suspect_reason"] and set(r["suspect_reason"].split(";")) & set(LOSS_REASONS)]
+    for r in lost:
+        context.log.warning(f"{r['Key']}: {r['speech_s']:.1f} s of speech but {len((r['text'] or '').split())} words ({r['suspect_reason']})")
+    reasons = [x for r in flac if r["suspect_reason"] for x in r["suspect_reason"].split(";")]
+    lost_share = len(lost) / len(speech_files) if speech_files else 0.0
     elapsed = time.perf_counter() - started
-    return dg.MaterializeResult(metadata={
-        "objects": len(rows), "flac_transcribed": len(flac), "undecodable": errors,
+    yield dg.MaterializeResult(metadata={
+        "objects": len(rows), "flac_transcribed": len(flac), "undecodable": errors, "speech_files": len(speech_files),
         "empty_text": sum(not r["text"] for r in flac), "suspect": sum(bool(r["suspect"]) for r in flac),
+        **{f"suspect_{name}": reasons.count(name) for name in (*LOSS_REASONS, "text_on_silence", "high_no_speech_prob")},
         "audio_s": round(audio_s, 1), "wall_s": round(elapsed, 2), "real_time_factor": round(elapsed / audio_s, 4) if audio_s else None,
-        "backend": speech_recognizer.backend,
+        "backend": speech_recognizer.backend, "model": speech_recognizer.model or "bundled:base",
     })
+    yield dg.AssetCheckResult(
+        check_name="speech_not_lost", passed=lost_share <= settings.max_speech_loss_share,
+        description=None if not lost else f"{len(lost)} of {len(speech_files)} speech files lost speech",
+        metadata={"speech_files": len(speech_files), "lost_speech_files": len(lost), "lost_share": round(lost_share, 4),
+                  "lost_keys": [r["Key"] for r in lost][:20]},
+    )
 
 
 @dg.asset(deps=[transcripts], partitions_def=audio_partitions, group_name="audio", kinds={"numpy", "parquet"}, pool="asr")
