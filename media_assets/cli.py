@@ -3,7 +3,8 @@
 ``media-assets process``  one pass of Dagster's daemon over everything pending (sensors, the
                           run queue, run retries; see ``media_assets.process``), one line per
                           run, then a summary per pipeline; exit status 1 if a run failed for
-                          good or a sensor could not tick.
+                          good, a sensor could not tick, or an asset check of ERROR severity
+                          failed (e.g. speech lost in transcripts: the data landed, flagged).
 ``media-assets demo``     put sample media for every pipeline into the local store, then ``process``.
 ``media-assets seed``     only put the sample media in place.
 ``media-assets convert-whisper OUT``  openai-whisper checkpoint from the bundled CTranslate2 model.
@@ -54,8 +55,11 @@ def summary(result) -> str:
         parts.append("nothing pending")
     for line in result.sensor_errors:
         parts.append(f"SENSOR FAILED {line}")
+    checks = [f"{c} (run {r.run_id[:8]})" for r in result.runs for c in r.failed_checks]
+    for line in checks:
+        parts.append(f"CHECK FAILED {line}")
     failed = result.failed
-    parts.append(f"{len(result.runs)} runs, {len(failed)} failed, {len(result.sensor_errors)} sensor errors, "
+    parts.append(f"{len(result.runs)} runs, {len(failed)} failed, {len(checks)} failed checks, {len(result.sensor_errors)} sensor errors, "
                  f"{result.seconds:.1f} s total")
     return "\n\n".join(parts)
 
@@ -66,14 +70,29 @@ def run_process(verbose: bool = False, timeout_s: float | None = None) -> int:
     from .definitions import build_definitions
     from .process import run_pass
 
-    def line(run) -> None:
-        click.echo(f"{run.status.lower():8} {run.job} [{run.partition}] {run.seconds:.1f} s" + (f": {run.error}" if run.error else ""))
+    from tqdm import tqdm
 
-    result = run_pass(defs=build_definitions(), on_progress=click.echo, on_run=line, timeout_s=timeout_s)
+    # a progress bar over partitions on a terminal (stderr); plain lines when piped or logged
+    bar = tqdm(total=0, unit="partition", desc="partitions", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+
+    def line(run) -> None:
+        tqdm.write(f"{run.status.lower():8} {run.job} [{run.partition}] {run.seconds:.1f} s" + (f": {run.error}" if run.error else "")
+                   + "".join(f"; check failed: {c}" for c in run.failed_checks), file=sys.stdout)
+
+    def partitions(done: int, requested: int) -> None:
+        bar.total = requested
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = run_pass(defs=build_definitions(), on_progress=lambda text: tqdm.write(text, file=sys.stdout), on_run=line,
+                          on_partitions=partitions, timeout_s=timeout_s)
+    finally:
+        bar.close()
     click.echo(summary(result) + f" (DAGSTER_HOME={home})")
     if verbose and (home / "media_assets" / "daemon.log").exists():
         click.echo("\n--- dagster-daemon log ---\n" + (home / "media_assets" / "daemon.log").read_text())
-    return 1 if (result.failed or result.sensor_errors) else 0
+    return 1 if (result.failed or result.sensor_errors or any(r.failed_checks for r in result.runs)) else 0
 
 
 @click.group()

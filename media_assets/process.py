@@ -58,8 +58,10 @@ load_from:
 @dataclass
 class RunOutcome:
     """One run of the pass: job, partition (or ``first..last`` range), final status, seconds,
-    the first error line for a failed run, and the metadata of each asset it materialized
-    (``{asset: metadata}``, the last partition's) with ``counts`` (materializations per asset)."""
+    the first error line for a failed run, the metadata of each asset it materialized
+    (``{asset: metadata}``, the last partition's) with ``counts`` (materializations per asset),
+    and ``failed_checks``: one line per asset check of ERROR severity that did not pass
+    (``asset.check [partition]: description``), e.g. speech lost in transcripts."""
 
     run_id: str
     job: str
@@ -70,6 +72,7 @@ class RunOutcome:
     retry_of: str | None = None
     materializations: dict[str, dict] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    failed_checks: list[str] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -207,6 +210,21 @@ def _run_materializations(instance: dg.DagsterInstance, run_id: str) -> dict[str
         cursor = conn.cursor
 
 
+def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """Asset checks of ERROR severity that failed in the run, one line each."""
+    out, cursor = [], None
+    while True:
+        conn = instance.get_records_for_run(run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=10_000)
+        for rec in conn.records:
+            ev = rec.event_log_entry.dagster_event.asset_check_evaluation_data
+            if not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR:
+                where = f" [{ev.partition}]" if ev.partition else ""
+                out.append(f"{ev.asset_key.to_user_string()}.{ev.check_name}{where}" + (f": {ev.description}" if ev.description else ""))
+        if not conn.has_more:
+            return out
+        cursor = conn.cursor
+
+
 def collect(instance: dg.DagsterInstance, since: dt.datetime, run_ids: set[str] | None = None) -> list[RunOutcome]:
     """The runs created since ``since`` (only ``run_ids`` if given), oldest first, each with its
     own materializations, read through the public instance API."""
@@ -224,6 +242,7 @@ def collect(instance: dg.DagsterInstance, since: dt.datetime, run_ids: set[str] 
             retry_of=run.tags.get("dagster/parent_run_id"),
             materializations={a: m for a, (_, m) in mats.items()},
             counts={a: n for a, (n, _) in mats.items()},
+            failed_checks=_failed_checks(instance, run.run_id),
         ))
     return out
 
@@ -252,6 +271,7 @@ def run_pass(
     defs: dg.Definitions,
     on_progress: Callable[[str], None] = lambda line: None,
     on_run: Callable[[RunOutcome], None] = lambda run: None,
+    on_partitions: Callable[[int, int], None] = lambda done, requested: None,
     timeout_s: float | None = None,
     poll_s: float = 1.0,
 ) -> PassResult:
@@ -291,7 +311,7 @@ def run_pass(
         else:
             on_progress("a Dagster daemon is already running on this instance (make ui?); waiting for it to go idle")
         try:
-            _wait_idle(defs, since, daemon, log_path, on_run, timeout_s, poll_s)
+            _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, poll_s)
         finally:
             if daemon is not None:
                 _stop_group(daemon.pid, daemon)
@@ -303,16 +323,44 @@ def run_pass(
         return PassResult(runs=runs, sensor_errors=errors, recovered_runs=recovered, seconds=time.monotonic() - started)
 
 
+def _chain_done(records, root_id: str) -> bool:
+    """True when the latest try of the run ``root_id`` (itself or a retry tagged
+    ``dagster/root_run_id``) has finished and no further retry is announced."""
+    chain = [r for r in records if r.dagster_run.run_id == root_id or r.dagster_run.tags.get("dagster/root_run_id") == root_id]
+    if not chain:
+        return False
+    last = max(chain, key=lambda r: r.create_timestamp)
+    return last.dagster_run.status not in ACTIVE and last.dagster_run.tags.get("dagster/will_retry") != "true"
+
+
 def _sensors_ticking(instance: dg.DagsterInstance, since: dt.datetime) -> bool:
     beat = instance.get_daemon_heartbeats().get("SENSOR")
     return beat is not None and beat.timestamp > since.timestamp()
 
 
-def _wait_idle(defs, since, daemon, log_path, on_run, timeout_s, poll_s) -> None:
+def partitions_of_run(defs: dg.Definitions, instance: dg.DagsterInstance, run: dg.DagsterRun) -> int:
+    """How many partitions a run covers: 1 for a single-partition run, the size of its range
+    for a ranged (backfill) run, counted by the job's partitions definition; 1 otherwise."""
+    start, end = run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")
+    if not start:
+        return 1
+    try:
+        part = defs.resolve_job_def(run.job_name).partitions_def
+        if isinstance(part, dg.DynamicPartitionsDefinition):
+            keys = instance.get_dynamic_partitions(part.name)
+            return keys.index(end) - keys.index(start) + 1
+        return len(part.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))) if part else 1
+    except (ValueError, dg.DagsterInvariantViolationError):  # a job since removed, a key since deleted: count the run
+        return 1
+
+
+def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, poll_s) -> None:
     """Return once the sensor daemon runs, no run of the pass is active and none was created
-    or finished for longer than the longest sensor interval (plus 10 s)."""
+    or finished for longer than the longest sensor interval (plus 10 s). Reports each
+    finished run (``on_run``) and partitions finished / requested (``on_partitions``)."""
     quiet_s = sensor_interval_s(defs) + 10
     reported: set[str] = set()
+    sizes: dict[str, int] = {}
     last_activity = time.monotonic()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with dg.DagsterInstance.get() as instance:
@@ -323,10 +371,15 @@ def _wait_idle(defs, since, daemon, log_path, on_run, timeout_s, poll_s) -> None
             records = instance.get_run_records(filters=dg.RunsFilter(created_after=since))
             active = [r for r in records if r.dagster_run.status in ACTIVE]
             done = {r.dagster_run.run_id for r in records if r.dagster_run.status not in ACTIVE} - reported
+            for r in records:
+                if r.dagster_run.run_id not in sizes and not r.dagster_run.tags.get("dagster/parent_run_id"):
+                    sizes[r.dagster_run.run_id] = partitions_of_run(defs, instance, r.dagster_run)
             if done:
                 reported |= done
                 for outcome in collect(instance, since, done):
                     on_run(outcome)
+            # a retried run's partitions count once: its root run's size, done when the last try ends
+            on_partitions(sum(n for rid, n in sizes.items() if _chain_done(records, rid)), sum(sizes.values()))
             if daemon is None and not _other_daemon_alive(instance, log_path.parent, max_age_s=120):
                 raise RuntimeError("the Dagster daemon this pass was waiting for stopped heart-beating; run media-assets process again")
             if active or done or not _sensors_ticking(instance, since):

@@ -47,7 +47,7 @@ def test_process_runs_everything_pending_and_reports_failures(tmp_path, media, m
 
     first = _cli(tmp_path, "process")
     assert first.returncode == 1, first.stdout + first.stderr
-    assert "3 runs, 2 failed, 0 sensor errors" in first.stdout
+    assert "3 runs, 2 failed, 0 failed checks, 0 sensor errors" in first.stdout
     assert "not a readable media container" in first.stdout and "empty file" in first.stdout
     assert "Video conversion" in first.stdout and "DEBUG" not in first.stdout + first.stderr  # a quiet console
 
@@ -219,5 +219,5 @@ def test_missing_watched_bucket_fails_only_its_sensor(tmp_path, media, moto_endp
     )
     assert out.returncode == 1, out.stdout + out.stderr
     assert re.search(rf"SENSOR FAILED new_audio_sensor: .*audio-{suffix}", out.stdout), out.stdout
-    assert "1 runs, 0 failed, 1 sensor errors" in out.stdout
+    assert "1 runs, 0 failed, 0 failed checks, 1 sensor errors" in out.stdout
     assert s3_client.list_objects_v2(Bucket=buckets["video-mp4"], Prefix="bikes/")["KeyCount"] == 1

@@ -11,6 +11,7 @@ import pytest
 
 from media_assets.defs.labels import batch_partitions
 from media_assets.defs.labels import defs as label_defs
+from media_assets.process import partitions_of_run
 from media_assets_tests.harness import process_pending
 from media_assets.resources.labels import LabelCorrectionSettings
 from media_assets_tests.label_data import load_pickle, write_label_dataset
@@ -61,6 +62,9 @@ def test_label_correction_local(instance, local_resource, tmp_path):
     assert len(instance.get_dynamic_partitions(batch_partitions.name)) == 19
     # partitions are added in batch-number order, so each range is contiguous
     assert instance.get_dynamic_partitions(batch_partitions.name)[:3] == ["batch_1_0.pickle", "batch_2_0.pickle", "batch_3_0.pickle"]
+    # what `process`'s progress bar counts: every partition of each ranged run
+    ranged = instance.get_runs(filters=dg.RunsFilter(job_name="label_correction"))
+    assert sorted(partitions_of_run(defs, instance, r) for r in ranged) == [4, 5, 5, 5]
     _check(store, settings, ds, outcomes, instance, marker)
 
     layout_failures = instance.event_log_storage.get_asset_check_execution_history(
