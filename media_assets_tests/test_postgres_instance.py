@@ -1,0 +1,90 @@
+"""The production instance (``deploy/dagster.postgres.yaml``) on a real PostgreSQL server: the
+video pipeline on a real AVI and a 500-batch label backfill in one ranged run, checked through
+the public ``DagsterInstance`` API (runs, per-partition materializations)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from media_assets.defs.labels import batch_partitions
+from media_assets.defs.video import video_partitions
+from media_assets.resources.labels import LabelCorrectionSettings
+from media_assets.resources.video import VideoConversionSettings
+from media_assets_tests.harness import process_pending
+from media_assets_tests.label_data import load_pickle, write_label_dataset
+from media_assets_tests.postgres_server import postgres_server
+from media_assets_tests.test_label_pipeline import _defs as label_defs
+from media_assets_tests.test_video_pipeline import _full_job
+
+DEPLOY_YAML = Path(__file__).resolve().parents[1] / "deploy" / "dagster.postgres.yaml"
+
+
+@pytest.fixture(scope="module")
+def pg_env():
+    with postgres_server() as env:
+        yield env
+
+
+@pytest.fixture
+def pg_instance(pg_env, tmp_path, monkeypatch):
+    """A DAGSTER_HOME holding the deploy file as is; its connection comes from DAGSTER_PG_*."""
+    for name, value in pg_env.items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.wipe()  # one database per module: each test starts from an empty instance
+        yield instance
+
+
+def test_deploy_file_reads_every_secret_from_the_environment():
+    cfg = yaml.safe_load(DEPLOY_YAML.read_text())
+    db = cfg["storage"]["postgres"]["postgres_db"]
+    assert db.pop("scheme") == "postgresql+psycopg2"
+    assert {k: v["env"] for k, v in db.items()} == {
+        "hostname": "DAGSTER_PG_HOST", "port": "DAGSTER_PG_PORT", "username": "DAGSTER_PG_USERNAME",
+        "password": "DAGSTER_PG_PASSWORD", "db_name": "DAGSTER_PG_DB"}
+    assert cfg["run_coordinator"]["class"] == "QueuedRunCoordinator" and cfg["run_retries"]["enabled"]
+    assert cfg["run_monitoring"]["enabled"] and cfg["telemetry"]["enabled"] is False
+
+
+def test_video_pipeline_on_postgres(pg_instance, local_resource, media):
+    assert type(pg_instance.run_storage).__name__ == "PostgresRunStorage"
+    store = local_resource.get_store()
+    store.upload(media["bunny"], "video-avi", "bunny.avi")
+    pg_instance.add_dynamic_partitions(video_partitions.name, ["bunny.avi"])
+    result = _full_job(local_resource, VideoConversionSettings()).execute_in_process(instance=pg_instance, partition_key="bunny.avi")
+    assert result.success
+    (run,) = pg_instance.get_runs(filters=dg.RunsFilter(job_name="video_conversion"))
+    assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/partition"] == "bunny.avi"
+    for asset in ("mp4_clips", "labeling_frames", "keyframe_embeddings", "key_frames", "source_video_removal"):
+        (rec,) = pg_instance.fetch_materializations(dg.AssetRecordsFilter(dg.AssetKey(asset), asset_partitions=["bunny.avi"]), limit=10).records
+        assert rec.run_id == run.run_id
+    assert store.exists("video-mp4", "bunny/bunny.mp4") and not store.exists("video-avi", "bunny.avi")
+    assert any(o.key.startswith("bunny/") for o in store.list_objects("unlabeled-images"))
+
+
+def test_500_batch_label_backfill_on_postgres(pg_instance, local_resource, tmp_path):
+    """One ranged run corrects 500 batches; every partition has its own materialization."""
+    store = local_resource.get_store()
+    settings = LabelCorrectionSettings(partitions_per_run=500)
+    ds = write_label_dataset(store, settings.bucket, n_videos=2000, n_batches=500, rows=(16, 32), malformed=())
+    outcomes = process_pending(label_defs(local_resource, settings), pg_instance)
+    assert [(o.job, o.success) for o in outcomes] == [("video_embedding_index_job", True), ("label_correction", True)]
+    runs = pg_instance.get_runs(filters=dg.RunsFilter(job_name="label_correction", statuses=[dg.DagsterRunStatus.SUCCESS]))
+    assert len(runs) == 1 and runs[0].tags["dagster/asset_partition_range_start"] == "batch_1_0.pickle"
+    keys = pg_instance.get_dynamic_partitions(batch_partitions.name)
+    good = set(ds.expected)
+    assert len(keys) == len(good) == 500
+    mats = pg_instance.fetch_materializations(dg.AssetKey("corrected_batches"), limit=10_000).records
+    assert {m.partition_key for m in mats} == good and len(mats) == len(good)
+    assert all(m.run_id == runs[0].run_id for m in mats)
+    for key in list(good)[:50]:
+        corrected = load_pickle(store.get_bytes(settings.bucket, settings.corrected_key(key)))
+        assert (corrected["targets"] == ds.expected[key]).all(), key
