@@ -1,0 +1,190 @@
+"""The production topology as separate processes on 127.0.0.1, all on the Postgres instance file
+``deploy/dagster.postgres.yaml``: moto's S3 server, PostgreSQL, the project's code server
+(``dagster code-server start``), ``dagster-daemon run`` and ``dagster-webserver`` with a
+``deploy/workspace.yaml`` pointing at the gRPC server. The AVI sensor is switched on through the
+webserver's GraphQL API; an uploaded AVI is converted by a run the daemon launches. Then the
+code server is killed mid-run (its process group: the run worker goes with it) and restarted.
+The default run launcher cannot health-check a worker (the ECS and Kubernetes launchers can), so
+run monitoring fails the lost run when it passes ``max_runtime_seconds`` (shortened here) and a
+run retry finishes it. Every process is stopped by its pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import pytest
+
+from media_assets_tests.postgres_server import postgres_server
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MAX_RUNTIME_S = 150
+BUCKETS = ["video-avi", "video-mp4", "unlabeled-images", "media", "training-batches", "audio", "audio-dataset", "media-assets-work"]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(what: str, predicate, timeout_s: float, logs: Path, poll_s: float = 1.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    tails = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(logs.glob("*.log")))
+    raise AssertionError(f"timed out waiting for {what}\n{tails}")
+
+
+class Processes:
+    """Started processes, each in its own session (so its children stop with it)."""
+
+    def __init__(self, logs: Path, env: dict):
+        self.logs, self.env, self.procs = logs, env, {}
+
+    def start(self, name: str, cmd: list[str], cwd: Path) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(cmd, cwd=cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self.procs[name]
+
+    def kill(self, name: str, sig=signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.kill(name, signal.SIGTERM)
+
+
+def _graphql(port: int, query: str, variables: dict) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query, "variables": variables}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+START_SENSOR = """
+mutation($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { name sensorState { status } }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def test_webserver_daemon_code_server_on_postgres(tmp_path, media, monkeypatch):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    # the deploy file as is, except for test time: run monitoring polls every 5 s instead of 30 s
+    # and fails a lost run after 150 s instead of 4 hours (the long AVI takes ~60 s here)
+    deploy = (ROOT / "deploy" / "dagster.postgres.yaml").read_text()
+    assert "poll_interval_seconds: 30" in deploy and "max_runtime_seconds: 14400" in deploy
+    (home / "dagster.yaml").write_text(deploy.replace("poll_interval_seconds: 30", "poll_interval_seconds: 5")
+                                       .replace("max_runtime_seconds: 14400", f"max_runtime_seconds: {MAX_RUNTIME_S}"))
+    s3_port, grpc_port, web_port = _port(), _port(), _port()
+    shutil.copy(ROOT / "deploy" / "workspace.yaml", home / "workspace.yaml")  # the code server's address from the env
+    with postgres_server() as pg:
+        for name, value in pg.items():  # this process reads the same instance
+            monkeypatch.setenv(name, value)
+        env = {**os.environ, **pg, "DAGSTER_HOME": str(home), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+               "MEDIA_ASSETS_STORAGE": "s3", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1", "PYTHONUNBUFFERED": "1",
+               "MEDIA_ASSETS_CODE_SERVER_HOST": "127.0.0.1", "MEDIA_ASSETS_CODE_SERVER_PORT": str(grpc_port)}
+        procs = Processes(logs, env)
+        try:
+            procs.start("s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], tmp_path)
+            s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+            _wait("moto's S3 server", lambda: _try(s3.list_buckets), 30, logs)
+            for bucket in BUCKETS:
+                s3.create_bucket(Bucket=bucket)
+            code_server = [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(grpc_port),
+                           "-m", "media_assets.definitions", "--location-name", "media_assets"]
+            procs.start("code_server", code_server, ROOT)
+            procs.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(home / "workspace.yaml")], home)
+            procs.start("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), "-w", str(home / "workspace.yaml")], home)
+            selector = {"repositoryLocationName": "media_assets", "repositoryName": "__repository__", "sensorName": "new_avi_sensor"}
+
+            def start_sensor():  # SensorNotFoundError until the webserver has loaded the code location
+                out = _try(lambda: _graphql(web_port, START_SENSOR, {"selector": selector})["data"]["startSensor"])
+                return out if out and out["__typename"] == "Sensor" else None
+
+            started = _wait("the webserver to switch new_avi_sensor on", start_sensor, 240, logs, 3)
+            assert started["sensorState"]["status"] == "RUNNING", started
+
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                # 1. an upload becomes a run the daemon launches; outputs land, the AVI goes last
+                s3.upload_file(str(media["bunny"]), "video-avi", "bunny.avi")
+                run = _wait("the bunny run to succeed", lambda: _finished(instance, "bunny.avi"), 300, logs, 2)
+                assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
+                assert s3.list_objects_v2(Bucket="video-mp4", Prefix="bunny/")["KeyCount"] == 1
+                assert s3.list_objects_v2(Bucket="unlabeled-images", Prefix="bunny/")["KeyCount"] >= 1
+                assert s3.list_objects_v2(Bucket="video-avi")["KeyCount"] == 0
+
+                # 2. the code server dies mid-run: the run is failed and retried to success
+                s3.upload_file(str(media["long"]), "video-avi", "long.avi")
+                _wait("the long run to start", lambda: _started(instance, "long.avi"), 300, logs, 1)
+                time.sleep(3)
+                procs.kill("code_server")
+                procs.start("code_server", code_server, ROOT)
+                runs = _wait("a retry of the killed run to succeed", lambda: _retried_to_success(instance, "long.avi"), MAX_RUNTIME_S + 300, logs, 3)
+                first, last = runs[0], runs[-1]
+                assert first.status == dg.DagsterRunStatus.FAILURE and last.tags.get("dagster/parent_run_id")
+                assert s3.list_objects_v2(Bucket="video-mp4", Prefix="long/")["KeyCount"] == 3  # 250 s -> 3 clips
+                assert s3.list_objects_v2(Bucket="video-avi")["KeyCount"] == 0
+        finally:
+            procs.stop_all()
+    assert not procs.procs
+
+
+def _try(fn):
+    try:
+        return fn()
+    except Exception:
+        return None
+
+
+def _runs(instance: dg.DagsterInstance, partition: str) -> list[dg.DagsterRun]:
+    return list(reversed(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": partition}))))  # oldest first
+
+
+def _finished(instance, partition):
+    runs = [r for r in _runs(instance, partition) if r.is_finished]
+    return runs[-1] if runs else None
+
+
+def _started(instance, partition):
+    return any(r.status == dg.DagsterRunStatus.STARTED for r in _runs(instance, partition))
+
+
+def _retried_to_success(instance, partition):
+    runs = _runs(instance, partition)
+    return runs if runs and runs[-1].status == dg.DagsterRunStatus.SUCCESS and len(runs) > 1 else None
