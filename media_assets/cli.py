@@ -7,7 +7,11 @@
                           failed (e.g. speech lost in transcripts: the data landed, flagged).
 ``media-assets demo``     put sample media for every pipeline into the local store, then ``process``.
 ``media-assets seed``     only put the sample media in place.
+``media-assets models``    prepare and load every offline model (the image's build runs it).
 ``media-assets convert-whisper OUT``  openai-whisper checkpoint from the bundled CTranslate2 model.
+
+An instance database that cannot be reached (Postgres down, wrong credentials) is one line on
+stderr and exit status 2.
 
 The Dagster instance is the one in ``DAGSTER_HOME`` (default ``./.dagster``, created from the
 project's ``dagster.yaml`` when missing); storage follows ``MEDIA_ASSETS_*``/``AWS_*`` variables.
@@ -15,13 +19,14 @@ project's ``dagster.yaml`` when missing); storage follows ``MEDIA_ASSETS_*``/``A
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 
 import click
 from tabulate import tabulate
 
-from .instance_config import ensure_dagster_home
+from .instance_config import ensure_dagster_home, storage_unreachable
 
 PIPELINES = {  # job -> (section title, columns: header -> (asset, metadata key or "#" for the count))
     "video_conversion": ("Video conversion", {"clips": ("mp4_clips", "n_clips"), "frames kept": ("labeling_frames", "frames_kept"),
@@ -103,6 +108,11 @@ def main() -> None:
     # the APIs used on purpose (partitioned checks, backfill policies) announce their status
     for category in (dg.BetaWarning, dg.PreviewWarning):
         warnings.filterwarnings("ignore", category=category)
+    # dagster-postgres logs each retry of an unreachable database (with the driver's full
+    # message) on the root logger; when the retries run out, _guarded prints one line instead
+    handler = logging.StreamHandler()
+    handler.addFilter(lambda record: not record.getMessage().startswith("Retrying failed database connection"))
+    logging.basicConfig(format="%(levelname)s:%(name)s:%(message)s", handlers=[handler])
 
 
 @main.command()
@@ -110,7 +120,19 @@ def main() -> None:
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Give up after this many seconds (the next pass resumes).")
 def process(verbose: bool, timeout_s: float | None) -> None:
     """Process everything pending with Dagster's daemon, then print a summary."""
-    sys.exit(run_process(verbose, timeout_s))
+    sys.exit(_guarded(run_process, verbose, timeout_s))
+
+
+def _guarded(fn, *args) -> int:
+    """``fn(*args)``; an unreachable instance database is one line on stderr and exit 2."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        message = storage_unreachable(exc)
+        if message is None:
+            raise
+        click.echo(f"error: {message}", err=True)
+        return 2
 
 
 @main.command()
@@ -135,7 +157,35 @@ def seed() -> None:
 def demo(ctx: click.Context) -> None:
     """Seed sample media, then process everything pending."""
     ctx.invoke(seed)
-    sys.exit(run_process())
+    sys.exit(_guarded(run_process))
+
+
+@main.command()
+def models() -> None:
+    """Prepare and load every offline model; print where each lives (exit 1 if one fails).
+
+    Joins Whisper base into ``$XDG_CACHE_HOME/media_assets`` (container images run this at
+    build time, so a run never writes there), then loads it, Whisper tiny.en and the local
+    image embedder once.
+    """
+    from faster_whisper import WhisperModel
+
+    from .kernels.asr import bundled_model_path
+    from .kernels.image_embedding import MobileNetV2Embedder, default_local_model
+
+    failed = False
+    checks = [("whisper base (default ASR)", lambda: bundled_model_path("base"), lambda p: WhisperModel(str(p), device="cpu", compute_type="int8")),
+              ("whisper tiny.en (fast preset)", lambda: bundled_model_path("tiny.en"), lambda p: WhisperModel(str(p), device="cpu", compute_type="int8")),
+              ("image embedder (local)", default_local_model, lambda p: MobileNetV2Embedder(p))]
+    for name, locate, load in checks:
+        try:
+            path = locate()
+            load(path)
+            click.echo(f"ok      {name}: {path}")
+        except Exception as exc:  # report every model, then fail
+            failed = True
+            click.echo(f"FAILED  {name}: {type(exc).__name__}: {exc}", err=True)
+    sys.exit(1 if failed else 0)
 
 
 @main.command("convert-whisper")

@@ -49,3 +49,22 @@ def ensure_dagster_home() -> Path:
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text(DAGSTER_YAML)
     return home
+
+
+def storage_unreachable(exc: BaseException) -> str | None:
+    """One line for an instance whose database cannot be reached, else ``None``.
+
+    Walks ``exc``'s cause chain to the driver's ``OperationalError`` (psycopg2 via
+    dagster-postgres, or SQLAlchemy's wrapper of it) and returns its first line, which names the
+    host and port ("connection to server at "10.0.0.5", port 5432 failed: Connection refused")
+    or the user ("password authentication failed for user "dagster""); libpq never puts the
+    password in a message.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if type(exc).__name__ == "OperationalError" and type(exc).__module__.split(".")[0] in ("psycopg2", "sqlalchemy"):
+            text = str(getattr(exc, "orig", None) or exc).strip()
+            return "cannot reach the Dagster instance's database: " + " ".join(text.split("\n")[0].split())
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -4,7 +4,12 @@ the public ``DagsterInstance`` API (runs, per-partition materializations)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +22,7 @@ from media_assets.resources.labels import LabelCorrectionSettings
 from media_assets.resources.video import VideoConversionSettings
 from media_assets_tests.harness import process_pending
 from media_assets_tests.label_data import load_pickle, write_label_dataset
-from media_assets_tests.postgres_server import postgres_server
+from media_assets_tests.postgres_server import running_postgres
 from media_assets_tests.test_label_pipeline import _defs as label_defs
 from media_assets_tests.test_video_pipeline import _full_job
 
@@ -25,9 +30,14 @@ DEPLOY_YAML = Path(__file__).resolve().parents[1] / "deploy" / "dagster.postgres
 
 
 @pytest.fixture(scope="module")
-def pg_env():
-    with postgres_server() as env:
-        yield env
+def pg():
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pg_env(pg):
+    return pg.env
 
 
 @pytest.fixture
@@ -88,3 +98,57 @@ def test_500_batch_label_backfill_on_postgres(pg_instance, local_resource, tmp_p
     for key in list(good)[:50]:
         corrected = load_pickle(store.get_bytes(settings.bucket, settings.corrected_key(key)))
         assert (corrected["targets"] == ds.expected[key]).all(), key
+
+
+BIN = Path(sys.executable).parent
+
+
+def _process(home: Path, data: Path, pg_env: dict, **overrides) -> subprocess.Popen:
+    """``media-assets process`` on a DAGSTER_HOME holding the deploy file."""
+    home.mkdir(exist_ok=True)
+    shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
+    env = {**os.environ, **pg_env, **overrides, "DAGSTER_HOME": str(home), "MEDIA_ASSETS_DATA_ROOT": str(data), "MEDIA_ASSETS_STORAGE": "local"}
+    return subprocess.Popen([str(BIN / "media-assets"), "process"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_unreachable_postgres_is_one_clear_line(tmp_path, pg_env):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    out, err = _process(tmp_path / "home", tmp_path / "data", pg_env, DAGSTER_PG_PORT=str(closed_port)).communicate(timeout=300)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out + err, err
+    assert lines[0].startswith("error: cannot reach the Dagster instance's database") and f'"127.0.0.1", port {closed_port}' in lines[0]
+
+
+def test_wrong_postgres_password_is_named_without_the_password(tmp_path, pg_env):
+    proc = _process(tmp_path / "home", tmp_path / "data", pg_env, DAGSTER_PG_PASSWORD="wrong-secret-4711")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    (line,) = err.strip().splitlines()
+    assert 'password authentication failed for user "postgres"' in line
+    assert "wrong-secret-4711" not in out + err
+
+
+@pytest.mark.slow
+def test_postgres_restart_mid_run(tmp_path, pg, pg_instance, media):
+    """PostgreSQL restarts (fast shutdown: every connection dropped) while a run converts a
+    250 s AVI: the pass still ends with the video converted once and its AVI removed."""
+    data = tmp_path / "data"
+    (data / "video-avi").mkdir(parents=True)
+    shutil.copy(media["long"], data / "video-avi" / "long.avi")
+    proc = _process(tmp_path / "home", data, pg.env)
+    deadline = time.monotonic() + 300
+    while not pg_instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    time.sleep(2)
+    pg.restart()
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    runs = pg_instance.get_runs(filters=dg.RunsFilter(job_name="video_conversion"))
+    assert runs[0].status == dg.DagsterRunStatus.SUCCESS  # the newest: the run itself or its retry
+    assert sorted(p.name for p in (data / "video-mp4" / "long").glob("*.mp4")) == ["long_000.mp4", "long_001.mp4", "long_002.mp4"]
+    assert not (data / "video-avi" / "long.avi").exists()
+    mats = pg_instance.fetch_materializations(dg.AssetRecordsFilter(dg.AssetKey("mp4_clips"), asset_partitions=["long.avi"]), limit=10).records
+    assert len(mats) == 1, "converted twice"
