@@ -9,11 +9,9 @@ export MEDIA_ASSETS_DATA_ROOT ?= $(CURDIR)/data
 
 .PHONY: install system-deps demo test test-fast ui bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml deploy/install.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m pip install -q --no-deps openai-whisper==20250625
+	deploy/install.sh $(PY) -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
