@@ -1,0 +1,106 @@
+"""``deploy/helm/values.yaml`` against the keys Dagster's Helm chart defines.
+
+No package on PyPI or Debian ships the chart or its ``values.schema.json`` (the chart is
+generated from pydantic models in dagster-io/dagster, ``helm/dagster/schema``), and this
+machine reaches no chart repository. So the keys below were copied by hand from those models
+(``charts/dagster/values.py``, ``subschema/{webserver,daemon,run_launcher,postgresql,
+compute_log_manager,telemetry}.py``, ``charts/dagster_user_deployments/subschema/
+user_deployments.py``) for the fields this file uses; the test fails on any key outside them
+(a typo the chart would silently ignore or reject at ``helm install``). Fields the chart types
+as free-form maps (``env``, ``resources``, ``runMonitoring``, ``runRetries``,
+``additionalInstanceConfig``) are checked by value below."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+VALUES = Path(__file__).resolve().parents[1] / "deploy" / "helm" / "values.yaml"
+
+ANY = None  # a free-form map in the chart's schema
+IMAGE = {"repository": ANY, "tag": ANY, "pullPolicy": ANY}
+ENV_SOURCE = {"name": ANY}
+# top-level and nested keys of the chart's values model, for the sections used here
+CHART_KEYS = {
+    "dagster-user-deployments": {
+        "enabled": ANY, "enableSubchart": ANY, "imagePullSecrets": ANY,
+        "deployments": [{
+            "name": ANY, "image": IMAGE, "dagsterApiGrpcArgs": ANY, "codeServerArgs": ANY,
+            "includeConfigInLaunchedRuns": {"enabled": ANY}, "port": ANY, "env": ANY,
+            "envConfigMaps": [ENV_SOURCE], "envSecrets": [ENV_SOURCE], "annotations": ANY,
+            "nodeSelector": ANY, "affinity": ANY, "tolerations": ANY, "podSecurityContext": ANY,
+            "securityContext": ANY, "resources": ANY, "livenessProbe": ANY, "readinessProbe": ANY,
+            "startupProbe": ANY, "labels": ANY, "volumeMounts": ANY, "volumes": ANY, "schedulerName": ANY}],
+    },
+    "dagsterWebserver": {
+        "replicaCount": ANY, "image": IMAGE, "nameOverride": ANY, "pathPrefix": ANY, "service": ANY,
+        "workspace": ANY, "env": ANY, "envConfigMaps": [ENV_SOURCE], "envSecrets": [ENV_SOURCE],
+        "deploymentLabels": ANY, "labels": ANY, "nodeSelector": ANY, "affinity": ANY, "tolerations": ANY,
+        "podSecurityContext": ANY, "securityContext": ANY, "resources": ANY, "readinessProbe": ANY,
+        "livenessProbe": ANY, "startupProbe": ANY, "annotations": ANY, "enableReadOnly": ANY,
+        "dbStatementTimeout": ANY, "dbPoolRecycle": ANY, "logLevel": ANY, "schedulerName": ANY,
+        "volumeMounts": ANY, "volumes": ANY},
+    "postgresql": {
+        "image": ANY, "enabled": ANY, "postgresqlHost": ANY, "postgresqlUsername": ANY, "postgresqlPassword": ANY,
+        "postgresqlDatabase": ANY, "postgresqlParams": ANY, "postgresqlScheme": ANY, "service": {"port": ANY}},
+    "generatePostgresqlPasswordSecret": ANY,
+    "runLauncher": {
+        "type": ANY,
+        "config": {"k8sRunLauncher": {
+            "image": IMAGE, "imagePullPolicy": ANY, "jobNamespace": ANY, "loadInclusterConfig": ANY,
+            "kubeconfigFile": ANY, "envConfigMaps": [ENV_SOURCE], "envSecrets": [ENV_SOURCE], "envVars": ANY,
+            "volumeMounts": ANY, "volumes": ANY, "labels": ANY, "failPodOnRunFailure": ANY, "resources": ANY,
+            "schedulerName": ANY, "securityContext": ANY, "runK8sConfig": ANY}}},
+    "dagsterDaemon": {
+        "enabled": ANY, "image": IMAGE, "heartbeatTolerance": ANY, "env": ANY,
+        "envConfigMaps": [ENV_SOURCE], "envSecrets": [ENV_SOURCE], "resources": ANY,
+        "runCoordinator": {"enabled": ANY, "type": ANY, "config": {"queuedRunCoordinator": {
+            "maxConcurrentRuns": ANY, "tagConcurrencyLimits": ANY, "dequeueIntervalSeconds": ANY,
+            "dequeueNumWorkers": ANY, "dequeueUseThreads": ANY}}},
+        "runMonitoring": ANY, "runRetries": ANY},
+    "computeLogManager": {"type": ANY, "config": {"s3ComputeLogManager": {
+        "bucket": ANY, "localDir": ANY, "prefix": ANY, "useSsl": ANY, "verify": ANY, "verifyCertPath": ANY,
+        "endpointUrl": ANY, "skipEmptyFiles": ANY, "uploadInterval": ANY, "uploadExtraArgs": ANY,
+        "showUrlOnly": ANY, "region": ANY}}},
+    "telemetry": {"enabled": ANY},
+    "additionalInstanceConfig": ANY,
+}
+
+
+def _unknown_keys(values, schema, path="") -> list[str]:
+    if schema is ANY:
+        return []
+    if isinstance(schema, list):
+        return [bad for i, item in enumerate(values) for bad in _unknown_keys(item, schema[0], f"{path}[{i}]")]
+    assert isinstance(values, dict), f"{path} must be a map"
+    bad = [f"{path}.{k}".lstrip(".") for k in values if k not in schema]
+    return bad + [b for k, v in values.items() if k in schema for b in _unknown_keys(v, schema[k], f"{path}.{k}")]
+
+
+def test_values_use_only_the_charts_keys():
+    assert _unknown_keys(yaml.safe_load(VALUES.read_text()), CHART_KEYS) == []
+
+
+def test_a_typo_is_caught():
+    values = yaml.safe_load(VALUES.read_text())
+    values["runLauncher"]["config"]["k8sRunLauncher"]["resource"] = {}
+    values["dagsterDaemon"]["runCoordinatr"] = {}
+    assert sorted(_unknown_keys(values, CHART_KEYS)) == ["dagsterDaemon.runCoordinatr", "runLauncher.config.k8sRunLauncher.resource"]
+
+
+def test_values_match_the_platform():
+    v = yaml.safe_load(VALUES.read_text())
+    (deployment,) = v["dagster-user-deployments"]["deployments"]
+    assert deployment["codeServerArgs"] == ["-m", "media_assets.definitions"]
+    assert deployment["env"]["MEDIA_ASSETS_STORAGE"] == "s3" and deployment["includeConfigInLaunchedRuns"]["enabled"]
+    assert v["postgresql"]["enabled"] is False and v["postgresql"]["postgresqlPassword"] == ""  # no secret in the file
+    assert v["generatePostgresqlPasswordSecret"] is False
+    assert v["runLauncher"]["type"] == "K8sRunLauncher"
+    assert v["runLauncher"]["config"]["k8sRunLauncher"]["resources"]["requests"] == {"cpu": "2", "memory": "8Gi"}
+    daemon = v["dagsterDaemon"]
+    assert daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"
+    assert set(daemon["runMonitoring"]) <= {"enabled", "startTimeoutSeconds", "pollIntervalSeconds", "maxResumeRunAttempts"}
+    assert daemon["runRetries"] == {"enabled": True, "maxRetries": 2, "retryOnAssetOrOpFailure": False}
+    assert v["computeLogManager"]["type"] == "S3ComputeLogManager" and v["telemetry"]["enabled"] is False
+    assert set(v["additionalInstanceConfig"]) == {"concurrency"}
