@@ -23,19 +23,23 @@ from .resources.video import VideoConversionSettings
 from .storage import object_store_from_env
 
 
-def build_resources() -> dict:
-    """Resource instances configured from the current environment."""
+def build_resources(as_env_vars: bool = False) -> dict:
+    """Resource instances configured from the current environment.
+
+    ``as_env_vars=True`` (the code location): ``str``/``int`` settings set in the environment are
+    bound as ``dg.EnvVar`` and read by each run at run time (see ``resources.env``); ``False``
+    (the ``seed`` command, outside Dagster): plain values."""
     return {
         "object_store": object_store_from_env(),
-        "video_settings": resource_from_env(VideoConversionSettings, "MEDIA_ASSETS_VIDEO_"),
-        "label_settings": resource_from_env(LabelCorrectionSettings, "MEDIA_ASSETS_LABELS_"),
-        "keyframe_settings": resource_from_env(KeyframeSettings, "MEDIA_ASSETS_KEYFRAMES_"),
-        "image_embedder": resource_from_env(ImageEmbedderResource, "MEDIA_ASSETS_EMBEDDER_"),
-        "step_functions": resource_from_env(StepFunctionsResource, "MEDIA_ASSETS_SFN_"),
-        "audio_settings": resource_from_env(AudioSettings, "MEDIA_ASSETS_AUDIO_"),
-        "speech_recognizer": resource_from_env(SpeechRecognizerResource, "MEDIA_ASSETS_ASR_"),
-        "audio_tokenizer": resource_from_env(AudioTokenizerResource, "MEDIA_ASSETS_TOKENIZER_"),
-        "reconcile_settings": resource_from_env(ReconcileSettings, "MEDIA_ASSETS_RECONCILE_"),
+        "video_settings": resource_from_env(VideoConversionSettings, "MEDIA_ASSETS_VIDEO_", as_env_vars=as_env_vars),
+        "label_settings": resource_from_env(LabelCorrectionSettings, "MEDIA_ASSETS_LABELS_", as_env_vars=as_env_vars),
+        "keyframe_settings": resource_from_env(KeyframeSettings, "MEDIA_ASSETS_KEYFRAMES_", as_env_vars=as_env_vars),
+        "image_embedder": resource_from_env(ImageEmbedderResource, "MEDIA_ASSETS_EMBEDDER_", as_env_vars=as_env_vars),
+        "step_functions": resource_from_env(StepFunctionsResource, "MEDIA_ASSETS_SFN_", as_env_vars=as_env_vars),
+        "audio_settings": resource_from_env(AudioSettings, "MEDIA_ASSETS_AUDIO_", as_env_vars=as_env_vars),
+        "speech_recognizer": resource_from_env(SpeechRecognizerResource, "MEDIA_ASSETS_ASR_", as_env_vars=as_env_vars),
+        "audio_tokenizer": resource_from_env(AudioTokenizerResource, "MEDIA_ASSETS_TOKENIZER_", as_env_vars=as_env_vars),
+        "reconcile_settings": resource_from_env(ReconcileSettings, "MEDIA_ASSETS_RECONCILE_", as_env_vars=as_env_vars),
     }
 
 
@@ -48,7 +52,7 @@ def build_definitions() -> dg.Definitions:
     3.6 s in process (`media-assets process` on one sample video). Parallelism comes from the
     run queue (`max_concurrent_runs`), limits per resource from the pools."""
     return dg.Definitions.merge(video.defs, keyframes.defs, audio.defs, labels.defs,
-                                dg.Definitions(resources=build_resources(), executor=dg.in_process_executor))
+                                dg.Definitions(resources=build_resources(as_env_vars=True), executor=dg.in_process_executor))
 
 
 defs = build_definitions()
