@@ -40,8 +40,10 @@ test: install system-deps
 test-fast: install system-deps
 	$(PY) -m pytest -n 2 -p no:logging -m "not slow" media_assets_tests
 
+# run from DAGSTER_HOME, where its dagster.yaml is: `dagster dev` warns about a dagster.yaml in
+# the working folder that is not DAGSTER_HOME (the project's, copied there by install)
 ui: install
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(VENV)/bin/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: install system-deps
 	$(PY) -m pip install -q -e '.[test,bench]'

@@ -121,6 +121,8 @@ def process_pending(
             for request in data.dynamic_partitions_requests or []:
                 if isinstance(request, dg.AddDynamicPartitionsRequest):
                     instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            for event in data.asset_events or []:  # as the daemon records a tick's observations
+                instance.report_runless_asset_event(event)
             new_cursor = data.cursor if data.cursor is not None else cursor
             requests = [r for r in data.run_requests or [] if not (r.run_key and _already_run(instance, sensor.name, r.run_key))]
             for request in requests:

@@ -4,6 +4,7 @@ HTTP layer, Step Functions callbacks."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
@@ -75,6 +76,11 @@ def test_direct_upload_key_frames_at_the_cuts(instance, local_resource, reel):
     assert keys == sorted(f"video_in/selected_frames/reel/{k}.jpg" for k in kept)
     with Image.open(store.root / "media" / keys[0]) as img:
         assert img.size == (1024, 576)
+    # the UI: every key frame in one contact sheet, 160 px per tile, 8 per row
+    sheet_md = meta["key_frames"]
+    assert sheet_md.startswith(f"**{len(kept)} key frames**")
+    with Image.open(io.BytesIO(base64.b64decode(sheet_md.split("base64,", 1)[1].rstrip(")")))) as sheet:
+        assert sheet.width == len(kept) * (160 + 4)
 
     table = pq.read_table(io.BytesIO(store.get_bytes("media", "video_in/embeddings/reel.parquet")))
     assert table.column_names == ["video", "frame_index", "timestamp_s", "dead", "embedding"]

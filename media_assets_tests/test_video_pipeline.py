@@ -35,6 +35,15 @@ def _metadata(result, asset):
     return {k: getattr(v, "value", v) for k, v in mats[-1].metadata.items()}
 
 
+def _sheet(markdown: str) -> Image.Image:
+    """The contact-sheet JPEG inlined in a metadata markdown value, decoded."""
+    import base64
+    import io
+
+    data = markdown.split("base64,", 1)[1].rstrip(")")
+    return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
 def _full_job(resource, settings):
     """The whole per-video job (clips, labeling frames, key frames, source removal)."""
     from media_assets.defs.keyframes import defs as keyframe_defs
@@ -112,7 +121,11 @@ def test_long_video_on_s3_keeps_source_when_configured(instance, s3_resource, s3
     result = _materialize(instance, s3_resource, settings, "long.avi")
     clips = _metadata(result, "mp4_clips")
     assert clips["clip_keys"] == ["long/long_000.mp4", "long/long_001.mp4", "long/long_002.mp4"]
-    assert clips["clip_durations_s"] == [120.0, 120.0, 10.0]
+    table = clips["clips"]  # the UI's table: one row per clip, with its s3:// URI
+    assert [r.data["duration_s"] for r in table.records] == [120.0, 120.0, 10.0]
+    assert [r.data["uri"] for r in table.records] == [f"s3://{settings.mp4_bucket}/long/long_00{i}.mp4" for i in range(3)]
+    assert [r.data["start_s"] for r in table.records] == [0.0, 120.0, 240.0]
+    assert clips["clips_total_s"] == 250.0 and clips["clips_total_bytes"] == sum(r.data["size_bytes"] for r in table.records)
     assert store.exists(settings.source_bucket, "long.avi")
 
     manifest = json.loads(store.get_bytes(settings.mp4_bucket, ".manifests/long/clips.json"))
@@ -184,5 +197,11 @@ def test_dead_frames_are_dropped_and_counted(instance, local_resource, media):
     result = _materialize(instance, local_resource, VideoConversionSettings(), "dead.avi")
     frames = _metadata(result, "labeling_frames")
     assert frames["dropped_black"] == 5 and frames["dropped_frozen"] >= 9
+    # the UI: a sheet of kept frames and one of dropped frames, each captioned with its reason
+    kept_md, dropped_md = frames["frames"].split("\n\n**dropped")
+    assert kept_md.startswith(f"**kept: {frames['frames_kept']} of {frames['frames_sampled']} sampled frames**")
+    assert f"{frames['dropped_black']} black" in dropped_md and f"{frames['dropped_frozen']} frozen" in dropped_md
+    sheet = _sheet(dropped_md)
+    assert sheet.width == 8 * (160 + 4)  # 4 black + 4 frozen tiles in one row
     keys = {o.key for o in store.list_objects("unlabeled-images", "dead/")}
     assert "dead/0.jpg" not in keys and "dead/50.jpg" in keys and "dead/60.jpg" not in keys

@@ -43,15 +43,49 @@ def get_table(store: ObjectStore, bucket: str, key: str) -> pa.Table:
     return pq.read_table(io.BytesIO(store.get_bytes(bucket, key)))
 
 
-def preview_markdown(paths: list[Path], n: int = 4, width: int = 160) -> str:
-    """Markdown with up to ``n`` inline JPEG thumbnails (``width`` px) spread over ``paths``."""
-    cells = []
-    for p in paths[:: max(1, len(paths) // n)][:n]:
-        with Image.open(p) as img:
-            img.draft("RGB", (width, width))
-            img = img.convert("RGB")
-            img.thumbnail((width, width))
-            buf = io.BytesIO()
-            img.save(buf, "JPEG", quality=70)
-        cells.append(f"![{p.stem}](data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()})")
-    return " ".join(cells) if cells else "_no frame kept_"
+def _tile(source: Path | Image.Image, width: int) -> Image.Image:
+    if isinstance(source, Image.Image):
+        img = source.convert("RGB")
+    else:
+        with Image.open(source) as opened:
+            opened.draft("RGB", (width, width))
+            img = opened.convert("RGB")
+    img.thumbnail((width, width))
+    return img
+
+
+def contact_sheet(tiles: list[tuple[Path | Image.Image, str]], columns: int = 8, width: int = 160) -> bytes:
+    """One JPEG with the images of ``tiles`` in a grid, each over its caption (a timestamp, a
+    frame index, a drop reason). Returns JPEG bytes (quality 70); ``width`` px per tile."""
+    from PIL import ImageDraw, ImageFont
+
+    images = [(_tile(src, width), caption) for src, caption in tiles]
+    tile_h = max((img.height for img, _ in images), default=1)
+    caption_h = 14
+    cols = max(1, min(columns, len(images)))
+    rows = -(-len(images) // cols) if images else 1
+    sheet = Image.new("RGB", (cols * (width + 4), rows * (tile_h + caption_h + 4)), "white")
+    draw, font = ImageDraw.Draw(sheet), ImageFont.load_default()
+    for n, (img, caption) in enumerate(images):
+        x, y = (n % cols) * (width + 4) + 2, (n // cols) * (tile_h + caption_h + 4) + 2
+        sheet.paste(img, (x, y))
+        draw.text((x, y + tile_h + 1), caption, fill="black", font=font)
+    buf = io.BytesIO()
+    sheet.save(buf, "JPEG", quality=70)
+    return buf.getvalue()
+
+
+def contact_sheet_markdown(tiles: list[tuple[Path | Image.Image, str]], title: str, columns: int = 8, width: int = 160) -> str:
+    """Markdown for the UI: ``title`` and the :func:`contact_sheet` of ``tiles`` inline (a
+    ``data:`` URI, so it shows on every storage backend)."""
+    if not tiles:
+        return f"**{title}**: none"
+    data = base64.b64encode(contact_sheet(tiles, columns, width)).decode()
+    return f"**{title}**\n\n![{title}](data:image/jpeg;base64,{data})"
+
+
+def spread(items: list, n: int) -> list:
+    """Up to ``n`` items spread evenly over ``items`` (first and last included when n >= 2)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)] if n > 1 else items[:1]

@@ -27,7 +27,7 @@ audio_objects = dg.AssetSpec(
     "audio_objects",
     description="Objects in the audio bucket (external). Daily partitions on LastModified (UTC); `new_audio_sensor` requests the day a new object falls in.",
     partitions_def=audio_partitions,
-    kinds={"s3", "flac"},
+    kinds={"flac"},
     group_name="audio",
 )
 
@@ -211,11 +211,34 @@ def dataset_table(transcripts_table: pa.Table, tokens_table: pa.Table) -> pa.Tab
                      for f in DATASET_SCHEMA}, schema=DATASET_SCHEMA)
 
 
+PREVIEW_ROWS = 10  # rows of the day shown in the UI
+PREVIEW_TEXT_CHARS = 120
+PREVIEW_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn("Key", "string"), dg.TableColumn("duration_s", "float"), dg.TableColumn("text", "string"),
+    dg.TableColumn("tokens", "int"), dg.TableColumn("suspect", "bool"), dg.TableColumn("suspect_reason", "string"),
+    dg.TableColumn("error", "string")])
+FOLDER_SCHEMA = dg.TableSchema(columns=[dg.TableColumn("FolderName", "string"), dg.TableColumn("rows", "int")])
+
+
+def _dataset_preview(table: pa.Table) -> dict:
+    """UI metadata of a day: its first rows (text cut at 120 characters, token counts) and
+    rows per FolderName."""
+    head = table.slice(0, PREVIEW_ROWS).to_pylist()
+    preview = [dg.TableRecord({
+        "Key": r["Key"], "duration_s": round(r["duration_s"] or 0.0, 2), "text": (r["text"] or "")[:PREVIEW_TEXT_CHARS],
+        "tokens": len(r["tokens"] or []), "suspect": bool(r["suspect"]), "suspect_reason": r.get("suspect_reason") or "",
+        "error": r["error"] or ""}) for r in head]
+    counts = table.group_by("FolderName").aggregate([("Key", "count")]).sort_by("FolderName").to_pylist()
+    folders = [dg.TableRecord({"FolderName": c["FolderName"] if c["FolderName"] is not None else "(root)", "rows": c["Key_count"]}) for c in counts]
+    return {"preview": dg.MetadataValue.table(preview, schema=PREVIEW_SCHEMA),
+            "rows_per_folder": dg.MetadataValue.table(folders, schema=FOLDER_SCHEMA)}
+
+
 @dg.asset(
     deps=[audio_tokens],
     partitions_def=audio_partitions,
     group_name="audio",
-    kinds={"parquet", "s3"},
+    kinds={"parquet"},
     check_specs=[
         dg.AssetCheckSpec("every_object_once", asset="audio_dataset", description="Every object of the day appears exactly once."),
         dg.AssetCheckSpec("tokens_are_int16", asset="audio_dataset", description="The tokens column is list<int16>."),
@@ -255,7 +278,7 @@ def audio_dataset(context: dg.AssetExecutionContext, object_store: ObjectStoreRe
     flac_rows = [txt for key, txt, err in zip(keys, table["text"].to_pylist(), table["error"].to_pylist()) if _is_flac(key) and err is None]
     empty_share = (sum(not x for x in flac_rows) / len(flac_rows)) if flac_rows else 0.0
     return dg.MaterializeResult(
-        metadata={"rows": table.num_rows, "files": len(uploaded), "file_keys": uploaded[:50]},
+        metadata={"rows": table.num_rows, "files": len(uploaded), "file_keys": uploaded[:50], **_dataset_preview(table)},
         check_results=[
             dg.AssetCheckResult(check_name="every_object_once", passed=sorted(keys) == sorted(listed) and len(set(keys)) == len(keys),
                                 metadata={"rows": len(keys), "objects": len(listed)}),

@@ -37,7 +37,18 @@ def new_audio_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         requests += stranded_requests(context, job_name=audio_job.name, asset_key=dg.AssetKey("audio_dataset"), partitions_def=audio_partitions,
                                       sources=passed, settings=reconcile, previous_pass=previous.reconciled_at)
         cursor.reconciled_at = time.time()
-    return dg.SensorResult(run_requests=requests, cursor=cursor.dumps(), skip_reason=None if requests else "no new audio objects")
+    return dg.SensorResult(run_requests=requests, asset_events=_observe_days(new), cursor=cursor.dumps(),
+                           skip_reason=None if requests else "no new audio objects")
+
+
+def _observe_days(objects) -> list[dg.AssetObservation]:
+    """One observation of ``audio_objects`` per UTC day of the new ``objects``: how many, bytes."""
+    days: dict[str, list] = {}
+    for o in objects:
+        days.setdefault(o.last_modified.astimezone(dt.timezone.utc).strftime("%Y-%m-%d"), []).append(o)
+    return [dg.AssetObservation(asset_key=dg.AssetKey("audio_objects"), partition=day, metadata={
+        "new_objects": dg.MetadataValue.int(len(objs)), "new_bytes": dg.MetadataValue.int(sum(o.size for o in objs)),
+        "examples": [o.key for o in objs[:10]]}) for day, objs in sorted(days.items())]
 
 
 def _day_sources(objects) -> list[Source]:

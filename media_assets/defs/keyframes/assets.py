@@ -23,7 +23,7 @@ from ...resources.keyframes import KeyframeSettings, VideoSource, keyframe_manif
 from ...resources.video import VideoConversionSettings
 from ...scratch import scratch_dir
 from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource, safe_local_name
-from ..common import get_table, input_failure, preview_markdown, put_table, read_manifest, write_manifest
+from ..common import contact_sheet_markdown, get_table, input_failure, put_table, read_manifest, spread, write_manifest
 from ..output_set import OutputSet, listed_children
 from ..video.assets import mp4_clips
 from ..video.partitions import video_partitions
@@ -55,11 +55,14 @@ def _embeddings_table(src: VideoSource, indices, timestamps, dead, emb: np.ndarr
     })
 
 
+MAX_SHEET_FRAMES = 32  # tiles in the UI's contact sheet (8 per row); more key frames are spread over them
+
+
 @dg.asset(
     deps=[mp4_clips],
     partitions_def=video_partitions,
     group_name="keyframes",
-    kinds={"ffmpeg", "pytorch", "parquet"},
+    kinds={"ffmpeg", "onnx", "parquet"},
     pool="embeddings",
     retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
 )
@@ -146,7 +149,7 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
     deps=[keyframe_embeddings],
     partitions_def=video_partitions,
     group_name="keyframes",
-    kinds={"jpeg", "s3"},
+    kinds={"jpeg"},
     check_specs=[
         dg.AssetCheckSpec("at_least_one_key_frame", asset="key_frames", description="A non-empty video has at least one key frame."),
         dg.AssetCheckSpec("uploaded_keys_exist", asset="key_frames", description="Every key-frame object listed in the metadata exists."),
@@ -191,12 +194,13 @@ def key_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResou
 
     missing = [k for k in keys if not store.exists(src.out_bucket, k)]
     with scratch_dir("key_frames") as tmp:
-        thumbs = []
-        for k in keys[:: max(1, len(keys) // 4)][:4]:
+        tiles = []
+        for i, k in spread(list(zip(kept_indices, keys)), MAX_SHEET_FRAMES):
             p = Path(tmp) / Path(k).name
             p.write_bytes(store.get_bytes(src.out_bucket, k))
-            thumbs.append(p)
-        preview = preview_markdown(thumbs)
+            tiles.append((p, f"{i / ks.fps:.0f} s"))
+        title = f"{len(keys)} key frames" + (f" ({len(tiles)} shown)" if len(tiles) < len(keys) else "")
+        preview = contact_sheet_markdown(tiles, title)
     return dg.MaterializeResult(
         metadata={
             "bucket": src.out_bucket,
@@ -208,7 +212,7 @@ def key_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResou
             "selected_frame_keys": keys[:500],
             "threshold": threshold,
             "mode": ks.mode,
-            "preview": dg.MetadataValue.md(preview),
+            "key_frames": dg.MetadataValue.md(preview),
         },
         check_results=[
             dg.AssetCheckResult(check_name="at_least_one_key_frame", passed=len(keys) > 0, metadata={"frames_kept": len(keys)}),

@@ -54,7 +54,7 @@ training_batches = dg.AssetSpec(
     "training_batches",
     description="Raw pickled training batches `batch_<i>_0.pickle` (external). One dynamic partition per key, added by `new_batch_sensor`.",
     partitions_def=batch_partitions,
-    kinds={"s3", "pickle"},
+    kinds={"pickle"},
     group_name="labels",
 )
 
@@ -77,7 +77,7 @@ def load_master(store: ObjectStore, settings: LabelCorrectionSettings) -> tuple[
 @dg.asset(
     deps=[master_video_embeddings],
     group_name="labels",
-    kinds={"numpy", "s3"},
+    kinds={"numpy"},
     automation_condition=dg.AutomationCondition.eager(),
 )
 def video_embedding_index(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, label_settings: LabelCorrectionSettings) -> dg.MaterializeResult:
@@ -195,7 +195,7 @@ def _record_result(context: dg.AssetExecutionContext, settings: LabelCorrectionS
     partitions_def=batch_partitions,
     backfill_policy=dg.BackfillPolicy.multi_run(PARTITIONS_PER_RUN),
     group_name="labels",
-    kinds={"numpy", "pickle", "s3"},
+    kinds={"numpy", "pickle"},
     pool="label_correction",
     output_required=False,
 )

@@ -22,8 +22,8 @@ from ...kernels.transcode import VerificationError, expected_duration_s, transco
 from ...resources.keyframes import KeyframeSettings, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
 from ...scratch import scratch_dir
-from ...storage import ObjectNotFoundError, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
-from ..common import input_failure, preview_markdown, read_manifest, write_manifest
+from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
+from ..common import contact_sheet_markdown, input_failure, read_manifest, spread, write_manifest
 from ..output_set import OutputSet, listed_children
 from .partitions import video_partitions
 
@@ -32,7 +32,7 @@ raw_videos = dg.AssetSpec(
     description="Source AVI objects in the source bucket (external: uploaded by other systems). "
     "One dynamic partition per object key, added by `new_avi_sensor`.",
     partitions_def=video_partitions,
-    kinds={"s3", "avi"},
+    kinds={"avi"},
     group_name="video",
 )
 
@@ -49,17 +49,31 @@ def _clip_checks(manifest: dict, tolerance_s: float) -> list[dg.AssetCheckResult
     ]
 
 
-def _clips_result(manifest: dict, settings: VideoConversionSettings, **extra) -> dg.MaterializeResult:
+CLIP_TABLE = dg.TableSchema(columns=[
+    dg.TableColumn("clip", "string"), dg.TableColumn("start_s", "float"), dg.TableColumn("duration_s", "float"),
+    dg.TableColumn("frames", "int"), dg.TableColumn("size_bytes", "int"), dg.TableColumn("codecs", "string"),
+    dg.TableColumn("uri", "string")])
+
+
+def _clips_result(manifest: dict, settings: VideoConversionSettings, store: ObjectStore, **extra) -> dg.MaterializeResult:
+    """Metadata of ``mp4_clips``: one table row per clip (with its ``file://``/``s3://`` URI),
+    the first clip as a link, and plottable totals (seconds, bytes) for the Plots tab."""
     clips = manifest["clips"]
+    rows = [dg.TableRecord({"clip": Path(c["key"]).name, "start_s": round(c.get("start_s", 0.0), 3), "duration_s": round(c["duration_s"], 3),
+                            "frames": c.get("n_frames", 0), "size_bytes": c["size_bytes"],
+                            "codecs": f"{c['video_codec']}/{c['audio_codec'] or 'none'}", "uri": store.uri(settings.mp4_bucket, c["key"])})
+            for c in clips]
     return dg.MaterializeResult(
         metadata={
+            "clips": dg.MetadataValue.table(rows, schema=CLIP_TABLE),
+            "first_clip": dg.MetadataValue.url(store.uri(settings.mp4_bucket, clips[0]["key"])) if clips else "none",
             "clip_keys": [c["key"] for c in clips],
-            "clip_durations_s": [round(c["duration_s"], 3) for c in clips],
-            "clip_sizes_bytes": [c["size_bytes"] for c in clips],
             "n_clips": len(clips),
+            "clips_total_s": dg.MetadataValue.float(round(sum(c["duration_s"] for c in clips), 3)),
+            "clips_total_bytes": dg.MetadataValue.int(sum(c["size_bytes"] for c in clips)),
             "codec": "h264/" + (clips[0]["audio_codec"] or "none"),
             "source_duration_s": round(manifest["source"]["expected_duration_s"], 3),
-            "manifest": dg.MetadataValue.path(f"{settings.mp4_bucket}/{settings.manifest_key(manifest['source']['key'], 'clips')}"),
+            "manifest": dg.MetadataValue.url(store.uri(settings.mp4_bucket, settings.manifest_key(manifest["source"]["key"], "clips"))),
             **extra,
         },
         check_results=_clip_checks(manifest, settings.duration_tolerance_s),
@@ -69,7 +83,7 @@ def _clips_result(manifest: dict, settings: VideoConversionSettings, **extra) ->
 @dg.asset(
     deps=[raw_videos],
     partitions_def=video_partitions,
-    kinds={"ffmpeg", "mp4", "s3"},
+    kinds={"ffmpeg", "mp4"},
     group_name="video",
     pool="ffmpeg",
     retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
@@ -104,7 +118,7 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
                 f"{bucket}/{key} is gone (removed after its clips were verified on {previous['created_at']}); "
                 "reusing the verified clips. Upload the source again to re-transcode."
             )
-            return _clips_result(previous, settings, note="source removed after verification; existing verified clips reused")
+            return _clips_result(previous, settings, store, note="source removed after verification; existing verified clips reused")
         raise input_failure(f"source object {bucket}/{key} does not exist and no clips were ever produced from it", source=f"{bucket}/{key}") from None
 
     started = time.perf_counter()
@@ -148,7 +162,7 @@ def mp4_clips(context: dg.AssetExecutionContext, object_store: ObjectStoreResour
                 "run_id": context.run.run_id,
             }
             out.commit(lambda: write_manifest(store, settings.mp4_bucket, manifest_key, manifest))
-    return _clips_result(manifest, settings, wall_s=round(time.perf_counter() - started, 3), encode_s=round(encode_s, 3))
+    return _clips_result(manifest, settings, store, wall_s=round(time.perf_counter() - started, 3), encode_s=round(encode_s, 3))
 
 
 def _clearly_dead(t: DeadFrameThresholds) -> DeadFrameThresholds:
@@ -162,6 +176,22 @@ def _clearly_dead(t: DeadFrameThresholds) -> DeadFrameThresholds:
     )
 
 
+SHOWN_PER_REASON = 4  # dropped frames of each reason (black, blank, frozen) in the UI's preview
+
+
+def _small(path: Path, width: int = 160) -> Image.Image:
+    """A ``width`` px copy of the JPEG at ``path`` (kept in memory: the file is deleted)."""
+    with Image.open(path) as img:
+        img.draft("RGB", (width, width))
+        small = img.convert("RGB")
+    small.thumbnail((width, width))
+    return small
+
+
+def _reasons(dropped: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in dropped.items() if n) or "none"
+
+
 def _jpeg_thumbnail(path: Path) -> np.ndarray:
     with Image.open(path) as img:
         return luma_thumbnail(img)
@@ -170,7 +200,7 @@ def _jpeg_thumbnail(path: Path) -> np.ndarray:
 @dg.asset(
     deps=[mp4_clips],
     partitions_def=video_partitions,
-    kinds={"ffmpeg", "jpeg", "s3"},
+    kinds={"ffmpeg", "jpeg"},
     group_name="video",
     pool="ffmpeg",
     retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
@@ -200,6 +230,7 @@ def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStore
     kept_indices: list[int] = []
     dropped = {"black": 0, "blank": 0, "frozen": 0}
     n_sampled = 0
+    dropped_tiles: list[tuple[Image.Image, str]] = []
     leftovers = listed_children(store, settings.labeling_bucket, prefix, ".jpg", numbered=True)
     with scratch_dir("labeling_frames") as tmp, OutputSet(store, settings.labeling_bucket, context.log, concurrency=settings.upload_concurrency,
                                                          previous=(previous or {}).get("frame_keys", []), leftovers=leftovers) as out:
@@ -217,6 +248,8 @@ def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStore
             for path, idx, thumb, reason in zip(frames.paths, frames.frame_indices, frames.thumbnails, reasons):
                 if reason:
                     dropped[reason] += 1
+                    if dropped[reason] <= SHOWN_PER_REASON:  # a few of each reason for the UI
+                        dropped_tiles.append((_small(path), f"#{int(idx)} {reason}"))
                     path.unlink()
                     continue
                 last_kept = thumb
@@ -227,7 +260,9 @@ def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStore
         # asset check: re-decode the JPEGs as uploaded; none may be dead
         thumbs = np.stack([_jpeg_thumbnail(p) for p in kept_paths]) if kept_paths else np.zeros((0, 36, 64), np.uint8)
         recheck = [r for r in classify_dead_frames(thumbs, _clearly_dead(thresholds)) if r]
-        preview = preview_markdown(kept_paths)
+        kept_tiles = [(p, f"#{i} kept") for p, i in spread(list(zip(kept_paths, kept_indices)), 2 * SHOWN_PER_REASON)]
+        preview = (contact_sheet_markdown(kept_tiles, f"kept: {len(kept_paths)} of {n_sampled} sampled frames")
+                   + "\n\n" + contact_sheet_markdown(dropped_tiles, f"dropped: {sum(dropped.values())} ({_reasons(dropped)}); a few of each reason"))
         uploaded = list(out.written)
         manifest = {
             "source_key": key, "frame_keys": uploaded, "frame_indices": kept_indices,
@@ -244,7 +279,7 @@ def labeling_frames(context: dg.AssetExecutionContext, object_store: ObjectStore
             "dropped_blank": dropped["blank"],
             "dropped_frozen": dropped["frozen"],
             "first_frame_keys": uploaded[:10],
-            "preview": dg.MetadataValue.md(preview),
+            "frames": dg.MetadataValue.md(preview),
             "wall_s": round(time.perf_counter() - started, 3),
         },
         check_results=[
@@ -283,7 +318,6 @@ def _verified_outputs(store, settings: VideoConversionSettings, keyframe_manifes
 @dg.asset(
     deps=[labeling_frames, dg.AssetKey("key_frames")],
     partitions_def=video_partitions,
-    kinds={"s3"},
     group_name="video",
     retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
 )
