@@ -16,7 +16,7 @@ processes) for, in the same run:
   I/O floor  read + unpickle + pickle + write every batch, no matching, same thread pool
   naive      the original's per-row Python loop with np.array_equal over the master table,
              timed on a sample of rows and extrapolated
-Targets: whole backfill < 600 s; platform <= 1.25x the I/O floor. ``--postgres`` runs the
+Targets: whole backfill < 600 s; platform <= 1.25x the I/O floor. ``--instance postgres`` runs the
 platform and events rows on the production instance file (deploy/dagster.postgres.yaml) against
 a PostgreSQL server started for the run.
 """
@@ -83,10 +83,12 @@ def main() -> None:
     p.add_argument("--naive-rows", type=int, default=6)
     p.add_argument("--transfer-concurrency", type=int, default=LabelCorrectionSettings().transfer_concurrency,
                    help="threads for the platform and the floor alike")
-    p.add_argument("--postgres", action="store_true",
-                   help="run on deploy/dagster.postgres.yaml against a PostgreSQL server started here (Debian's postgresql)")
+    p.add_argument("--instance", choices=["sqlite", "postgres"], default="sqlite",
+                   help="postgres: run on deploy/dagster.postgres.yaml against a PostgreSQL server started here (Debian's postgresql)")
+    p.add_argument("--postgres", action="store_true", help="the same as --instance postgres")
     p.add_argument("--skip-events-only", action="store_true", help="skip the events-only row")
     args = p.parse_args()
+    args.postgres = args.postgres or args.instance == "postgres"
     results: dict[str, tuple[float, float]] = {}
     # the project's instance configuration (stock SQLite storage), in a temp dir
     instance_config = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
