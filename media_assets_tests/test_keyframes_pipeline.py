@@ -83,7 +83,10 @@ def test_direct_upload_key_frames_at_the_cuts(instance, local_resource, reel):
         assert sheet.width == len(kept) * (160 + 4)
 
     table = pq.read_table(io.BytesIO(store.get_bytes("media", "video_in/embeddings/reel.parquet")))
-    assert table.column_names == ["video", "frame_index", "timestamp_s", "dead", "embedding"]
+    assert table.column_names == ["video", "frame_index", "timestamp_s", "dead", "shot", "flash", "embedding"]
+    # hard cuts at 4.0 s, 4.48 and 6.68 s (bikes.mp4's own cuts) and 7.0 s; none at a flash
+    assert table["shot"].to_pylist() == [0, 0, 0, 0, 1, 2, 2, 4, 4, 4, 4] and not any(table["flash"].to_pylist())
+    assert _materialization(instance, "keyframe_embeddings", "video_in/reel.mp4")["hard_cuts"] == 4
     assert table.num_rows == 11 and table.schema.field("embedding").type == pa.list_(pa.float32(), 1280)
     emb = np.asarray(table["embedding"].combine_chunks().flatten().to_numpy()).reshape(11, 1280)
     assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)

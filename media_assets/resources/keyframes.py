@@ -43,7 +43,10 @@ class KeyframeSettings(dg.ConfigurableResource):
             ``<output_bucket>/<converted_prefix>selected_frames/<video>/`` (``media``, ``converted/``).
             Direct uploads get theirs next to the video: ``<bucket>/<key's folder>/selected_frames/<stem>/``.
         fps / width / height: sampling (1 frame/s at 1024x576, the original's).
-        skip_bidir: decode without B-frames (faster; a sample may be a few frames early).
+        skip_bidir: decode without B-frames (~30 % faster decoding, a sample may be a few frames
+            early; the shot analysis then sees too few frames to find every cut: off by default).
+        shot_analysis: find hard cuts and flashes from every frame of the same decode, and
+            check camera motion between candidate key frames of one shot (default on).
         difference_threshold: cosine threshold; ``None`` = the embedder's calibrated default.
         mode: ``confirmed`` (default), ``last_kept`` or ``consecutive`` (the original rule);
             see :mod:`media_assets.kernels.keyframes`.
@@ -60,7 +63,8 @@ class KeyframeSettings(dg.ConfigurableResource):
     fps: float = 1.0
     width: int = 1024
     height: int = 576
-    skip_bidir: bool = True
+    skip_bidir: bool = False
+    shot_analysis: bool = True
     difference_threshold: float | None = None
     mode: Literal["confirmed", "last_kept", "consecutive"] = "confirmed"
     max_wait: int = 3

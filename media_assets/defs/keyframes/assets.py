@@ -16,7 +16,8 @@ from PIL import Image
 from ...kernels.ffmpeg import FFmpegError
 from ...kernels.frames import DeadFrameThresholds, dead_reason, luma_thumbnail
 from ...kernels.image_embedding import EmbeddingError
-from ...kernels.keyframes import extract_samples, select_keyframes
+from ...kernels.camera_motion import views_overlap
+from ...kernels.keyframes import analysis_rate_for, extract_samples, select_keyframes
 from ...kernels.probe import MediaError, probe
 from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings, VideoSource, keyframe_manifest_key
@@ -44,15 +45,37 @@ def _dead(path: Path) -> str | None:
         return dead_reason(luma_thumbnail(img), None, DeadFrameThresholds())
 
 
-def _embeddings_table(src: VideoSource, indices, timestamps, dead, emb: np.ndarray) -> pa.Table:
+def _embeddings_table(src: VideoSource, indices, timestamps, dead, shot, flash, emb: np.ndarray) -> pa.Table:
     d = emb.shape[1]
     return pa.table({
         "video": pa.array([src.key] * len(indices), pa.string()),
         "frame_index": pa.array(indices, pa.int64()),
         "timestamp_s": pa.array(timestamps, pa.float64()),
         "dead": pa.array(dead, pa.string()),
+        "shot": pa.array(shot, pa.int32()),
+        "flash": pa.array(flash, pa.bool_()),
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), d),
     })
+
+
+def _shot_columns(table: pa.Table) -> tuple[np.ndarray | None, list[bool]]:
+    """``(shot (n,) int64 or None, flash)`` from an embeddings table; tables written before the
+    shot analysis (or with it switched off) have no cut information."""
+    n = table.num_rows
+    if "shot" not in table.column_names or table["shot"].null_count:
+        return None, [False] * n
+    return table["shot"].to_numpy().astype(np.int64), table["flash"].to_pylist()
+
+
+def _same_view(store: ObjectStore, src: VideoSource, sample_indices: np.ndarray, tmp: Path):
+    """``same_view(a, b)`` over positions in ``sample_indices``, reading the samples' JPEGs."""
+    def local(i: int) -> Path:
+        path = tmp / f"{int(sample_indices[i])}.jpg"
+        if not path.exists():
+            path.write_bytes(store.get_bytes(src.out_bucket, src.out_key("samples", path.name)))
+        return path
+
+    return lambda a, b: views_overlap(local(a), local(b))
 
 
 MAX_SHEET_FRAMES = 32  # tiles in the UI's contact sheet (8 per row); more key frames are spread over them
@@ -70,10 +93,13 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
                         video_settings: VideoConversionSettings, image_embedder: ImageEmbedderResource) -> dg.MaterializeResult:
     """Samples at 1 FPS scaled to 1024x576 (ffmpeg `fps=1,scale=1024:576`), one embedding each.
 
-    Writes the samples as JPEG to `<prefix>/samples/<stem>/<index>.jpg` and the table
-    `<prefix>/embeddings/<stem>.parquet` (written last: the commit point) with columns
-    `video` (str), `frame_index` (int64, 0-based 1 FPS sample index = seconds from the start),
-    `timestamp_s` (float64), `dead` (str: black/blank, else null) and `embedding`
+    The same decode writes every frame as a 64x36 grey thumbnail, from which hard cuts and
+    flashes are found (`analyse_shots`). Writes the samples as JPEG to
+    `<prefix>/samples/<stem>/<index>.jpg` and the table `<prefix>/embeddings/<stem>.parquet`
+    (written last: the commit point) with columns `video` (str), `frame_index` (int64, 0-based
+    1 FPS sample index = seconds from the start), `timestamp_s` (float64), `dead` (str:
+    black/blank, else null), `shot` (int32: shot number, +1 after each hard cut; null without
+    shot analysis), `flash` (bool: the sample shows a flash) and `embedding`
     (fixed_size_list<float32>[d], L2-normalised; d = 1280 local, 256/384/1024 Titan), so
     embeddings can be reused (similarity search, dedup) without recomputation.
     """
@@ -83,7 +109,7 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
     started = time.perf_counter()
     with scratch_dir("keyframes") as tmp:
         tmp = Path(tmp)
-        paths, indices, chunks, dead = [], [], [], []
+        paths, indices, chunks, dead, shot, flash, cuts_s = [], [], [], [], [], [], []
         embed_s = 0.0
 
         def embed(batch: list[Path]) -> None:  # runs while ffmpeg keeps decoding
@@ -103,13 +129,22 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
                     info = probe(local)
                     if info.video is None:
                         raise MediaError(f"{key}: no video stream")
+                    rate = analysis_rate_for(info.video.frame_rate, ks.fps) if ks.shot_analysis else None
                     samples = extract_samples(local, tmp / f"s_{n}", fps=ks.fps, width=ks.width, height=ks.height, start_index=start,
-                                              skip_bidir=ks.skip_bidir, on_batch=embed, batch_size=image_embedder.batch_size)
+                                              skip_bidir=ks.skip_bidir, on_batch=embed, batch_size=image_embedder.batch_size,
+                                              analysis_rate=rate)
                 except (MediaError, FFmpegError) as err:
                     raise input_failure(f"{bucket}/{key}: {err}", ffmpeg_log=getattr(err, "stderr_tail", "")) from err
                 local.unlink()
                 paths += samples.paths
                 indices += samples.indices.tolist()
+                if samples.shots is None:
+                    shot += [None] * len(samples.paths)
+                    flash += [False] * len(samples.paths)
+                else:  # a clip boundary is no cut: the first shot of a clip continues the last one
+                    shot += (samples.shots.shot + (shot[-1] if shot else 0)).tolist()
+                    flash += samples.shots.flash.tolist()
+                    cuts_s += [start / ks.fps + c for c in samples.shots.cuts_s]
         except EmbeddingError as err:
             raise input_failure(f"{src.key}: {err}") from err
         except botocore.exceptions.ClientError as err:
@@ -124,7 +159,7 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
             raise input_failure(f"{src.key}: no decodable video frame")
         emb = np.concatenate(chunks)
         extract_s = time.perf_counter() - started - embed_s
-        table = _embeddings_table(src, indices, [i / ks.fps for i in indices], dead, emb)
+        table = _embeddings_table(src, indices, [i / ks.fps for i in indices], dead, shot, flash, emb)
         # every sample already in the folder counts as the previous set: kept if this attempt
         # fails (the previous table refers to them), removed after the commit unless rewritten
         existing = listed_children(store, src.out_bucket, src.out_key("samples", ""), ".jpg", numbered=True)
@@ -136,6 +171,8 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
         "source": src.key if src.kind == "converted" else f"{src.bucket}/{src.key}",
         "frames_sampled": len(paths),
         "dead_samples": sum(d is not None for d in dead),
+        "hard_cuts": len(cuts_s),
+        "flash_samples": sum(flash),
         "embedding_backend": image_embedder.backend,
         "embedding_dim": int(emb.shape[1]),
         "embeddings": dg.MetadataValue.path(f"{src.out_bucket}/{parquet_key}"),
@@ -159,11 +196,13 @@ def key_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResou
                video_settings: VideoConversionSettings, image_embedder: ImageEmbedderResource) -> dg.MaterializeResult:
     """Key frames of the video at `<prefix>/selected_frames/<stem>/<frame index>.jpg`.
 
-    Black or blank samples are never key frames. Among the others, `select_keyframes` keeps
-    frames whose cosine similarity to the previous key frame falls below
+    Black, blank and flash samples are never key frames. Among the others, `select_keyframes`
+    keeps frames whose cosine similarity to the previous key frame falls below
     `difference_threshold` (default: the embedder's calibrated value, 0.9 for Titan), in
-    `confirmed` mode by default: a candidate is kept once it has settled (resembles the next
-    sample), so mid-transition blends are not kept; `consecutive` is the original rule.
+    `confirmed` mode by default: the first sample after a hard cut is kept at once; any other
+    candidate once it has settled (resembles the next sample), so mid-transition blends are
+    not kept; within a shot, a change a camera motion explains (pan, zoom; the two views still
+    overlapping by half) is no new key frame. `consecutive` is the original rule.
     """
     ks, store = keyframe_settings, object_store.get_store()
     src = ks.source_for(context.partition_key, video_settings.video_prefix)
@@ -175,11 +214,16 @@ def key_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResou
     indices = table["frame_index"].to_numpy()
     dead = table["dead"].to_pylist()
     emb = np.asarray(table["embedding"].combine_chunks().flatten().to_numpy(), dtype=np.float32).reshape(len(indices), -1)
-    alive = np.flatnonzero([d is None for d in dead])
+    shots, flash = _shot_columns(table)
+    alive = np.flatnonzero([d is None and not f for d, f in zip(dead, flash)])
     if alive.size == 0:
-        raise input_failure(f"{src.key}: all {len(indices)} sampled frames are black or blank; no key frame to select")
+        flashes = f" or flashes ({sum(flash)})" if any(flash) else ""
+        raise input_failure(f"{src.key}: all {len(indices)} sampled frames are black or blank{flashes}; no key frame to select")
     threshold = ks.difference_threshold if ks.difference_threshold is not None else image_embedder.default_threshold()
-    kept = alive[select_keyframes(emb[alive], threshold=threshold, mode=ks.mode, max_wait=ks.max_wait)]
+    with scratch_dir("key_frames") as tmp:
+        same_view = _same_view(store, src, indices[alive], Path(tmp)) if shots is not None else None
+        kept = alive[select_keyframes(emb[alive], threshold=threshold, mode=ks.mode, max_wait=ks.max_wait,
+                                      shots=None if shots is None else shots[alive], same_view=same_view)]
     kept_indices = [int(indices[i]) for i in kept]
 
     manifest_key = keyframe_manifest_key(src)
