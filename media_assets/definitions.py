@@ -19,6 +19,7 @@ from .resources.step_functions import StepFunctionsResource
 from .resources.labels import LabelCorrectionSettings
 from .resources.reconcile import ReconcileSettings
 from .resources.env import resource_from_env
+from .resources.events import EventQueueResource
 from .resources.video import VideoConversionSettings
 from .storage import object_store_from_env
 
@@ -40,6 +41,8 @@ def build_resources(as_env_vars: bool = False) -> dict:
         "speech_recognizer": resource_from_env(SpeechRecognizerResource, "MEDIA_ASSETS_ASR_", as_env_vars=as_env_vars),
         "audio_tokenizer": resource_from_env(AudioTokenizerResource, "MEDIA_ASSETS_TOKENIZER_", as_env_vars=as_env_vars),
         "reconcile_settings": resource_from_env(ReconcileSettings, "MEDIA_ASSETS_RECONCILE_", as_env_vars=as_env_vars),
+        # region and endpoint default to boto3's own (AWS_REGION, AWS_ENDPOINT_URL), as the object store's
+        "event_queue": resource_from_env(EventQueueResource, "MEDIA_ASSETS_EVENTS_", as_env_vars=as_env_vars),
     }
 
 

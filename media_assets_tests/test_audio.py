@@ -25,6 +25,7 @@ from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.kernels.probe import MediaError
 from media_assets.resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
 from media_assets.resources.reconcile import ReconcileSettings
+from media_assets.resources.events import EventQueueResource
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank"
 ESPEAK_MAX_WER = 0.35  # synthetic voice: the pipeline's mechanics, not its accuracy
@@ -143,6 +144,7 @@ def _defs(resource, **audio):
         "object_store": resource, "audio_settings": AudioSettings(**audio),
         "speech_recognizer": SpeechRecognizerResource(), "audio_tokenizer": AudioTokenizerResource(),
         "reconcile_settings": ReconcileSettings(),
+        "event_queue": EventQueueResource(),
     }))
 
 

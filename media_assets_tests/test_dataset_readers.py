@@ -17,6 +17,7 @@ from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.kernels.hive import write_hive_parquet
 from media_assets.resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
 from media_assets.resources.reconcile import ReconcileSettings
+from media_assets.resources.events import EventQueueResource
 
 COLUMNS = ["Key", "FolderName", "LastModifiedDate", "LastModifiedHour", "LastModifiedMinute", "text", "n_tokens", "error"]
 
@@ -95,6 +96,7 @@ def test_audio_dataset_reads_the_same_in_four_readers(instance, local_resource, 
         "object_store": local_resource, "audio_settings": AudioSettings(),
         "speech_recognizer": SpeechRecognizerResource(), "audio_tokenizer": AudioTokenizerResource(),
         "reconcile_settings": ReconcileSettings(),
+        "event_queue": EventQueueResource(),
     }))
     job = defs.resolve_job_def("audio")
     for day in ["2026-11-20", "2026-11-21", "2026-11-22"]:

@@ -31,6 +31,7 @@ from media_assets.resources.keyframes import KeyframeSettings
 from media_assets.resources.step_functions import MAX_OUTPUT_BYTES, StepFunctionsResource, bounded_output
 from media_assets.resources.video import VideoConversionSettings
 from media_assets.resources.reconcile import ReconcileSettings
+from media_assets.resources.events import EventQueueResource
 
 
 def _defs(resource, embedder=None, **settings):
@@ -41,6 +42,7 @@ def _defs(resource, embedder=None, **settings):
         "image_embedder": embedder or ImageEmbedderResource(),
         "step_functions": StepFunctionsResource(region_name="us-east-1"),
         "reconcile_settings": ReconcileSettings(),
+        "event_queue": EventQueueResource(),
     }))
 
 

@@ -12,13 +12,14 @@ import pytest
 from media_assets.defs.labels import batch_partitions
 from media_assets.defs.labels import defs as label_defs
 from media_assets.process import partitions_of_run
+from media_assets.resources.events import EventQueueResource
 from media_assets_tests.harness import process_pending
 from media_assets.resources.labels import LabelCorrectionSettings
 from media_assets_tests.label_data import load_pickle, write_label_dataset
 
 
 def _defs(resource, settings):
-    return dg.Definitions.merge(label_defs, dg.Definitions(resources={"object_store": resource, "label_settings": settings}))
+    return dg.Definitions.merge(label_defs, dg.Definitions(resources={"object_store": resource, "label_settings": settings, "event_queue": EventQueueResource()}))
 
 
 def _check(store, settings, ds, outcomes, instance, marker):

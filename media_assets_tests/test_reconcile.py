@@ -16,6 +16,7 @@ from media_assets.defs.video import defs as video_defs
 from media_assets.resources.embedder import ImageEmbedderResource
 from media_assets.resources.keyframes import KeyframeSettings
 from media_assets.resources.reconcile import ReconcileSettings
+from media_assets.resources.events import EventQueueResource
 from media_assets.resources.step_functions import StepFunctionsResource
 from media_assets.resources.video import VideoConversionSettings
 from media_assets_tests.harness import execute_run_request
@@ -26,6 +27,7 @@ def _defs(resource, video: VideoConversionSettings, keyframes: KeyframeSettings,
         "object_store": resource, "video_settings": video, "keyframe_settings": keyframes,
         "image_embedder": ImageEmbedderResource(), "step_functions": StepFunctionsResource(region_name="us-east-1"),
         "reconcile_settings": reconcile,
+        "event_queue": EventQueueResource(),
     }))
 
 

@@ -16,12 +16,13 @@ from media_assets.resources.keyframes import KeyframeSettings
 from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage import ObjectInfo
 from media_assets.resources.reconcile import ReconcileSettings
+from media_assets.resources.events import EventQueueResource
 
 
 def _tick(instance, cursor, resources):
     """One evaluation as the sensor daemon does it (``evaluate_tick``, partitions resolved
     against the instance including the tick's own add requests)."""
-    resources = {"keyframe_settings": KeyframeSettings(), "reconcile_settings": ReconcileSettings(), **resources}
+    resources = {"keyframe_settings": KeyframeSettings(), "reconcile_settings": ReconcileSettings(), "event_queue": EventQueueResource(), **resources}
     with dg.build_sensor_context(
         instance_ref=instance.get_ref(), cursor=cursor, resources=resources,
         definitions=dg.Definitions.merge(video_defs, dg.Definitions(resources=resources)),

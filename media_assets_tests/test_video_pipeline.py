@@ -13,6 +13,7 @@ from media_assets.defs.video import labeling_frames, mp4_clips, raw_videos, vide
 from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage import LocalObjectStore
 from media_assets.resources.reconcile import ReconcileSettings
+from media_assets.resources.events import EventQueueResource
 
 ASSETS = [raw_videos, mp4_clips, labeling_frames]
 
@@ -56,6 +57,7 @@ def _full_job(resource, settings):
         "object_store": resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(),
         "image_embedder": ImageEmbedderResource(), "step_functions": StepFunctionsResource(region_name="us-east-1"),
         "reconcile_settings": ReconcileSettings(),
+        "event_queue": EventQueueResource(),
     }))
     return defs.resolve_job_def("video_conversion")
 

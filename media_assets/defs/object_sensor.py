@@ -12,11 +12,25 @@ stops right after them; the rest come in the next ticks.
 
 Known limit of any LastModified cursor: S3 stamps LastModified when an upload *starts*, so a
 multipart upload that completes after a later object was already listed is older than the
-cursor and is missed. Event notifications (S3 -> EventBridge/SQS) avoid that in production.
+cursor. The reconciliation pass (:mod:`media_assets.defs.reconcile`) lists the prefix
+periodically and requests every object with no materialized partition and no run, whatever its
+LastModified, so such an upload is late, not lost.
+
+**Event mode** (:func:`next_objects`): when the sensor's ``events_queue_url`` is set, a tick
+reads S3 ``ObjectCreated`` notifications from that SQS queue instead of listing
+(:mod:`media_assets.storage.s3_events`). The receipt handles of a tick's messages are kept in
+its cursor and deleted at the start of the next tick: Dagster stores a tick's cursor together
+with its run requests, so a message is deleted only after its run request is recorded; a tick
+that is lost leaves its messages to come back after the visibility timeout, and their run keys
+(``key@ETag``) make Dagster skip what was already requested. Malformed messages are never
+deleted (one warning, on their first delivery): the queue's redrive policy moves them to its
+dead-letter queue after ``maxReceiveCount`` deliveries. Reconciliation still lists the prefix
+every ``reconcile_settings.interval_s``, for anything whose notification never came.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import time
@@ -26,17 +40,20 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from ..storage import ObjectInfo
+from ..storage.s3_events import MalformedEventError, parse_notification
 from .reconcile import Source, due, stranded_requests
 
 
 @dataclass
 class ObjectCursor:
     """``ts``/``keys``: the LastModified rule above; ``reconciled_at``: epoch seconds of the
-    sensor's last reconciliation pass (:mod:`media_assets.defs.reconcile`)."""
+    sensor's last reconciliation pass (:mod:`media_assets.defs.reconcile`); ``pending``: event
+    mode, receipt handles of the last tick's messages, deleted by the next tick."""
 
     ts: dt.datetime | None = None
     keys: list[str] = field(default_factory=list)
     reconciled_at: float | None = None
+    pending: list[str] = field(default_factory=list)
 
     @classmethod
     def parse(cls, raw: str | None) -> ObjectCursor:
@@ -44,10 +61,13 @@ class ObjectCursor:
             return cls()
         data = json.loads(raw)
         return cls(ts=dt.datetime.fromisoformat(data["ts"]) if data.get("ts") else None, keys=list(data.get("keys", [])),
-                   reconciled_at=data.get("reconciled_at"))
+                   reconciled_at=data.get("reconciled_at"), pending=list(data.get("pending", [])))
 
     def dumps(self) -> str:
-        return json.dumps({"ts": self.ts.isoformat() if self.ts else None, "keys": sorted(self.keys), "reconciled_at": self.reconciled_at})
+        data = {"ts": self.ts.isoformat() if self.ts else None, "keys": sorted(self.keys), "reconciled_at": self.reconciled_at}
+        if self.pending:
+            data["pending"] = self.pending
+        return json.dumps(data)
 
     def is_new(self, obj: ObjectInfo) -> bool:
         if self.ts is None or obj.last_modified > self.ts:
@@ -81,6 +101,85 @@ def select_new_objects(
     return new, ObjectCursor(ts=last_ts, keys=keys, reconciled_at=cursor.reconciled_at)
 
 
+@dataclass(frozen=True)
+class WatchedPrefix:
+    """Where a sensor's sources are: objects under ``bucket``/``prefix`` for which
+    ``accepts(obj)`` holds; ``queue_url``: the SQS queue of their notifications (event mode),
+    or ``None`` (polling)."""
+
+    bucket: str
+    prefix: str
+    accepts: Callable[[ObjectInfo], bool] = lambda o: True
+    queue_url: str | None = None
+
+    def holds(self, obj: ObjectInfo) -> bool:
+        return obj.bucket == self.bucket and obj.key.startswith(self.prefix) and self.accepts(obj)
+
+    def list(self, store) -> list[ObjectInfo]:
+        return [o for o in store.list_objects(self.bucket, self.prefix) if self.accepts(o)]
+
+
+@dataclass
+class Tick:
+    """One tick's sources: ``new`` objects (in LastModified/event-time order), the next
+    ``cursor``, and ``passed``: when reconciliation is due, the listed objects earlier ticks
+    already took (else ``None``)."""
+
+    new: list[ObjectInfo]
+    cursor: ObjectCursor
+    passed: list[ObjectInfo] | None
+
+
+def receive_objects(log, queue, watched: WatchedPrefix) -> tuple[list[ObjectInfo], list[str]]:
+    """``(new objects, receipt handles to delete)`` from one receive of ``watched.queue_url``:
+    created objects that ``watched`` holds, one per key@ETag; test events and other buckets'
+    or prefixes' objects are deleted with the rest; malformed messages are left for the
+    dead-letter queue (warned once)."""
+    seen: set[tuple[str, str]] = set()
+    new: list[ObjectInfo] = []
+    handles: list[str] = []
+    for message in queue.receive(watched.queue_url):
+        try:
+            notification = parse_notification(message.body)
+        except MalformedEventError as err:
+            if message.receive_count <= 1:
+                log.warning(f"malformed message {message.message_id} in {watched.queue_url}: {err}; "
+                            "not deleted: the queue's redrive policy moves it to the dead-letter queue")
+            continue
+        handles.append(message.receipt_handle)
+        for obj in notification.objects:
+            if watched.holds(obj) and (obj.key, obj.etag) not in seen:
+                seen.add((obj.key, obj.etag))
+                new.append(obj)
+    new.sort(key=lambda o: (o.last_modified, o.key))
+    return new, handles
+
+
+def next_objects(context: dg.SensorEvaluationContext, watched: WatchedPrefix, previous: ObjectCursor, limit: int, *,
+                 reconcile: bool, counts: Callable[[ObjectInfo], bool] = lambda o: True) -> Tick:
+    """The new objects of one tick, by listing (polling, at most ``limit`` counted objects) or
+    from the event queue (event mode, at most ``event_queue.max_messages_per_tick`` messages:
+    the run queue, not the sensor, limits how many runs go at once). ``reconcile``: also list
+    the objects earlier ticks took, for :func:`media_assets.defs.reconcile.stranded_requests`."""
+    store = context.resources.object_store.get_store()
+    if watched.queue_url is None:
+        objects = watched.list(store)
+        new, cursor = select_new_objects(objects, previous, limit, counts)
+        return Tick(new, cursor, [o for o in objects if not previous.is_new(o)] if reconcile else None)
+    queue = context.resources.event_queue
+    if previous.pending:  # the previous tick's cursor is stored, so its run requests are recorded
+        refused = queue.delete(watched.queue_url, previous.pending)
+        if refused:
+            context.log.info(f"{len(refused)} messages were already gone from {watched.queue_url} (redelivered; run keys deduplicate them)")
+    new, handles = receive_objects(context.log, queue, watched)
+    cursor = dataclasses.replace(previous, pending=handles)
+    passed = None
+    if reconcile:
+        taken = {(o.key, o.etag) for o in new}
+        passed = [o for o in watched.list(store) if (o.key, o.etag) not in taken]
+    return Tick(new, cursor, passed)
+
+
 def run_key_for(obj: ObjectInfo) -> str:
     """``<key>@<etag>``: a re-upload (new ETag) is a new run key."""
     return f"{obj.key}@{obj.etag}"
@@ -99,7 +198,7 @@ def partitioned_object_sensor(
     job: dg.UnresolvedAssetJobDefinition,
     done_asset: dg.AssetKey,
     partitions_def: dg.DynamicPartitionsDefinition,
-    list_objects: Callable[[dg.SensorEvaluationContext], Iterable[ObjectInfo]],
+    watched: Callable[[dg.SensorEvaluationContext], WatchedPrefix],
     skip_reason: Callable[[dg.SensorEvaluationContext, ObjectInfo], str | None],
     max_runs_per_tick: Callable[[dg.SensorEvaluationContext], int],
     required_resource_keys: set[str],
@@ -109,6 +208,9 @@ def partitioned_object_sensor(
     source_asset: dg.AssetKey | None = None,
 ) -> dg.SensorDefinition:
     """A sensor that adds one dynamic partition per new object and requests one run for it.
+
+    ``watched(context)`` says where the sources are and whether notifications come through a
+    queue (:class:`WatchedPrefix`, :func:`next_objects`).
 
     ``skip_reason(context, obj)`` returns why an object is not a source (wrong suffix, unsafe key) or
     ``None``; skipped objects are logged once and the cursor moves past them. Each new source is
@@ -124,13 +226,16 @@ def partitioned_object_sensor(
         job=job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        required_resource_keys=required_resource_keys | {"reconcile_settings"},
+        required_resource_keys=required_resource_keys | {"object_store", "reconcile_settings", "event_queue"},
         description=description,
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         previous = ObjectCursor.parse(context.cursor)
-        objects = list(list_objects(context))
-        new, cursor = select_new_objects(objects, previous, max_runs_per_tick(context), counts=lambda o: skip_reason(context, o) is None)
+        settings = context.resources.reconcile_settings
+        reconcile = due(settings, previous.reconciled_at)
+        tick = next_objects(context, watched(context), previous, max_runs_per_tick(context), reconcile=reconcile,
+                            counts=lambda o: skip_reason(context, o) is None)
+        new, cursor = tick.new, tick.cursor
 
         def request(obj: ObjectInfo) -> Source:
             tags = {"media_assets/source": f"{obj.bucket}/{obj.key}", "media_assets/etag": obj.etag}
@@ -149,10 +254,9 @@ def partitioned_object_sensor(
             run_requests.append(dg.RunRequest(partition_key=src.partition_key, run_key=src.run_key, tags=dict(src.tags)))
             if source_asset is not None:
                 observations.append(observe_object(source_asset, src.partition_key, obj))
-        settings = context.resources.reconcile_settings
-        if due(settings, previous.reconciled_at):
+        if reconcile:
             # objects requested in earlier ticks only: this tick's requests have no run yet
-            passed = [request(o) for o in objects if not previous.is_new(o) and skip_reason(context, o) is None]
+            passed = [request(o) for o in tick.passed if skip_reason(context, o) is None]
             stranded = stranded_requests(context, job_name=job.name, asset_key=done_asset, partitions_def=partitions_def,
                                          sources=passed, settings=settings, previous_pass=previous.reconciled_at)
             run_requests += stranded

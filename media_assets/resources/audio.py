@@ -36,7 +36,10 @@ class AudioSettings(dg.ConfigurableResource):
         chunk_s: seconds decoded and transcribed at a time (memory bound for long files).
         empty_text_warn_share: warn when more than this share of a day's .flac files has
             empty text.
-        max_runs_per_tick: cap on run requests per sensor evaluation.
+        max_runs_per_tick: cap on run requests per sensor evaluation (polling).
+        events_queue_url: SQS queue of S3 ``ObjectCreated`` notifications for the watched prefix
+            (S3 -> SQS or EventBridge -> SQS); set, the sensor reads it instead of listing (event
+            mode, see :mod:`media_assets.defs.object_sensor`); ``None`` = polling.
         asr_batch_files: short files (<= 30 s) decoded and handed to the recognizer together
             (each still in its own Whisper window).
         min_speech_s / max_s_per_word: a file with at least ``min_speech_s`` seconds of VAD
@@ -55,7 +58,8 @@ class AudioSettings(dg.ConfigurableResource):
     work_prefix: str = "audio/"
     chunk_s: float = 600.0
     empty_text_warn_share: float = 0.5
-    max_runs_per_tick: int = 25
+    max_runs_per_tick: int = 1000
+    events_queue_url: str | None = None
     asr_batch_files: int = 32
     min_speech_s: float = 1.0
     max_s_per_word: float = 3.0

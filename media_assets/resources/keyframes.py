@@ -51,7 +51,10 @@ class KeyframeSettings(dg.ConfigurableResource):
         mode: ``confirmed`` (default), ``last_kept`` or ``consecutive`` (the original rule);
             see :mod:`media_assets.kernels.keyframes`.
         max_wait: samples a candidate may take to settle (``confirmed`` mode).
-        max_runs_per_tick: cap on run requests per sensor evaluation.
+        max_runs_per_tick: cap on run requests per sensor evaluation (polling).
+        events_queue_url: SQS queue of S3 ``ObjectCreated`` notifications for the watched prefix
+            (S3 -> SQS or EventBridge -> SQS); set, the sensor reads it instead of listing (event
+            mode, see :mod:`media_assets.defs.object_sensor`); ``None`` = polling.
         transfer_concurrency: parallel uploads/copies.
     """
 
@@ -68,7 +71,8 @@ class KeyframeSettings(dg.ConfigurableResource):
     difference_threshold: float | None = None
     mode: Literal["confirmed", "last_kept", "consecutive"] = "confirmed"
     max_wait: int = 3
-    max_runs_per_tick: int = 25
+    max_runs_per_tick: int = 1000
+    events_queue_url: str | None = None
     transfer_concurrency: int = 8
 
     def is_direct(self, key: str) -> bool:

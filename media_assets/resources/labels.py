@@ -26,7 +26,10 @@ class LabelCorrectionSettings(dg.ConfigurableResource):
         max_unmatched_share: asset-check bound on the share of unmatched rows per batch (0.05).
         partitions_per_run: batches per run in backfills and sensor ranges (500).
         transfer_concurrency: concurrent batch downloads/uploads inside a run (8).
-        max_runs_per_tick: cap on run requests one sensor evaluation emits (25).
+        max_runs_per_tick: cap on run requests one sensor evaluation emits (25; polling).
+        events_queue_url: SQS queue of S3 ``ObjectCreated`` notifications for the watched prefix
+            (S3 -> SQS or EventBridge -> SQS); set, the sensor reads it instead of listing (event
+            mode, see :mod:`media_assets.defs.object_sensor`); ``None`` = polling.
     """
 
     bucket: str = "training-batches"
@@ -43,6 +46,7 @@ class LabelCorrectionSettings(dg.ConfigurableResource):
     partitions_per_run: int = 500
     transfer_concurrency: int = 8
     max_runs_per_tick: int = 25
+    events_queue_url: str | None = None
 
     def batch_number(self, key: str) -> int | None:
         """The batch number of ``key``, or ``None`` if ``key`` is not a batch."""

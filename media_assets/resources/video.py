@@ -28,7 +28,10 @@ class VideoConversionSettings(dg.ConfigurableResource):
             dead-frame thresholds, see :mod:`media_assets.kernels.frames`.
         source_removal: ``delete`` the source once every clip is uploaded and verified (the
             original behaviour) or ``keep`` it.
-        max_runs_per_tick: cap on run requests one sensor evaluation emits.
+        max_runs_per_tick: cap on run requests one sensor evaluation emits (polling).
+        events_queue_url: SQS queue of S3 ``ObjectCreated`` notifications for the watched prefix
+            (S3 -> SQS or EventBridge -> SQS); set, the sensor reads it instead of listing (event
+            mode, see :mod:`media_assets.defs.object_sensor`); ``None`` = polling.
         upload_concurrency: parallel uploads of frames.
     """
 
@@ -49,7 +52,8 @@ class VideoConversionSettings(dg.ConfigurableResource):
     blank_luma_std: float = 3.0
     frozen_mean_abs_diff: float = 0.5
     source_removal: Literal["delete", "keep"] = "delete"
-    max_runs_per_tick: int = 25
+    max_runs_per_tick: int = 1000
+    events_queue_url: str | None = None
     upload_concurrency: int = 8
 
     def encode_settings(self) -> EncodeSettings:

@@ -7,7 +7,7 @@ import time
 
 import dagster as dg
 
-from ..object_sensor import ObjectCursor, run_key_for, select_new_objects
+from ..object_sensor import ObjectCursor, WatchedPrefix, next_objects, run_key_for
 from ..reconcile import Source, due, stranded_requests
 from .jobs import audio_job
 from .partitions import audio_partitions
@@ -18,22 +18,22 @@ from .partitions import audio_partitions
     job=audio_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    required_resource_keys={"object_store", "audio_settings", "reconcile_settings"},
-    description="Polls the audio bucket; requests an `audio` run for each UTC day (on LastModified) "
+    required_resource_keys={"object_store", "audio_settings", "reconcile_settings", "event_queue"},
+    description="Polls the audio bucket (or reads its S3 notifications from `MEDIA_ASSETS_AUDIO_EVENTS_QUEUE_URL`); requests an `audio` run for each UTC day (on LastModified) "
     "that new or re-uploaded objects fall in. A late object re-requests its day; a day whose run "
     "failed for a non-input reason is requested again (reconciliation, every `MEDIA_ASSETS_RECONCILE_INTERVAL_S`).",
 )
 def new_audio_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     settings = context.resources.audio_settings
-    store = context.resources.object_store.get_store()
     limit = settings.max_runs_per_tick * 1000  # objects per tick; days are far fewer
     previous = ObjectCursor.parse(context.cursor)
-    objects = list(store.list_objects(settings.source_bucket, settings.source_prefix))
-    new, cursor = select_new_objects(objects, previous, limit)
-    requests = [dg.RunRequest(partition_key=s.partition_key, run_key=s.run_key) for s in _day_sources(new)]
     reconcile = context.resources.reconcile_settings
-    if due(reconcile, previous.reconciled_at):
-        passed = _day_sources(o for o in objects if not previous.is_new(o))
+    tick = next_objects(context, WatchedPrefix(settings.source_bucket, settings.source_prefix, queue_url=settings.events_queue_url),
+                        previous, limit, reconcile=due(reconcile, previous.reconciled_at))
+    new, cursor = tick.new, tick.cursor
+    requests = [dg.RunRequest(partition_key=s.partition_key, run_key=s.run_key) for s in _day_sources(new)]
+    if tick.passed is not None:
+        passed = _day_sources(tick.passed)
         requests += stranded_requests(context, job_name=audio_job.name, asset_key=dg.AssetKey("audio_dataset"), partitions_def=audio_partitions,
                                       sources=passed, settings=reconcile, previous_pass=previous.reconciled_at)
         cursor.reconciled_at = time.time()

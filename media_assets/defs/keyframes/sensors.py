@@ -3,7 +3,7 @@
 import dagster as dg
 
 from ...resources.step_functions import StepFunctionsResource
-from ..object_sensor import partitioned_object_sensor
+from ..object_sensor import WatchedPrefix, partitioned_object_sensor
 from ..video.jobs import video_conversion_job
 from ..video.partitions import video_partitions
 from ..video.sensors import source_skip_reason
@@ -12,10 +12,10 @@ from .jobs import keyframes_job
 TASK_TOKEN_TAG = "media_assets/task_token"
 
 
-def _list_direct(context: dg.SensorEvaluationContext):
+def _watched(context: dg.SensorEvaluationContext) -> WatchedPrefix:
     s = context.resources.keyframe_settings
-    objects = context.resources.object_store.get_store().list_objects(s.direct_bucket, s.direct_prefix)
-    return (o for o in objects if s.is_direct(o.key) and "/selected_frames/" not in o.key and "/samples/" not in o.key)
+    return WatchedPrefix(s.direct_bucket, s.direct_prefix,
+                         lambda o: s.is_direct(o.key) and "/selected_frames/" not in o.key and "/samples/" not in o.key, s.events_queue_url)
 
 
 new_video_sensor = partitioned_object_sensor(
@@ -23,11 +23,11 @@ new_video_sensor = partitioned_object_sensor(
     job=keyframes_job,
     done_asset=dg.AssetKey("key_frames"),
     partitions_def=video_partitions,
-    list_objects=_list_direct,
+    watched=_watched,
     skip_reason=source_skip_reason,  # listing already filtered by the configured suffixes
     max_runs_per_tick=lambda ctx: ctx.resources.keyframe_settings.max_runs_per_tick,
     required_resource_keys={"object_store", "keyframe_settings", "video_settings"},
-    description="Polls `media/video_in/` for new or re-uploaded videos; adds a `videos` partition "
+    description="Polls `media/video_in/` (or reads its S3 notifications from `MEDIA_ASSETS_KEYFRAMES_EVENTS_QUEUE_URL`) for new or re-uploaded videos; adds a `videos` partition "
     "per object and requests one `keyframes` run for it (run key = key@ETag).",
 )
 

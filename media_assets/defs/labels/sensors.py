@@ -6,7 +6,7 @@ import json
 import dagster as dg
 
 from ...storage import ObjectInfo, ObjectNotFoundError
-from ..object_sensor import ObjectCursor, run_key_for, select_new_objects
+from ..object_sensor import ObjectCursor, WatchedPrefix, next_objects, run_key_for
 from .jobs import label_correction_job, video_embedding_index_job
 from .partitions import batch_partitions
 
@@ -33,8 +33,8 @@ def range_request(chunk: list[ObjectInfo]) -> dg.RunRequest:
     jobs=[label_correction_job, video_embedding_index_job],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    required_resource_keys={"object_store", "label_settings"},
-    description="Polls the batch bucket. New batches become `training_batches` partitions, added "
+    required_resource_keys={"object_store", "label_settings", "event_queue"},
+    description="Polls the batch bucket (or reads its S3 notifications from `MEDIA_ASSETS_LABELS_EVENTS_QUEUE_URL`). New batches become `training_batches` partitions, added "
     "in batch-number order and requested as ranges of `partitions_per_run` (one run each, not one "
     "run per batch); re-uploaded batches get a run of their own. Also observes the master table "
     "and targets by ETag and requests `video_embedding_index` when the master table changes.",
@@ -58,8 +58,9 @@ def new_batch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
                 run_requests.append(dg.RunRequest(job_name=video_embedding_index_job.name, run_key=f"index@{etag}"))
 
     n = settings.partitions_per_run
-    objects = (o for o in store.list_objects(settings.bucket, settings.batch_prefix) if settings.batch_number(o.key) is not None)
-    new, cursor = select_new_objects(objects, ObjectCursor.parse(state.get("objects")), settings.max_runs_per_tick * n)
+    watched = WatchedPrefix(settings.bucket, settings.batch_prefix, lambda o: settings.batch_number(o.key) is not None, settings.events_queue_url)
+    tick = next_objects(context, watched, ObjectCursor.parse(state.get("objects")), settings.max_runs_per_tick * n, reconcile=False)
+    new, cursor = tick.new, tick.cursor
     state["objects"] = cursor.dumps()
     existing = set(context.instance.get_dynamic_partitions(batch_partitions.name))
     fresh = sorted((o for o in new if o.key not in existing), key=lambda o: (settings.batch_number(o.key), o.key))

@@ -7,7 +7,7 @@ import dagster as dg
 from ...resources.keyframes import KeyframeSettings, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectInfo, UnsafeKeyError, check_key
-from ..object_sensor import partitioned_object_sensor
+from ..object_sensor import WatchedPrefix, partitioned_object_sensor
 from .jobs import video_conversion_job
 from .partitions import video_partitions
 
@@ -58,12 +58,11 @@ def source_skip_reason(context: dg.SensorEvaluationContext, obj: ObjectInfo) -> 
     return key_problem(obj.key, output_keys(obj.key, video, keyframes))
 
 
-def _list_sources(context: dg.SensorEvaluationContext):
+def _watched(context: dg.SensorEvaluationContext) -> WatchedPrefix:
     s = context.resources.video_settings
-    objects = context.resources.object_store.get_store().list_objects(s.source_bucket, s.source_prefix)
     suffixes = tuple(x.lower() for x in s.source_suffixes)
     # non-video objects never reach the cursor logic, so they are not logged every tick
-    return (o for o in objects if o.key.lower().endswith(suffixes))
+    return WatchedPrefix(s.source_bucket, s.source_prefix, lambda o: o.key.lower().endswith(suffixes), s.events_queue_url)
 
 
 new_avi_sensor = partitioned_object_sensor(
@@ -72,10 +71,10 @@ new_avi_sensor = partitioned_object_sensor(
     done_asset=dg.AssetKey("source_video_removal"),
     source_asset=dg.AssetKey("raw_videos"),
     partitions_def=video_partitions,
-    list_objects=_list_sources,
+    watched=_watched,
     skip_reason=source_skip_reason,  # listing already filtered by the configured suffixes
     max_runs_per_tick=lambda ctx: ctx.resources.video_settings.max_runs_per_tick,
     required_resource_keys={"object_store", "video_settings", "keyframe_settings"},
-    description="Polls the source bucket for new or re-uploaded AVI objects; adds a `videos` "
+    description="Polls the source bucket (or reads its S3 notifications from `MEDIA_ASSETS_VIDEO_EVENTS_QUEUE_URL`) for new or re-uploaded AVI objects; adds a `videos` "
     "partition per object and requests one `video_conversion` run for it (run key = key@ETag).",
 )
