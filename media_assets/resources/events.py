@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import concurrent.futures
+
 import boto3
 import botocore.config
 from dagster_aws.utils import ResourceWithBoto3Configuration
@@ -36,10 +38,13 @@ class EventQueueResource(ResourceWithBoto3Configuration):
             plus a tick's duration; a message whose tick was lost comes back after it.
         max_messages_per_tick: messages one tick takes at most (receipt handles wait in the
             cursor until the next tick deletes them).
+        concurrency: ReceiveMessage / DeleteMessageBatch calls in flight at once (each moves
+            at most 10 messages, so one tick's round trips overlap).
     """
 
     visibility_timeout_s: int = 300
     max_messages_per_tick: int = 1000
+    concurrency: int = 8
 
     _client = PrivateAttr(default=None)
 
@@ -51,33 +56,44 @@ class EventQueueResource(ResourceWithBoto3Configuration):
                                           verify=self.verify, config=botocore.config.Config(retries={"mode": "standard", "max_attempts": self.max_attempts}))
         return self._client
 
+    def _receive_batch(self, queue_url: str, count: int) -> list[QueueMessage]:
+        reply = self.client().receive_message(QueueUrl=queue_url, MaxNumberOfMessages=count, VisibilityTimeout=self.visibility_timeout_s,
+                                              WaitTimeSeconds=0, MessageSystemAttributeNames=["ApproximateReceiveCount"])
+        return [QueueMessage(m["MessageId"], m["ReceiptHandle"], m.get("Body", ""), int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
+                for m in reply.get("Messages", [])]
+
     def receive(self, queue_url: str, max_messages: int | None = None) -> list[QueueMessage]:
         """Up to ``max_messages`` (default ``max_messages_per_tick``) visible messages, short
-        polling, 10 per call until the queue answers none.
+        polling: rounds of ``concurrency`` calls of up to 10 each, until the limit or a call
+        that finds the queue empty.
 
         Raises:
             botocore.exceptions.ClientError: the queue does not exist or is not readable.
         """
         limit = self.max_messages_per_tick if max_messages is None else max_messages
         out: list[QueueMessage] = []
-        while len(out) < limit:
-            reply = self.client().receive_message(QueueUrl=queue_url, MaxNumberOfMessages=min(SQS_BATCH, limit - len(out)),
-                                                  VisibilityTimeout=self.visibility_timeout_s, WaitTimeSeconds=0,
-                                                  MessageSystemAttributeNames=["ApproximateReceiveCount"])
-            messages = reply.get("Messages", [])
-            if not messages:
-                break
-            out += [QueueMessage(m["MessageId"], m["ReceiptHandle"], m.get("Body", ""), int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
-                    for m in messages]
-        return out
+        self.client()  # made once, before the threads share it (boto3 clients are thread-safe)
+        with concurrent.futures.ThreadPoolExecutor(max(1, self.concurrency)) as pool:
+            while len(out) < limit:
+                want = limit - len(out)
+                counts = [min(SQS_BATCH, want - i * SQS_BATCH) for i in range(min(self.concurrency, -(-want // SQS_BATCH)))]
+                batches = list(pool.map(lambda c: self._receive_batch(queue_url, c), counts))
+                for batch in batches:
+                    out += batch
+                if any(not b for b in batches):
+                    break
+        return out  # a round never asks for more than the limit
 
     def delete(self, queue_url: str, receipt_handles: list[str]) -> list[str]:
-        """Delete messages by receipt handle (10 per call); returns the handles SQS refused
-        (already deleted, expired): those messages come back and are requested again under
-        the same run key, which Dagster deduplicates."""
-        failed: list[str] = []
-        for i in range(0, len(receipt_handles), SQS_BATCH):
-            chunk = receipt_handles[i : i + SQS_BATCH]
+        """Delete messages by receipt handle (10 per call, ``concurrency`` calls at once);
+        returns the handles SQS refused (already deleted, expired): those messages come back
+        and are requested again under the same run key, which Dagster deduplicates."""
+        chunks = [receipt_handles[i : i + SQS_BATCH] for i in range(0, len(receipt_handles), SQS_BATCH)]
+        self.client()
+
+        def delete_chunk(chunk: list[str]) -> list[str]:
             reply = self.client().delete_message_batch(QueueUrl=queue_url, Entries=[{"Id": str(n), "ReceiptHandle": h} for n, h in enumerate(chunk)])
-            failed += [chunk[int(f["Id"])] for f in reply.get("Failed", [])]
-        return failed
+            return [chunk[int(f["Id"])] for f in reply.get("Failed", [])]
+
+        with concurrent.futures.ThreadPoolExecutor(max(1, self.concurrency)) as pool:
+            return [h for failed in pool.map(delete_chunk, chunks) for h in failed]
