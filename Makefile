@@ -52,6 +52,7 @@ bench: install system-deps
 	$(PY) benchmarks/keyframes_quality.py
 	$(PY) benchmarks/keyframes_speed.py
 	$(PY) benchmarks/asr.py
+	$(PY) benchmarks/sensors.py --notifications 10000
 
 clean:
 	rm -rf $(VENV) .dagster data
