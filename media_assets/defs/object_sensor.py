@@ -135,7 +135,7 @@ def receive_objects(log, queue, watched: WatchedPrefix) -> tuple[list[ObjectInfo
     created objects that ``watched`` holds, one per key@ETag; test events and other buckets'
     or prefixes' objects are deleted with the rest; malformed messages are left for the
     dead-letter queue (warned once)."""
-    seen: set[tuple[str, str]] = set()
+    seen: set[str] = set()
     new: list[ObjectInfo] = []
     handles: list[str] = []
     for message in queue.receive(watched.queue_url):
@@ -148,8 +148,8 @@ def receive_objects(log, queue, watched: WatchedPrefix) -> tuple[list[ObjectInfo
             continue
         handles.append(message.receipt_handle)
         for obj in notification.objects:
-            if watched.holds(obj) and (obj.key, obj.etag) not in seen:
-                seen.add((obj.key, obj.etag))
+            if watched.holds(obj) and run_key_for(obj) not in seen:
+                seen.add(run_key_for(obj))
                 new.append(obj)
     new.sort(key=lambda o: (o.last_modified, o.key))
     return new, handles
@@ -175,8 +175,8 @@ def next_objects(context: dg.SensorEvaluationContext, watched: WatchedPrefix, pr
     cursor = dataclasses.replace(previous, pending=handles)
     passed = None
     if reconcile:
-        taken = {(o.key, o.etag) for o in new}
-        passed = [o for o in watched.list(store) if (o.key, o.etag) not in taken]
+        taken = {run_key_for(o) for o in new}
+        passed = [o for o in watched.list(store) if run_key_for(o) not in taken]
     return Tick(new, cursor, passed)
 
 

@@ -109,7 +109,8 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
     started = time.perf_counter()
     with scratch_dir("keyframes") as tmp:
         tmp = Path(tmp)
-        paths, indices, chunks, dead, shot, flash, cuts_s = [], [], [], [], [], [], []
+        paths, indices, chunks, dead, shot, flash = [], [], [], [], [], []
+        hard_cuts = 0
         embed_s = 0.0
 
         def embed(batch: list[Path]) -> None:  # runs while ffmpeg keeps decoding
@@ -144,7 +145,7 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
                 else:  # a clip boundary is no cut: the first shot of a clip continues the last one
                     shot += (samples.shots.shot + (shot[-1] if shot else 0)).tolist()
                     flash += samples.shots.flash.tolist()
-                    cuts_s += [start / ks.fps + c for c in samples.shots.cuts_s]
+                    hard_cuts += len(samples.shots.cuts_s)
         except EmbeddingError as err:
             raise input_failure(f"{src.key}: {err}") from err
         except botocore.exceptions.ClientError as err:
@@ -171,7 +172,7 @@ def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectS
         "source": src.key if src.kind == "converted" else f"{src.bucket}/{src.key}",
         "frames_sampled": len(paths),
         "dead_samples": sum(d is not None for d in dead),
-        "hard_cuts": len(cuts_s),
+        "hard_cuts": hard_cuts,
         "flash_samples": sum(flash),
         "embedding_backend": image_embedder.backend,
         "embedding_dim": int(emb.shape[1]),
