@@ -11,7 +11,10 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 class FFmpegError(RuntimeError):
@@ -54,3 +57,42 @@ def run_ffmpeg(args: Sequence[str], *, capture_stdout: bool = False, timeout_s: 
     if proc.returncode != 0:
         raise FFmpegError(cmd, proc.returncode, proc.stderr.decode("utf-8", "replace"))
     return proc.stdout if capture_stdout else b""
+
+
+def run_ffmpeg_streaming(args: Sequence[str], watch_dir: str | os.PathLike, pattern: str,
+                         on_batch: Callable[[list[Path]], None] | None, batch_size: int = 8) -> None:
+    """Run ffmpeg like :func:`run_ffmpeg`, handing finished output files to ``on_batch`` while
+    it still runs, so work on them (embedding, upload) overlaps the decode.
+
+    Files matching ``pattern`` in ``watch_dir`` are taken in name order (ffmpeg's image2
+    muxer numbers them), the newest held back as it may still be being written; each run of
+    at least ``batch_size`` finished files is handed once, the rest after ffmpeg exits.
+
+    Raises:
+        FFmpegError: non-zero exit status, with the tail of ffmpeg's log.
+        Whatever ``on_batch`` raises (ffmpeg is killed first).
+    """
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args]
+    watch_dir = Path(watch_dir)
+    handed = 0
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            while proc.poll() is None:
+                if on_batch is not None:
+                    ready = sorted(watch_dir.glob(pattern))[:-1]
+                    if len(ready) - handed >= batch_size:
+                        on_batch(ready[handed:])
+                        handed = len(ready)
+                        continue
+                time.sleep(0.02)
+        finally:
+            if proc.poll() is None:  # on_batch raised: stop decoding
+                proc.kill()
+                proc.wait()
+        if proc.returncode != 0:
+            err.seek(0)
+            raise FFmpegError(cmd, proc.returncode, err.read().decode("utf-8", "replace"))
+    rest = sorted(watch_dir.glob(pattern))[handed:]
+    if on_batch is not None and rest:
+        on_batch(rest)

@@ -2,7 +2,9 @@
 
 :func:`sample_frames` runs one ffmpeg pass per video: the ``select`` filter keeps every
 ``every_n``-th frame, ``split`` sends each kept frame both to the JPEG writer and to a
-64x36 grayscale thumbnail (area-averaged) piped to Python. Dead frames are then judged on
+64x36 grayscale thumbnail (area-averaged) written as raw bytes. The same branch
+(:func:`labeling_branch`) also runs inside the video's single decode pass
+(:mod:`media_assets.kernels.video_pass`). Dead frames are then judged on
 the thumbnails with numpy (:func:`classify_dead_frames`), so no JPEG is decoded again.
 
 Dead-frame rules (:class:`DeadFrameThresholds`, all on 8-bit luma, 0-255):
@@ -85,30 +87,52 @@ def sample_frames(
         ValueError: ``every_n < 1`` or ``start_index < 0``.
         FFmpegError: ffmpeg cannot decode ``path``.
     """
+    out_dir = Path(out_dir)
+    graph, outputs = labeling_branch("0:v:0", out_dir, every_n=every_n, start_index=start_index, jpeg_quality=jpeg_quality)
+    run_ffmpeg(["-i", str(path), "-filter_complex", graph, *outputs])
+    return collect_labeling(out_dir, every_n=every_n, start_index=start_index)
+
+
+def labeling_branch(in_label: str, out_dir: Path, *, every_n: int = 10, start_index: int = 0, jpeg_quality: int = 2) -> tuple[str, list[str]]:
+    """The part of an ffmpeg command that makes :func:`sample_frames`' outputs from the decoded
+    frames at filter-graph label ``in_label``: ``(filter graph, output arguments)``. Used alone
+    by :func:`sample_frames` and beside other consumers of one decode by
+    :mod:`media_assets.kernels.video_pass`; :func:`collect_labeling` reads the result.
+
+    Raises:
+        ValueError: ``every_n < 1`` or ``start_index < 0``.
+    """
     if every_n < 1 or start_index < 0:
         raise ValueError(f"every_n must be >= 1 and start_index >= 0, got {every_n}, {start_index}")
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pattern = out_dir / "sample_%09d.jpg"
+    tag = in_label.replace(":", "")
     graph = (
-        f"[0:v:0]select='not(mod(n+{start_index}\\,{every_n}))',split=2[jpg][t];"
-        f"[t]scale={THUMB_W}:{THUMB_H}:flags=area,format=gray[thumb]"
+        f"[{in_label}]select='not(mod(n+{start_index}\\,{every_n}))',split=2[{tag}jpg][{tag}t];"
+        f"[{tag}t]scale={THUMB_W}:{THUMB_H}:flags=area,format=gray[{tag}thumb]"
     )
-    stdout = run_ffmpeg(
-        [
-            "-i", str(path),
-            "-filter_complex", graph,
-            "-map", "[jpg]", "-fps_mode", "vfr", "-q:v", str(jpeg_quality), "-f", "image2", "-start_number", "0", str(pattern),
-            "-map", "[thumb]", "-fps_mode", "vfr", "-f", "rawvideo", "pipe:1",
-        ],
-        capture_stdout=True,
-    )
-    thumbs = np.frombuffer(stdout, dtype=np.uint8)
+    return graph, [
+        "-map", f"[{tag}jpg]", "-fps_mode", "vfr", "-q:v", str(jpeg_quality), "-f", "image2", "-start_number", "0",
+        str(out_dir / "sample_%09d.jpg"),
+        "-map", f"[{tag}thumb]", "-fps_mode", "vfr", "-f", "rawvideo", str(out_dir / "thumbnails.gray"),
+    ]
+
+
+def collect_labeling(out_dir: str | os.PathLike, *, every_n: int = 10, start_index: int = 0) -> SampledFrames:
+    """The :class:`SampledFrames` an ffmpeg run of :func:`labeling_branch` left in ``out_dir``:
+    JPEGs renamed to ``<frame index>.jpg``, thumbnails read (their file is then removed).
+
+    Raises:
+        RuntimeError: the JPEG and thumbnail counts differ (ffmpeg wrote one stream short).
+    """
+    out_dir = Path(out_dir)
+    thumb_path = out_dir / "thumbnails.gray"
+    thumbs = np.fromfile(thumb_path, dtype=np.uint8)
+    thumb_path.unlink()
     n = thumbs.size // (THUMB_W * THUMB_H)
     thumbs = thumbs[: n * THUMB_W * THUMB_H].reshape(n, THUMB_H, THUMB_W)
     raw = sorted(out_dir.glob("sample_*.jpg"))
     if len(raw) != n:
-        raise RuntimeError(f"ffmpeg wrote {len(raw)} JPEGs but {n} thumbnails for {path}")
+        raise RuntimeError(f"ffmpeg wrote {len(raw)} JPEGs but {n} thumbnails in {out_dir}")
     first = (-start_index) % every_n  # first local n with (start_index + n) % every_n == 0
     indices = start_index + first + every_n * np.arange(n, dtype=np.int64)
     paths = []

@@ -107,6 +107,9 @@ class MobileNetV2Embedder:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        # idle worker threads sleep instead of spinning: the model runs beside ffmpeg (the
+        # decode pass), where spinning threads would burn the cores the encoder needs
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(_batched_model_bytes(Path(model_path or default_local_model())), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 

@@ -52,16 +52,13 @@ overlap of one half is the rule's own definition of "the same view".
 from __future__ import annotations
 
 import os
-import subprocess
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .ffmpeg import FFmpegError, ffmpeg_exe
+from .ffmpeg import run_ffmpeg_streaming
 
 MODES = ("confirmed", "last_kept", "consecutive")
 
@@ -85,8 +82,8 @@ def extract_samples(path: str | os.PathLike, out_dir: str | os.PathLike, *, fps:
     """Sample ``path`` at ``fps`` frames/s scaled to ``width``x``height`` (``fps=1,scale=1024:576``
     in one ffmpeg pass) as JPEGs ``<index>.jpg`` in ``out_dir``; index = ``start_index`` + i.
 
-    Sample i shows the frame on screen at i/fps seconds (the last frame starting at or before
-    it: ``round=up``; ``round=down`` would show the frame up to one interval later). A video
+    Sample i shows the frame on screen at i/fps seconds after the first frame (the last frame
+    starting at or before it: ``round=up``; ``round=down`` would show the frame up to one interval later). A video
     shorter than 1/fps seconds still yields its first frame.
 
     ``skip_bidir`` tells the decoder to skip B-frames (``-skip_frame bidir``): a sample is
@@ -108,47 +105,49 @@ def extract_samples(path: str | os.PathLike, out_dir: str | os.PathLike, *, fps:
         FFmpegError: ffmpeg cannot decode ``path``.
     """
     out_dir = Path(out_dir)
+    graph, outputs = sample_branch("0:v:0", out_dir, fps=fps, width=width, height=height, jpeg_quality=jpeg_quality,
+                                   analysis_rate=analysis_rate)
+    run_ffmpeg_streaming([*(["-skip_frame", "bidir"] if skip_bidir else []), "-i", str(path), "-filter_complex", graph, *outputs],
+                         out_dir, SAMPLE_PATTERN, on_batch, batch_size)
+    return collect_samples(out_dir, fps=fps, start_index=start_index, analysis_rate=analysis_rate)
+
+
+SAMPLE_PATTERN = "s_*.jpg"  # the JPEGs of :func:`sample_branch` before :func:`collect_samples` renames them
+
+
+def sample_branch(in_label: str, out_dir: Path, *, fps: float = 1.0, width: int = 1024, height: int = 576, jpeg_quality: int = 3,
+                  analysis_rate: int | None = None) -> tuple[str, list[str]]:
+    """The part of an ffmpeg command that makes :func:`extract_samples`' outputs from the
+    decoded frames at filter-graph label ``in_label``: ``(filter graph, output arguments)``.
+    Used alone by :func:`extract_samples` and beside other consumers of one decode by
+    :mod:`media_assets.kernels.video_pass`; :func:`collect_samples` reads the result.
+
+    Raises:
+        ValueError: ``analysis_rate`` is not a positive multiple of ``fps``.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     if analysis_rate is not None and (analysis_rate <= 0 or abs(analysis_rate / fps - round(analysis_rate / fps)) > 1e-9):
         raise ValueError(f"analysis_rate must be a positive multiple of fps={fps:g}, got {analysis_rate}")
+    tag = in_label.replace(":", "")
     jpeg_out = ["-fps_mode", "vfr", "-q:v", str(jpeg_quality), "-start_number", "0", "-f", "image2", str(out_dir / "s_%08d.jpg")]
     sample_vf = f"fps={fps:g}:round=up,scale={width}:{height}"
-    gray_path = out_dir / "analysis.gray"
+    # times count from the first frame (a stream may start late: AVI/MP4 start offsets, edit lists)
+    start = "setpts=PTS-STARTPTS"
     if analysis_rate is None:
-        graph = ["-map", "0:v:0", "-vf", sample_vf, *jpeg_out]
-    else:
-        w, h = ANALYSIS_SIZE
-        graph = ["-filter_complex", f"[0:v:0]split=2[s][a];[s]{sample_vf}[so];[a]fps={analysis_rate}:round=up,scale={w}:{h}:flags=area,format=gray[ao]",
-                 "-map", "[so]", *jpeg_out, "-map", "[ao]", "-f", "rawvideo", str(gray_path)]
-    cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
-        *(["-skip_frame", "bidir"] if skip_bidir else []),
-        "-i", str(path), *graph,
-    ]
-    handed = 0
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            while proc.poll() is None:
-                if on_batch is not None:
-                    ready = sorted(out_dir.glob("s_*.jpg"))[:-1]  # the newest may still be being written
-                    if len(ready) - handed >= batch_size:
-                        on_batch(ready[handed:])
-                        handed = len(ready)
-                        continue
-                time.sleep(0.02)
-        finally:
-            if proc.poll() is None:  # on_batch raised: stop decoding
-                proc.kill()
-                proc.wait()
-        if proc.returncode != 0:
-            err.seek(0)
-            raise FFmpegError(cmd, proc.returncode, err.read().decode("utf-8", "replace"))
-    raw = sorted(out_dir.glob("s_*.jpg"))
-    if on_batch is not None and len(raw) > handed:
-        on_batch(raw[handed:])
+        return f"[{in_label}]{start},{sample_vf}[{tag}so]", ["-map", f"[{tag}so]", *jpeg_out]
+    w, h = ANALYSIS_SIZE
+    graph = (f"[{in_label}]{start},split=2[{tag}s][{tag}a];[{tag}s]{sample_vf}[{tag}so];"
+             f"[{tag}a]fps={analysis_rate}:round=up,scale={w}:{h}:flags=area,format=gray[{tag}ao]")
+    return graph, ["-map", f"[{tag}so]", *jpeg_out, "-map", f"[{tag}ao]", "-f", "rawvideo", str(out_dir / "analysis.gray")]
+
+
+def collect_samples(out_dir: str | os.PathLike, *, fps: float = 1.0, start_index: int = 0, analysis_rate: int | None = None) -> Samples:
+    """The :class:`Samples` an ffmpeg run of :func:`sample_branch` left in ``out_dir``: JPEGs
+    renamed to ``<start_index + i>.jpg``, and the shot analysis of the grey thumbnails (whose
+    file is then removed) when ``analysis_rate`` was given."""
+    out_dir = Path(out_dir)
     paths = []
-    for i, p in enumerate(raw):
+    for i, p in enumerate(sorted(out_dir.glob(SAMPLE_PATTERN))):
         dst = out_dir / f"{start_index + i}.jpg"
         p.rename(dst)
         paths.append(dst)
@@ -156,6 +155,7 @@ def extract_samples(path: str | os.PathLike, out_dir: str | os.PathLike, *, fps:
     shots = None
     if analysis_rate is not None:
         w, h = ANALYSIS_SIZE
+        gray_path = out_dir / "analysis.gray"
         frames = np.memmap(gray_path, np.uint8, "r", shape=(gray_path.stat().st_size // (w * h), h, w)) if gray_path.stat().st_size else np.zeros((0, h, w), np.uint8)
         shots = analyse_shots(frames, analysis_rate, n, step=int(round(analysis_rate / fps)))
         del frames

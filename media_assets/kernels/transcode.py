@@ -47,6 +47,12 @@ class ClipInfo:
     audio_codec: str | None
 
 
+def even_size_filter(info: MediaInfo) -> str | None:
+    """``scale`` filter that makes odd frame dimensions even (yuv420p needs them), or ``None``."""
+    assert info.video is not None
+    return "scale=trunc(iw/2)*2:trunc(ih/2)*2" if info.video.width % 2 or info.video.height % 2 else None
+
+
 def transcode_args(
     src: Path,
     dst_dir: Path,
@@ -58,14 +64,28 @@ def transcode_args(
     settings: EncodeSettings = EncodeSettings(),
 ) -> list[str]:
     """The ffmpeg arguments :func:`transcode_to_mp4` runs (exposed for benchmarks and logs)."""
-    args = ["-i", str(src), "-map", "0:v:0", "-sn", "-dn"]
-    vf = []
-    assert info.video is not None
-    if info.video.width % 2 or info.video.height % 2:  # yuv420p needs even dimensions
-        vf.append("scale=trunc(iw/2)*2:trunc(ih/2)*2")
-    if vf:
-        args += ["-vf", ",".join(vf)]
-    args += ["-c:v", "libx264", "-preset", settings.preset, "-crf", str(settings.crf), "-pix_fmt", "yuv420p"]
+    args = ["-i", str(src), "-sn", "-dn"]
+    even = even_size_filter(info)
+    if even:
+        args += ["-filter_complex", f"[0:v:0]{even}[v]"]
+    return args + encode_output_args("[v]" if even else "0:v:0", dst_dir, stem, info, max_duration_s=max_duration_s, clip_s=clip_s, settings=settings)
+
+
+def encode_output_args(
+    video: str,
+    dst_dir: Path,
+    stem: str,
+    info: MediaInfo,
+    *,
+    max_duration_s: float = 240.0,
+    clip_s: float = 120.0,
+    settings: EncodeSettings = EncodeSettings(),
+) -> list[str]:
+    """Output arguments of the H.264/AAC encode of :func:`transcode_to_mp4`, taking the video
+    from ``video`` (an input stream such as ``0:v:0`` or a filter-graph label ``[v]``) and the
+    first audio stream of input 0: one ``<stem>.mp4``, or ``clip_s`` clips ``<stem>_%03d.mp4``
+    (forced keyframes + segment muxer) when the source lasts over ``max_duration_s`` seconds."""
+    args = ["-map", video, "-fps_mode:v", "passthrough", "-c:v", "libx264", "-preset", settings.preset, "-crf", str(settings.crf), "-pix_fmt", "yuv420p"]
     if info.audio is not None:
         args += ["-map", "0:a:0", "-c:a", "aac", "-b:a", str(settings.audio_bitrate)]
     else:
@@ -83,6 +103,15 @@ def transcode_args(
     else:
         args += ["-movflags", "+faststart", "-f", "mp4", str(dst_dir / f"{stem}.mp4")]
     return args
+
+
+def clip_paths(dst_dir: Path, stem: str, info: MediaInfo, max_duration_s: float = 240.0) -> list[Path]:
+    """The clips an encode of :func:`encode_output_args` wrote, in timeline order."""
+    if info.duration_s > max_duration_s:
+        outputs = sorted(dst_dir.glob(f"{stem}_[0-9][0-9][0-9].mp4"))
+    else:
+        outputs = [dst_dir / f"{stem}.mp4"]
+    return [p for p in outputs if p.exists()]
 
 
 def transcode_to_mp4(
@@ -115,11 +144,7 @@ def transcode_to_mp4(
         raise NoVideoStreamError(f"{src.name}: no video stream (streams: {'audio' if info.audio else 'none'})")
     dst_dir.mkdir(parents=True, exist_ok=True)
     run_ffmpeg(transcode_args(src, dst_dir, stem, info, max_duration_s=max_duration_s, clip_s=clip_s, settings=settings))
-    if info.duration_s > max_duration_s:
-        outputs = sorted(dst_dir.glob(f"{stem}_[0-9][0-9][0-9].mp4"))
-    else:
-        outputs = [dst_dir / f"{stem}.mp4"]
-    return [p for p in outputs if p.exists()]
+    return clip_paths(dst_dir, stem, info, max_duration_s)
 
 
 def expected_duration_s(source: MediaInfo) -> float:
