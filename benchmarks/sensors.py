@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from media_assets.defs.video import defs as video_defs  # noqa: E402
 from media_assets.defs.video import new_avi_sensor  # noqa: E402
 from media_assets.resources.events import EventQueueResource  # noqa: E402
+from media_assets.resources.embedder import ImageEmbedderResource  # noqa: E402
 from media_assets.resources.keyframes import KeyframeSettings  # noqa: E402
 from media_assets.resources.reconcile import ReconcileSettings  # noqa: E402
 from media_assets.resources.video import VideoConversionSettings  # noqa: E402
@@ -92,7 +93,7 @@ def run(endpoint: str, n: int, ticks: int, feed: int, skip_polling: bool, notifi
     s3.create_bucket(Bucket="video-avi")
     keys = [f"incoming/{i // 1000:03d}/take {i:06d}.avi" for i in range(n)]
     store = ObjectStoreResource(backend="s3", endpoint_url=endpoint, region_name="us-east-1")
-    base = {"object_store": store, "keyframe_settings": KeyframeSettings(), "reconcile_settings": ReconcileSettings(interval_s=86400),
+    base = {"object_store": store, "keyframe_settings": KeyframeSettings(), "image_embedder": ImageEmbedderResource(), "reconcile_settings": ReconcileSettings(interval_s=86400),
             "event_queue": TimedEventQueue(endpoint_url=endpoint, region_name="us-east-1")}
     if not skip_polling:
         polling(s3, keys, base, ticks)

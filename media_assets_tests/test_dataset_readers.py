@@ -131,7 +131,7 @@ def test_keyframe_embeddings_read_the_same_in_four_readers(instance, local_resou
     such directory holds one Parquet table per video and nothing else, and one glob over it reads
     them all, the same in every reader."""
     from media_assets.definitions import build_resources
-    from media_assets.defs.keyframes.assets import keyframe_embeddings
+    from media_assets.defs.video import video_decode
 
     store = local_resource.get_store()
     resources = {**build_resources(), "object_store": local_resource}
@@ -139,7 +139,7 @@ def test_keyframe_embeddings_read_the_same_in_four_readers(instance, local_resou
         run_ffmpeg(["-i", str(footage / src), "-t", "4", "-an", "-c:v", "libx264", "-preset", "ultrafast", str(tmp_path / "v.mp4")])
         store.upload(tmp_path / "v.mp4", "media", key)
         instance.add_dynamic_partitions("videos", [key])
-        assert dg.materialize([keyframe_embeddings], partition_key=key, resources=resources, instance=instance).success
+        assert dg.materialize([video_decode], selection=["keyframe_embeddings"], partition_key=key, resources=resources, instance=instance).success
 
     root = store.root / "media" / "video_in" / "embeddings"
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["bikes.parquet", "bunny.parquet"]

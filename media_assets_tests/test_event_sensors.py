@@ -22,6 +22,7 @@ from media_assets.defs.video import new_avi_sensor, video_partitions
 from media_assets.definitions import build_resources
 from media_assets.resources.audio import AudioSettings
 from media_assets.resources.events import EventQueueResource
+from media_assets.resources.embedder import ImageEmbedderResource
 from media_assets.resources.keyframes import KeyframeSettings
 from media_assets.resources.labels import LabelCorrectionSettings
 from media_assets.resources.reconcile import ReconcileSettings
@@ -111,7 +112,7 @@ def test_malformed_bodies_raise(body):
 def test_avi_events_become_one_run_each_and_messages_go_after_the_next_tick(instance, s3_resource, notified_bucket, event_queue, sqs):
     bucket, queue, dlq = notified_bucket("video-avi")
     settings = VideoConversionSettings(source_bucket=bucket, events_queue_url=queue, max_runs_per_tick=2)
-    resources = {"object_store": s3_resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(),
+    resources = {"object_store": s3_resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(), "image_embedder": ImageEmbedderResource(),
                  "reconcile_settings": ReconcileSettings(interval_s=3600), "event_queue": event_queue}
     store = s3_resource.get_store()
     keys = ["a.avi", "dir with space/b c.avi", "ünï/ç+d.avi", "e.AVI"]
@@ -136,7 +137,7 @@ def test_avi_events_become_one_run_each_and_messages_go_after_the_next_tick(inst
 def test_a_lost_tick_and_a_duplicated_message_request_nothing_twice(instance, s3_resource, notified_bucket, event_queue, sqs):
     bucket, queue, _ = notified_bucket("video-avi")
     settings = VideoConversionSettings(source_bucket=bucket, events_queue_url=queue)
-    resources = {"object_store": s3_resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(),
+    resources = {"object_store": s3_resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(), "image_embedder": ImageEmbedderResource(),
                  "reconcile_settings": ReconcileSettings(interval_s=3600), "event_queue": event_queue}
     s3_resource.get_store().put_bytes(b"data", bucket, "x.avi")
     first = _tick(new_avi_sensor, video_defs, instance, None, resources)
@@ -160,7 +161,7 @@ def test_a_lost_tick_and_a_duplicated_message_request_nothing_twice(instance, s3
 def test_malformed_messages_reach_the_dead_letter_queue(instance, s3_resource, notified_bucket, event_queue, sqs):
     bucket, queue, dlq = notified_bucket("video-avi")
     settings = VideoConversionSettings(source_bucket=bucket, events_queue_url=queue)
-    resources = {"object_store": s3_resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(),
+    resources = {"object_store": s3_resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(), "image_embedder": ImageEmbedderResource(),
                  "reconcile_settings": ReconcileSettings(interval_s=3600), "event_queue": event_queue}
     sqs.send_message(QueueUrl=queue, MessageBody="not json at all")
     sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "s3": {}}]}))
@@ -228,7 +229,7 @@ def test_cloudformation_event_path(instance, s3_resource, s3_buckets, s3_client,
     for key in ("incoming/take 1.avi", "incoming/ü/take+2.avi", "elsewhere/x.avi"):
         store.put_bytes(b"data", bucket, key)
     settings = VideoConversionSettings(source_bucket=bucket, source_prefix="incoming/", events_queue_url=outputs["QueueUrl"])
-    resources = {"object_store": s3_resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(),
+    resources = {"object_store": s3_resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(), "image_embedder": ImageEmbedderResource(),
                  "reconcile_settings": ReconcileSettings(interval_s=3600), "event_queue": event_queue}
     result = _tick(new_avi_sensor, video_defs, instance, None, resources)
     assert sorted(r.partition_key for r in result.run_requests) == ["incoming/take 1.avi", "incoming/ü/take+2.avi"]
@@ -247,7 +248,7 @@ def test_reconciliation_requests_an_upload_older_than_the_cursor(instance, local
     import os
 
     settings = VideoConversionSettings()
-    resources = {"object_store": local_resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(),
+    resources = {"object_store": local_resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(), "image_embedder": ImageEmbedderResource(),
                  "reconcile_settings": ReconcileSettings(interval_s=0), "event_queue": EventQueueResource()}
     store = local_resource.get_store()
     started = time.time() - 60  # the multipart upload began a minute ago

@@ -12,6 +12,7 @@ import pytest
 from media_assets.defs.object_sensor import ObjectCursor, select_new_objects
 from media_assets.defs.video import defs as video_defs
 from media_assets.defs.video import new_avi_sensor, video_partitions
+from media_assets.resources.embedder import ImageEmbedderResource
 from media_assets.resources.keyframes import KeyframeSettings
 from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage import ObjectInfo
@@ -22,7 +23,7 @@ from media_assets.resources.events import EventQueueResource
 def _tick(instance, cursor, resources):
     """One evaluation as the sensor daemon does it (``evaluate_tick``, partitions resolved
     against the instance including the tick's own add requests)."""
-    resources = {"keyframe_settings": KeyframeSettings(), "reconcile_settings": ReconcileSettings(), "event_queue": EventQueueResource(), **resources}
+    resources = {"keyframe_settings": KeyframeSettings(), "image_embedder": ImageEmbedderResource(), "reconcile_settings": ReconcileSettings(), "event_queue": EventQueueResource(), **resources}
     with dg.build_sensor_context(
         instance_ref=instance.get_ref(), cursor=cursor, resources=resources,
         definitions=dg.Definitions.merge(video_defs, dg.Definitions(resources=resources)),

@@ -9,29 +9,32 @@ import dagster as dg
 import pytest
 from PIL import Image
 
-from media_assets.defs.video import labeling_frames, mp4_clips, raw_videos, video_partitions
+from media_assets.defs.video import raw_videos, video_decode, video_partitions
+from media_assets.resources.embedder import ImageEmbedderResource
+from media_assets.resources.keyframes import KeyframeSettings
 from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage import LocalObjectStore
 from media_assets.resources.reconcile import ReconcileSettings
 from media_assets.resources.events import EventQueueResource
 
-ASSETS = [raw_videos, mp4_clips, labeling_frames]
+ASSETS = [raw_videos, video_decode]
 
 
 def _materialize(instance, resource, settings, key, raise_on_error=True):
     instance.add_dynamic_partitions(video_partitions.name, [key])
     return dg.materialize(
         ASSETS,
-        selection=[mp4_clips, labeling_frames],
+        selection=["mp4_clips", "labeling_frames"],
         partition_key=key,
         instance=instance,
-        resources={"object_store": resource, "video_settings": settings},
+        resources={"object_store": resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(),
+                   "image_embedder": ImageEmbedderResource()},
         raise_on_error=raise_on_error,
     )
 
 
 def _metadata(result, asset):
-    mats = result.asset_materializations_for_node(asset)
+    mats = [e.materialization for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(asset)]
     assert mats, f"{asset} was not materialized"
     return {k: getattr(v, "value", v) for k, v in mats[-1].metadata.items()}
 
@@ -79,7 +82,9 @@ def test_bunny_end_to_end_local(instance, local_resource, media):
     assert removal["source_status"] == "deleted after verification" and removal["key_frames"] >= 1
     assert not store.exists("video-avi", key)
     order = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"]
-    assert order[-1] == "source_video_removal" and {"mp4_clips", "labeling_frames", "key_frames"} <= set(order)
+    assert order[-1] == "source_video_removal" and {"video_decode", "key_frames"} <= set(order)
+    # clips, labeling frames and key-frame samples came from one decode of the source
+    assert clips["decode_pass"] == "clips+labeling frames+key-frame samples"
 
     frames = _metadata(result, "labeling_frames")
     keys = [o.key for o in store.list_objects("unlabeled-images", "clips/Big Buck Bünny/")]

@@ -45,6 +45,8 @@ class KeyframeSettings(dg.ConfigurableResource):
         fps / width / height: sampling (1 frame/s at 1024x576, the original's).
         skip_bidir: decode without B-frames (~30 % faster decoding, a sample may be a few frames
             early; the shot analysis then sees too few frames to find every cut: off by default).
+            Applies when stored videos are sampled; the decode pass of a converted AVI decodes
+            every frame for the encoder anyway.
         shot_analysis: find hard cuts and flashes from every frame of the same decode, and
             check camera motion between candidate key frames of one shot (default on).
         difference_threshold: cosine threshold; ``None`` = the embedder's calibrated default.

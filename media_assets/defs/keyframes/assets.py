@@ -1,61 +1,26 @@
-"""Key-frame assets: 1 FPS samples + embeddings (Parquet) -> selected key frames.
+"""Key-frame selection: ``keyframe_embeddings`` (1 FPS samples + embeddings, made by the video's
+decode pass, `media_assets.defs.video.decode`) -> ``key_frames``.
 
 Same ``videos`` partitions as the video pipeline. A partition is a source AVI (its verified
 MP4 clips are read), a direct upload under ``video_in/``, or an explicit ``s3://bucket/key``.
 """
 
-import time
 from pathlib import Path
 
-import botocore.exceptions
 import dagster as dg
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
-from ...kernels.ffmpeg import FFmpegError
-from ...kernels.frames import DeadFrameThresholds, dead_reason, luma_thumbnail
-from ...kernels.image_embedding import EmbeddingError
 from ...kernels.camera_motion import views_overlap
-from ...kernels.keyframes import analysis_rate_for, extract_samples, select_keyframes
-from ...kernels.probe import MediaError, probe
+from ...kernels.keyframes import select_keyframes
 from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings, VideoSource, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
 from ...scratch import scratch_dir
-from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource, safe_local_name
-from ..common import contact_sheet_markdown, get_table, input_failure, put_table, read_manifest, spread, write_manifest
+from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource
+from ..common import contact_sheet_markdown, get_table, input_failure, read_manifest, spread, write_manifest
 from ..output_set import OutputSet, listed_children
-from ..video.assets import mp4_clips
 from ..video.partitions import video_partitions
-
-
-def _sources(store: ObjectStore, src: VideoSource, video: VideoConversionSettings, fps: float) -> list[tuple[str, str, int]]:
-    """``(bucket, key, first sample index)`` of each file to sample, in timeline order."""
-    if src.kind == "direct":
-        return [(src.bucket, src.key, 0)]
-    manifest = read_manifest(store, video.mp4_bucket, video.manifest_key(src.key, "clips"))
-    if manifest is None:
-        raise input_failure(f"no verified clips for {src.key!r}: materialize mp4_clips for this partition first")
-    return [(video.mp4_bucket, c["key"], int(round(c["start_s"] * fps))) for c in manifest["clips"]]
-
-
-def _dead(path: Path) -> str | None:
-    with Image.open(path) as img:
-        return dead_reason(luma_thumbnail(img), None, DeadFrameThresholds())
-
-
-def _embeddings_table(src: VideoSource, indices, timestamps, dead, shot, flash, emb: np.ndarray) -> pa.Table:
-    d = emb.shape[1]
-    return pa.table({
-        "video": pa.array([src.key] * len(indices), pa.string()),
-        "frame_index": pa.array(indices, pa.int64()),
-        "timestamp_s": pa.array(timestamps, pa.float64()),
-        "dead": pa.array(dead, pa.string()),
-        "shot": pa.array(shot, pa.int32()),
-        "flash": pa.array(flash, pa.bool_()),
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), d),
-    })
 
 
 def _shot_columns(table: pa.Table) -> tuple[np.ndarray | None, list[bool]]:
@@ -82,109 +47,7 @@ MAX_SHEET_FRAMES = 32  # tiles in the UI's contact sheet (8 per row); more key f
 
 
 @dg.asset(
-    deps=[mp4_clips],
-    partitions_def=video_partitions,
-    group_name="keyframes",
-    kinds={"ffmpeg", "onnx", "parquet"},
-    pool="embeddings",
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
-)
-def keyframe_embeddings(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, keyframe_settings: KeyframeSettings,
-                        video_settings: VideoConversionSettings, image_embedder: ImageEmbedderResource) -> dg.MaterializeResult:
-    """Samples at 1 FPS scaled to 1024x576 (ffmpeg `fps=1,scale=1024:576`), one embedding each.
-
-    The same decode writes every frame as a 64x36 grey thumbnail, from which hard cuts and
-    flashes are found (`analyse_shots`). Writes the samples as JPEG to
-    `<prefix>/samples/<stem>/<index>.jpg` and the table `<prefix>/embeddings/<stem>.parquet`
-    (written last: the commit point) with columns `video` (str), `frame_index` (int64, 0-based
-    1 FPS sample index = seconds from the start), `timestamp_s` (float64), `dead` (str:
-    black/blank, else null), `shot` (int32: shot number, +1 after each hard cut; null without
-    shot analysis), `flash` (bool: the sample shows a flash) and `embedding`
-    (fixed_size_list<float32>[d], L2-normalised; d = 1280 local, 256/384/1024 Titan), so
-    embeddings can be reused (similarity search, dedup) without recomputation.
-    """
-    ks, store = keyframe_settings, object_store.get_store()
-    src = ks.source_for(context.partition_key, video_settings.video_prefix)
-    parquet_key = src.embeddings_key()
-    started = time.perf_counter()
-    with scratch_dir("keyframes") as tmp:
-        tmp = Path(tmp)
-        paths, indices, chunks, dead, shot, flash = [], [], [], [], [], []
-        hard_cuts = 0
-        embed_s = 0.0
-
-        def embed(batch: list[Path]) -> None:  # runs while ffmpeg keeps decoding
-            nonlocal embed_s
-            t0 = time.perf_counter()
-            chunks.append(image_embedder.embed_jpegs(batch))
-            dead.extend(_dead(p) for p in batch)
-            embed_s += time.perf_counter() - t0
-
-        try:
-            for n, (bucket, key, start) in enumerate(_sources(store, src, video_settings, ks.fps)):
-                try:
-                    local = store.download(bucket, key, tmp / f"in_{n}_{safe_local_name(key, '.mp4')}")
-                except ObjectNotFoundError as err:
-                    raise input_failure(f"source video {bucket}/{key} does not exist") from err
-                try:
-                    info = probe(local)
-                    if info.video is None:
-                        raise MediaError(f"{key}: no video stream")
-                    rate = analysis_rate_for(info.video.frame_rate, ks.fps) if ks.shot_analysis else None
-                    samples = extract_samples(local, tmp / f"s_{n}", fps=ks.fps, width=ks.width, height=ks.height, start_index=start,
-                                              skip_bidir=ks.skip_bidir, on_batch=embed, batch_size=image_embedder.batch_size,
-                                              analysis_rate=rate)
-                except (MediaError, FFmpegError) as err:
-                    raise input_failure(f"{bucket}/{key}: {err}", ffmpeg_log=getattr(err, "stderr_tail", "")) from err
-                local.unlink()
-                paths += samples.paths
-                indices += samples.indices.tolist()
-                if samples.shots is None:
-                    shot += [None] * len(samples.paths)
-                    flash += [False] * len(samples.paths)
-                else:  # a clip boundary is no cut: the first shot of a clip continues the last one
-                    shot += (samples.shots.shot + (shot[-1] if shot else 0)).tolist()
-                    flash += samples.shots.flash.tolist()
-                    hard_cuts += len(samples.shots.cuts_s)
-        except EmbeddingError as err:
-            raise input_failure(f"{src.key}: {err}") from err
-        except botocore.exceptions.ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            if code in ("AccessDeniedException", "ValidationException", "ResourceNotFoundException", "UnrecognizedClientException"):
-                raise input_failure(
-                    f"{src.key}: Bedrock refused InvokeModel ({code}: {err.response['Error'].get('Message', '')}); check the IAM "
-                    "permission bedrock:InvokeModel and model access to amazon.titan-embed-image-v1 in this region"
-                ) from err
-            raise
-        if not paths:
-            raise input_failure(f"{src.key}: no decodable video frame")
-        emb = np.concatenate(chunks)
-        extract_s = time.perf_counter() - started - embed_s
-        table = _embeddings_table(src, indices, [i / ks.fps for i in indices], dead, shot, flash, emb)
-        # every sample already in the folder counts as the previous set: kept if this attempt
-        # fails (the previous table refers to them), removed after the commit unless rewritten
-        existing = listed_children(store, src.out_bucket, src.out_key("samples", ""), ".jpg", numbered=True)
-        with OutputSet(store, src.out_bucket, context.log, previous=existing, concurrency=ks.transfer_concurrency) as out:
-            for p, i in zip(paths, indices):
-                out.upload(p, src.out_key("samples", f"{i}.jpg"), "image/jpeg")
-            out.commit(lambda: put_table(store, src.out_bucket, parquet_key, table))
-    return dg.MaterializeResult(metadata={
-        "source": src.key if src.kind == "converted" else f"{src.bucket}/{src.key}",
-        "frames_sampled": len(paths),
-        "dead_samples": sum(d is not None for d in dead),
-        "hard_cuts": hard_cuts,
-        "flash_samples": sum(flash),
-        "embedding_backend": image_embedder.backend,
-        "embedding_dim": int(emb.shape[1]),
-        "embeddings": dg.MetadataValue.path(f"{src.out_bucket}/{parquet_key}"),
-        "extract_s": round(extract_s, 3),  # decoding time not overlapped by embedding
-        "embed_s": round(embed_s, 3),
-        "video_s_per_wall_s": round(len(paths) / ks.fps / max(time.perf_counter() - started, 1e-9), 2),
-    })
-
-
-@dg.asset(
-    deps=[keyframe_embeddings],
+    deps=[dg.AssetKey("keyframe_embeddings")],
     partitions_def=video_partitions,
     group_name="keyframes",
     kinds={"jpeg"},

@@ -1,16 +1,18 @@
-"""Video conversion pipeline: AVI -> MP4 clips -> labeling frames."""
+"""Video conversion pipeline: AVI -> one decode pass (MP4 clips, labeling frames, key-frame
+embeddings) -> source removal once every output is verified."""
 
 import dagster as dg
 
-from .assets import labeling_frames, mp4_clips, raw_videos, source_video_removal
+from .assets import raw_videos, source_video_removal
+from .decode import video_decode
 from .jobs import video_conversion_job
 from .partitions import video_partitions
 from .sensors import new_avi_sensor
 
 defs = dg.Definitions(
-    assets=[raw_videos, mp4_clips, labeling_frames, source_video_removal],
+    assets=[raw_videos, video_decode, source_video_removal],
     jobs=[video_conversion_job],
     sensors=[new_avi_sensor],
 )
 
-__all__ = ["defs", "labeling_frames", "mp4_clips", "source_video_removal", "new_avi_sensor", "raw_videos", "video_conversion_job", "video_partitions"]
+__all__ = ["defs", "source_video_removal", "new_avi_sensor", "raw_videos", "video_conversion_job", "video_decode", "video_partitions"]

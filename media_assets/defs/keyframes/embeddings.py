@@ -1,0 +1,187 @@
+"""The work of the ``keyframe_embeddings`` asset, shared by the video's single decode pass
+(`media_assets.defs.video.decode`) and the pass that samples clips or a direct upload alone:
+embedding samples while ffmpeg decodes, sampling stored videos, and committing the table.
+No asset is defined here."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import botocore.exceptions
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from ...kernels.ffmpeg import FFmpegError
+from ...kernels.frames import DeadFrameThresholds, dead_reason, luma_thumbnail
+from ...kernels.image_embedding import EmbeddingError
+from ...kernels.keyframes import Samples, analysis_rate_for, extract_samples
+from ...kernels.probe import MediaError, probe
+from ...resources.embedder import ImageEmbedderResource
+from ...resources.keyframes import KeyframeSettings, VideoSource
+from ...resources.video import VideoConversionSettings
+from ...storage import ObjectNotFoundError, ObjectStore, safe_local_name
+from ..common import input_failure, put_table, read_manifest
+from ..output_set import OutputSet, listed_children
+
+BEDROCK_REFUSALS = ("AccessDeniedException", "ValidationException", "ResourceNotFoundException", "UnrecognizedClientException")
+
+
+def embedding_failure(video: str, err: Exception) -> Exception:
+    """The exception to raise for an embedding error of ``video``: an input failure (not
+    retried) for a corrupt sample or a refusal by Bedrock that retrying cannot fix, else
+    ``err`` itself (throttling, network: retried by the asset's retry policy)."""
+    if isinstance(err, EmbeddingError):
+        return input_failure(f"{video}: {err}")
+    if isinstance(err, botocore.exceptions.ClientError):
+        code = err.response.get("Error", {}).get("Code", "")
+        if code in BEDROCK_REFUSALS:
+            return input_failure(
+                f"{video}: Bedrock refused InvokeModel ({code}: {err.response['Error'].get('Message', '')}); check the IAM "
+                "permission bedrock:InvokeModel and model access to amazon.titan-embed-image-v1 in this region"
+            )
+    return err
+
+
+class SampleEmbedder:
+    """The ``on_batch`` callback of a sampling pass: embeds each batch of sample JPEGs (and
+    judges it black/blank) while ffmpeg keeps decoding.
+
+    With ``defer_errors`` an embedding error stops further embedding but not the decode, and
+    is kept in ``error`` (the single pass commits the clips and labeling frames before
+    failing the key frames); otherwise it is raised and stops the decode.
+    """
+
+    def __init__(self, embedder: ImageEmbedderResource, defer_errors: bool = False):
+        self.embedder, self.defer_errors = embedder, defer_errors
+        self.chunks: list[np.ndarray] = []
+        self.dead: list[str | None] = []
+        self.seconds = 0.0
+        self.error: Exception | None = None
+
+    def __call__(self, batch: list[Path]) -> None:
+        if self.error is not None:
+            return
+        t0 = time.perf_counter()
+        try:
+            self.chunks.append(self.embedder.embed_jpegs(batch))
+        except (EmbeddingError, botocore.exceptions.ClientError) as err:
+            if not self.defer_errors:
+                raise
+            self.error = err
+            return
+        self.dead.extend(_dead(p) for p in batch)
+        self.seconds += time.perf_counter() - t0
+
+    def embeddings(self) -> np.ndarray:
+        """``(n_samples, d) float32``, L2-normalised."""
+        return np.concatenate(self.chunks)
+
+
+def _dead(path: Path) -> str | None:
+    with Image.open(path) as img:
+        return dead_reason(luma_thumbnail(img), None, DeadFrameThresholds())
+
+
+def _stored_videos(store: ObjectStore, src: VideoSource, video: VideoConversionSettings, fps: float) -> list[tuple[str, str, int]]:
+    """``(bucket, key, first sample index)`` of each stored file to sample, in timeline order:
+    the direct upload, or the verified clips of a converted video."""
+    if src.kind == "direct":
+        return [(src.bucket, src.key, 0)]
+    manifest = read_manifest(store, video.mp4_bucket, video.manifest_key(src.key, "clips"))
+    if manifest is None:
+        raise input_failure(f"no verified clips for {src.key!r}: materialize mp4_clips for this partition first")
+    return [(video.mp4_bucket, c["key"], int(round(c["start_s"] * fps))) for c in manifest["clips"]]
+
+
+def sample_stored(store: ObjectStore, src: VideoSource, video: VideoConversionSettings, ks: KeyframeSettings,
+                  embed: SampleEmbedder, tmp: Path) -> list[Samples]:
+    """Sample (and embed, through ``embed``) the stored video(s) of ``src``, one file at a time.
+
+    Raises:
+        dg.Failure: a file is missing or cannot be decoded (input failure), or embedding failed.
+    """
+    parts = []
+    try:
+        for n, (bucket, key, start) in enumerate(_stored_videos(store, src, video, ks.fps)):
+            try:
+                local = store.download(bucket, key, tmp / f"in_{n}_{safe_local_name(key, '.mp4')}")
+            except ObjectNotFoundError as err:
+                raise input_failure(f"source video {bucket}/{key} does not exist") from err
+            try:
+                info = probe(local)
+                if info.video is None:
+                    raise MediaError(f"{key}: no video stream")
+                rate = analysis_rate_for(info.video.frame_rate, ks.fps) if ks.shot_analysis else None
+                parts.append(extract_samples(local, tmp / f"s_{n}", fps=ks.fps, width=ks.width, height=ks.height, start_index=start,
+                                             skip_bidir=ks.skip_bidir, on_batch=embed, batch_size=embed.embedder.batch_size,
+                                             analysis_rate=rate))
+            except (MediaError, FFmpegError) as err:
+                raise input_failure(f"{bucket}/{key}: {err}", ffmpeg_log=getattr(err, "stderr_tail", "")) from err
+            local.unlink()
+    except (EmbeddingError, botocore.exceptions.ClientError) as err:
+        raise embedding_failure(src.key, err) from err
+    return parts
+
+
+def _table(src: VideoSource, indices, timestamps, dead, shot, flash, emb: np.ndarray) -> pa.Table:
+    d = emb.shape[1]
+    return pa.table({
+        "video": pa.array([src.key] * len(indices), pa.string()),
+        "frame_index": pa.array(indices, pa.int64()),
+        "timestamp_s": pa.array(timestamps, pa.float64()),
+        "dead": pa.array(dead, pa.string()),
+        "shot": pa.array(shot, pa.int32()),
+        "flash": pa.array(flash, pa.bool_()),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), d),
+    })
+
+
+def commit_embeddings(context: dg.AssetExecutionContext, store: ObjectStore, src: VideoSource, ks: KeyframeSettings,
+                      parts: list[Samples], embed: SampleEmbedder, started: float) -> dg.MaterializeResult:
+    """Upload the samples of ``parts`` (files of one video in timeline order) and commit the
+    embeddings table (written last); the ``keyframe_embeddings`` result.
+
+    Raises:
+        dg.Failure: no decodable frame, or the deferred embedding error of ``embed``.
+    """
+    if embed.error is not None:
+        raise embedding_failure(src.key, embed.error) from embed.error
+    paths, indices, shot, flash, hard_cuts = [], [], [], [], 0
+    for samples in parts:
+        paths += samples.paths
+        indices += samples.indices.tolist()
+        if samples.shots is None:
+            shot += [None] * len(samples.paths)
+            flash += [False] * len(samples.paths)
+        else:  # a clip boundary is no cut: the first shot of a clip continues the last one
+            shot += (samples.shots.shot + (shot[-1] if shot else 0)).tolist()
+            flash += samples.shots.flash.tolist()
+            hard_cuts += len(samples.shots.cuts_s)
+    if not paths:
+        raise input_failure(f"{src.key}: no decodable video frame")
+    emb = embed.embeddings()
+    parquet_key = src.embeddings_key()
+    table = _table(src, indices, [i / ks.fps for i in indices], embed.dead, shot, flash, emb)
+    # every sample already in the folder counts as the previous set: kept if this attempt
+    # fails (the previous table refers to them), removed after the commit unless rewritten
+    existing = listed_children(store, src.out_bucket, src.out_key("samples", ""), ".jpg", numbered=True)
+    with OutputSet(store, src.out_bucket, context.log, previous=existing, concurrency=ks.transfer_concurrency) as out:
+        for p, i in zip(paths, indices):
+            out.upload(p, src.out_key("samples", f"{i}.jpg"), "image/jpeg")
+        out.commit(lambda: put_table(store, src.out_bucket, parquet_key, table))
+    wall = time.perf_counter() - started
+    return dg.MaterializeResult(asset_key="keyframe_embeddings", metadata={
+        "source": src.key if src.kind == "converted" else f"{src.bucket}/{src.key}",
+        "frames_sampled": len(paths),
+        "dead_samples": sum(d is not None for d in embed.dead),
+        "hard_cuts": hard_cuts,
+        "flash_samples": sum(flash),
+        "embedding_backend": embed.embedder.backend,
+        "embedding_dim": int(emb.shape[1]),
+        "embeddings": dg.MetadataValue.path(f"{src.out_bucket}/{parquet_key}"),
+        "embed_s": round(embed.seconds, 3),  # embedding time, overlapped with decoding
+        "video_s_per_wall_s": round(len(paths) / ks.fps / max(wall, 1e-9), 2),
+    })

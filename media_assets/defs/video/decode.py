@@ -1,0 +1,164 @@
+"""``video_decode``: one ``@dg.multi_asset`` materializing ``mp4_clips``, ``labeling_frames`` and
+``keyframe_embeddings`` of a video from one decode of its source.
+
+With ``mp4_clips`` selected and the source present, one ffmpeg process decodes the source
+once and feeds the encoder, the labeling-frame branch and the key-frame sample branch
+(`media_assets.kernels.video_pass`); samples are embedded while it decodes. The three
+outputs are then committed one after the other, each with its own manifest/table written last
+(``mp4_clips`` first, so the lineage order holds). Selected alone (``can_subset``), an output
+decodes only what it needs, from the verified clips (or the direct upload), as before.
+"""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+
+from ...kernels.ffmpeg import FFmpegError
+from ...kernels.keyframes import analysis_rate_for
+from ...kernels.probe import MediaError, MediaInfo, probe
+from ...kernels.video_pass import ClipPlan, LabelingPlan, PassOutputs, SamplePlan, decode_once
+from ...resources.embedder import ImageEmbedderResource
+from ...resources.keyframes import KeyframeSettings
+from ...resources.video import VideoConversionSettings
+from ...scratch import scratch_dir
+from ...storage import ObjectInfo, ObjectNotFoundError, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
+from ..common import input_failure, read_manifest
+from ..keyframes.embeddings import SampleEmbedder, commit_embeddings, sample_stored
+from .assets import raw_videos
+from .clips import CLIP_CHECK, clips_result, commit_clips
+from .labeling import DEAD_FRAME_CHECK, commit_labeling, frames_from_clips
+from .partitions import video_partitions
+
+RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+MP4_CLIPS = dg.AssetSpec(
+    "mp4_clips", deps=[raw_videos], group_name="video", kinds={"ffmpeg", "mp4"},
+    description="H.264/AAC MP4 (+faststart) of one source video, in `video-mp4/<video>/`.\n\n"
+    "Sources longer than `max_duration_s` (240 s) are cut into `clip_s` (120 s) clips in the same encode (forced "
+    "keyframes + segment muxer). Every clip is probed (streams, duration) before upload and its size checked after; "
+    "the manifest is written last. The source is never touched here: `source_video_removal`, the last step of the "
+    "run, removes it. Re-materializing after the source was removed reuses the verified clips and says so.",
+)
+LABELING_FRAMES = dg.AssetSpec(
+    "labeling_frames", deps=[MP4_CLIPS], group_name="video", kinds={"ffmpeg", "jpeg"},
+    description="Every `every_n_frames`-th (10th) frame of the video as JPEG, minus dead frames (black, blank, frozen), "
+    "in `unlabeled-images/<video>/<frame index>.jpg` (frame index = index in the source video).\n\n"
+    "Cut from the same decode as the clips when both are materialized together; alone, from the verified clips on "
+    "one frame grid across clip boundaries. Frames of an earlier materialization that are not in this one are "
+    "removed after the manifest is written.",
+)
+KEYFRAME_EMBEDDINGS = dg.AssetSpec(
+    "keyframe_embeddings", deps=[MP4_CLIPS], group_name="keyframes", kinds={"ffmpeg", "onnx", "parquet"},
+    description="Samples at 1 FPS scaled to 1024x576 (ffmpeg `fps=1,scale=1024:576`), one embedding each.\n\n"
+    "The same decode writes every frame as a 64x36 grey thumbnail, from which hard cuts and flashes are found. "
+    "Writes the samples as JPEG to `<prefix>/samples/<stem>/<index>.jpg` and the table "
+    "`<prefix>/embeddings/<stem>.parquet` (written last: the commit point) with columns `video` (str), "
+    "`frame_index` (int64, 1 FPS sample index = seconds from the start), `timestamp_s` (float64), `dead` (str: "
+    "black/blank, else null), `shot` (int32, +1 after each hard cut; null without shot analysis), `flash` (bool) "
+    "and `embedding` (fixed_size_list<float32>[d], L2-normalised; d = 1280 local, 256/384/1024 Titan). Made by the "
+    "clips' decode for a converted video; alone, from its clips or the direct upload.",
+)
+
+
+@dg.multi_asset(
+    name="video_decode",
+    specs=[MP4_CLIPS, LABELING_FRAMES, KEYFRAME_EMBEDDINGS],
+    check_specs=[
+        dg.AssetCheckSpec(CLIP_CHECK, asset="mp4_clips", description="Clip durations add up to the source duration within `duration_tolerance_s`."),
+        dg.AssetCheckSpec(DEAD_FRAME_CHECK, asset="labeling_frames", description="Re-decodes every uploaded JPEG: none is black, blank or frozen."),
+    ],
+    partitions_def=video_partitions,
+    can_subset=True,
+    pool="ffmpeg",
+    retry_policy=RETRY,
+)
+def video_decode(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, video_settings: VideoConversionSettings,
+                 keyframe_settings: KeyframeSettings, image_embedder: ImageEmbedderResource) -> Iterator[dg.MaterializeResult]:
+    """Clips, labeling frames and key-frame embeddings of one video from one decode of its source."""
+    selected = {k.to_user_string() for k in context.selected_asset_keys}
+    checks = {c.name for c in context.selected_asset_check_keys}
+    store, settings, ks, key = object_store.get_store(), video_settings, keyframe_settings, context.partition_key
+    src = ks.source_for(key, settings.video_prefix)
+    started = time.perf_counter()
+    embed = SampleEmbedder(image_embedder, defer_errors=True)
+    made = PassOutputs(None, None, None)
+    with scratch_dir("video_decode") as tmp:
+        tmp = Path(tmp)
+        if "mp4_clips" in selected:
+            result, made = _clips(context, store, settings, ks, embed, tmp, labeling="labeling_frames" in selected,
+                                  sampling="keyframe_embeddings" in selected and src.kind == "converted", check=CLIP_CHECK in checks)
+            yield result
+        if "labeling_frames" in selected:
+            frame_sets = [made.labeling] if made.labeling is not None else frames_from_clips(store, settings, key, tmp)
+            yield commit_labeling(context, store, settings, key, frame_sets, check=DEAD_FRAME_CHECK in checks)
+        if "keyframe_embeddings" in selected:
+            if made.samples is not None:
+                parts = [made.samples]
+            else:
+                embed = SampleEmbedder(image_embedder)
+                parts = sample_stored(store, src, settings, ks, embed, tmp)
+            yield commit_embeddings(context, store, src, ks, parts, embed, started)
+
+
+def _source(context: dg.AssetExecutionContext, store, settings: VideoConversionSettings, previous: dict | None) -> ObjectInfo | None:
+    """The source object to transcode, or ``None`` when its clips are to be reused: the source
+    was removed after verification, or this run's earlier attempt committed them (a step retry
+    does not encode again).
+
+    Raises:
+        dg.Failure: unsafe key, or no source and no clips ever made from it.
+    """
+    key, bucket = context.partition_key, settings.source_bucket
+    try:
+        check_key(key)
+    except UnsafeKeyError as err:
+        raise input_failure(str(err), source=f"{bucket}/{key}") from err
+    try:
+        source = store.head(bucket, key)
+    except ObjectNotFoundError:
+        if previous is None:
+            raise input_failure(f"source object {bucket}/{key} does not exist and no clips were ever produced from it", source=f"{bucket}/{key}") from None
+        context.log.warning(f"{bucket}/{key} is gone (removed after its clips were verified on {previous['created_at']}); "
+                            "reusing the verified clips. Upload the source again to re-transcode.")
+        return None
+    if previous is not None and previous.get("run_id") == context.run.run_id and previous["source"]["etag"] == source.etag:
+        return None
+    return source
+
+
+def _clips(context: dg.AssetExecutionContext, store, settings: VideoConversionSettings, ks: KeyframeSettings, embed: SampleEmbedder,
+           tmp: Path, *, labeling: bool, sampling: bool, check: bool) -> tuple[dg.MaterializeResult, PassOutputs]:
+    """Transcode the source (with the labeling and sample branches in the same decode when
+    asked) and commit the clips: ``(mp4_clips result, what the pass made)``."""
+    previous = read_manifest(store, settings.mp4_bucket, settings.manifest_key(context.partition_key, "clips"))
+    source = _source(context, store, settings, previous)
+    if source is None:
+        note = "source removed after verification; existing verified clips reused" if not store.exists(settings.source_bucket, context.partition_key) \
+            else "committed by an earlier attempt of this run; reused"
+        return clips_result(previous, settings, store, check=check, note=note), PassOutputs(None, None, None)
+    started = time.perf_counter()
+    local = store.download(source.bucket, source.key, tmp / safe_local_name(source.key, ".avi"))
+    try:
+        info = probe(local)
+        made = decode_once(local, tmp / "pass", info, clips=ClipPlan(stem=Path(settings.video_prefix(source.key)).name or "video",
+                                                                    max_duration_s=settings.max_duration_s, clip_s=settings.clip_s,
+                                                                    settings=settings.encode_settings()),
+                           labeling=LabelingPlan(every_n=settings.every_n_frames) if labeling else None,
+                           samples=_sample_plan(ks, info, embed) if sampling else None)
+    except (MediaError, FFmpegError) as err:
+        raise input_failure(f"{source.bucket}/{source.key}: {err}. The source object is kept.", source=f"{source.bucket}/{source.key}",
+                            error=type(err).__name__, ffmpeg_log=getattr(err, "stderr_tail", "")) from err
+    pass_s = time.perf_counter() - started
+    local.unlink()
+    manifest = commit_clips(context, store, settings, source, info, made.clips, previous)
+    outputs = "+".join(["clips", *(["labeling frames"] if labeling else []), *(["key-frame samples"] if sampling else [])])
+    return clips_result(manifest, settings, store, check=check, decode_pass=outputs, decode_pass_s=round(pass_s, 3),
+                        wall_s=round(time.perf_counter() - started, 3)), made
+
+
+def _sample_plan(ks: KeyframeSettings, info: MediaInfo, embed: SampleEmbedder) -> SamplePlan:
+    rate = analysis_rate_for(info.video.frame_rate if info.video else None, ks.fps) if ks.shot_analysis else None
+    return SamplePlan(fps=ks.fps, width=ks.width, height=ks.height, analysis_rate=rate, on_batch=embed,
+                      batch_size=embed.embedder.batch_size)

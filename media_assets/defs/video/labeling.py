@@ -1,0 +1,139 @@
+"""The work of the ``labeling_frames`` asset once ffmpeg has sampled: drop dead frames, upload
+the rest, re-check them, commit the manifest, and the UI preview. No asset is defined here
+(the frames come from the video's decode pass, `media_assets.defs.video.decode`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+from PIL import Image
+
+from ...kernels.ffmpeg import FFmpegError
+from ...kernels.frames import DeadFrameThresholds, SampledFrames, classify_dead_frames, luma_thumbnail, sample_frames
+from ...resources.video import VideoConversionSettings
+from ...storage import ObjectStore
+from ..common import contact_sheet_markdown, input_failure, read_manifest, spread, write_manifest
+from ..output_set import OutputSet, listed_children
+
+DEAD_FRAME_CHECK = "no_dead_frame_kept"
+SHOWN_PER_REASON = 4  # dropped frames of each reason (black, blank, frozen) in the UI's preview
+
+
+def _clearly_dead(t: DeadFrameThresholds) -> DeadFrameThresholds:
+    """Thresholds for the re-check on decoded JPEGs: halfway stricter, so a frame that passed
+    by a hair on ffmpeg's thumbnail is not flagged because PIL's decode differs by a little."""
+    return DeadFrameThresholds(
+        black_pixel_luma=t.black_pixel_luma,
+        black_pixel_share=(1 + t.black_pixel_share) / 2,
+        blank_luma_std=t.blank_luma_std / 2,
+        frozen_mean_abs_diff=t.frozen_mean_abs_diff / 2,
+    )
+
+
+def _small(path: Path, width: int = 160) -> Image.Image:
+    """A ``width`` px copy of the JPEG at ``path`` (kept in memory: the file is deleted)."""
+    with Image.open(path) as img:
+        img.draft("RGB", (width, width))
+        small = img.convert("RGB")
+    small.thumbnail((width, width))
+    return small
+
+
+def _reasons(dropped: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in dropped.items() if n) or "none"
+
+
+def _jpeg_thumbnail(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return luma_thumbnail(img)
+
+
+def frames_from_clips(store: ObjectStore, settings: VideoConversionSettings, key: str, tmp: Path) -> Iterator[SampledFrames]:
+    """The labeling frames of source ``key`` sampled from its verified clips, one clip at a time
+    (each on the source's frame grid: its first frame's source index is in the manifest).
+
+    Raises:
+        dg.Failure: no clips manifest, or a clip cannot be decoded (input failures).
+    """
+    manifest = read_manifest(store, settings.mp4_bucket, settings.manifest_key(key, "clips"))
+    if manifest is None:
+        raise input_failure(f"no verified clips for {key!r}: materialize mp4_clips for this partition first")
+    for clip in manifest["clips"]:
+        local = store.download(settings.mp4_bucket, clip["key"], tmp / f"clip_{clip['index']}.mp4")
+        try:
+            frames = sample_frames(local, tmp / f"frames_{clip['index']}", every_n=settings.every_n_frames, start_index=clip["first_frame_index"])
+        except FFmpegError as err:
+            raise input_failure(f"{settings.mp4_bucket}/{clip['key']}: cannot sample frames: {err}", ffmpeg_log=err.stderr_tail) from err
+        local.unlink()
+        yield frames
+
+
+def commit_labeling(context: dg.AssetExecutionContext, store: ObjectStore, settings: VideoConversionSettings, key: str,
+                    frame_sets: Iterable[SampledFrames], check: bool = True) -> dg.MaterializeResult:
+    """Upload the live frames of ``frame_sets`` (the video's sampled frames in timeline order)
+    to ``labeling_bucket/<video>/<frame index>.jpg``, dropping dead ones (black, blank, frozen:
+    `media_assets.kernels.frames`), re-check the uploaded JPEGs (the ``no_dead_frame_kept``
+    check, when ``check``) and commit the frames manifest last; the ``labeling_frames`` result.
+    Frames of an earlier materialization that are not in this one are removed after the commit.
+    """
+    prefix = settings.video_prefix(key)
+    manifest_key = settings.manifest_key(key, "frames")
+    previous = read_manifest(store, settings.mp4_bucket, manifest_key)
+    thresholds = settings.dead_frame_thresholds()
+    kept_paths: list[Path] = []
+    kept_indices: list[int] = []
+    dropped = {"black": 0, "blank": 0, "frozen": 0}
+    n_sampled = 0
+    dropped_tiles: list[tuple[Image.Image, str]] = []
+    leftovers = listed_children(store, settings.labeling_bucket, prefix, ".jpg", numbered=True)
+    with OutputSet(store, settings.labeling_bucket, context.log, concurrency=settings.upload_concurrency,
+                   previous=(previous or {}).get("frame_keys", []), leftovers=leftovers) as out:
+        last_kept = None
+        for frames in frame_sets:
+            n_sampled += len(frames.paths)
+            reasons = classify_dead_frames(frames.thumbnails, thresholds, previous_kept=last_kept)
+            for path, idx, thumb, reason in zip(frames.paths, frames.frame_indices, frames.thumbnails, reasons):
+                if reason:
+                    dropped[reason] += 1
+                    if dropped[reason] <= SHOWN_PER_REASON:  # a few of each reason for the UI
+                        dropped_tiles.append((_small(path), f"#{int(idx)} {reason}"))
+                    path.unlink()
+                    continue
+                last_kept = thumb
+                kept_paths.append(path)
+                kept_indices.append(int(idx))
+                out.upload(path, f"{prefix}/{int(idx)}.jpg", "image/jpeg")
+        out.wait()
+        # asset check: re-decode the JPEGs as uploaded; none may be dead
+        thumbs = np.stack([_jpeg_thumbnail(p) for p in kept_paths]) if kept_paths else np.zeros((0, 36, 64), np.uint8)
+        recheck = [r for r in classify_dead_frames(thumbs, _clearly_dead(thresholds)) if r]
+        kept_tiles = [(p, f"#{i} kept") for p, i in spread(list(zip(kept_paths, kept_indices)), 2 * SHOWN_PER_REASON)]
+        preview = (contact_sheet_markdown(kept_tiles, f"kept: {len(kept_paths)} of {n_sampled} sampled frames")
+                   + "\n\n" + contact_sheet_markdown(dropped_tiles, f"dropped: {sum(dropped.values())} ({_reasons(dropped)}); a few of each reason"))
+        uploaded = list(out.written)
+        manifest = {
+            "source_key": key, "frame_keys": uploaded, "frame_indices": kept_indices,
+            "dropped": dropped, "n_sampled": n_sampled,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": context.run.run_id,
+        }
+        out.commit(lambda: write_manifest(store, settings.mp4_bucket, manifest_key, manifest))
+    checks = [dg.AssetCheckResult(asset_key="labeling_frames", check_name=DEAD_FRAME_CHECK, passed=not recheck,
+                                  metadata={"frames_checked": len(kept_paths), "dead_found": len(recheck)})] if check else []
+    return dg.MaterializeResult(
+        asset_key="labeling_frames",
+        metadata={
+            "frames_sampled": n_sampled,
+            "frames_kept": len(uploaded),
+            "frames_dropped": sum(dropped.values()),
+            "dropped_black": dropped["black"],
+            "dropped_blank": dropped["blank"],
+            "dropped_frozen": dropped["frozen"],
+            "first_frame_keys": uploaded[:10],
+            "frames": dg.MetadataValue.md(preview),
+        },
+        check_results=checks,
+    )
