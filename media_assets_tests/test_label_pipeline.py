@@ -47,6 +47,13 @@ def _check(store, settings, ds, outcomes, instance, marker):
         kinds = ds.kinds[key]
         assert meta[key]["unmatched"].value == int((kinds == 0).sum())
         assert meta[key]["approximate_matches"].value == int((kinds == 2).sum())
+    # each run's totals: one observation per run, numeric (plottable), adding up to the partitions'
+    runs = [o.asset_observation.metadata for o in instance.fetch_observations(dg.AssetKey("corrected_batches"), limit=1000).records]
+    assert runs and all(isinstance(r["unmatched"], dg.IntMetadataValue) for r in runs)
+    for name in ("rows", "exact_matches", "approximate_matches", "unmatched"):
+        assert sum(r[name].value for r in runs) == sum(meta[k][name].value for k in good)
+    assert sum(r["batches_corrected"].value for r in runs) == len(good)
+    assert sum(r["batches_failed"].value for r in runs) == len(ds.malformed)
 
 
 def test_label_correction_local(instance, local_resource, tmp_path):

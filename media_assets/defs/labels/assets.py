@@ -163,14 +163,21 @@ def up_to_date(context: dg.AssetExecutionContext, store: ObjectStore, settings: 
     return {k for k in candidates if current[k] == latest[k]["batch_etag"].value}
 
 
+RUN_TOTALS = ("rows", "exact_matches", "approximate_matches", "unmatched", "targets_changed")
+
+
 def _record_result(context: dg.AssetExecutionContext, settings: LabelCorrectionSettings, result: BatchResult,
-                   failures: dict[str, str], versions: dict[str, str]) -> int:
-    """Record one batch's materialization (and failing check evaluations); 1 if it succeeded."""
+                   failures: dict[str, str], versions: dict[str, str], totals: dict[str, int]) -> None:
+    """Record one batch's materialization (and failing check evaluations); add its row counts
+    to the run's ``totals``."""
     key = result.key
     if result.error is not None:
         failures[key] = result.error
         context.log.error(result.error)
-        return 0
+        return
+    totals["batches_corrected"] += 1
+    for name in RUN_TOTALS:
+        totals[name] += result.metadata[name]
     meta = {**result.metadata, **versions}
     same_layout = meta.pop("same_layout")
     share = meta["unmatched"] / max(meta["rows"], 1)
@@ -187,7 +194,6 @@ def _record_result(context: dg.AssetExecutionContext, settings: LabelCorrectionS
         ))
     if not same_layout:
         context.log_event(dg.AssetCheckEvaluation(asset_key=context.asset_key, check_name="same_layout_as_original", partition=key, passed=False))
-    return 1
 
 
 @dg.asset(
@@ -210,7 +216,9 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
     partition gets its own materialization (with its counts) and failing check results, logged
     with `context.log_event` as each batch finishes. A batch that fails (0 rows, NaN values,
     malformed or unsafe pickle) fails only its own partition: the others are corrected and
-    recorded, then the run fails naming each failed batch and field. Batches already corrected
+    recorded, then the run fails naming each failed batch and field. The run's totals (rows
+    exact/approximate/unmatched, batches corrected/skipped/failed, batches/s) are one asset
+    observation per run. Batches already corrected
     from the same batch, master and targets versions (ETags in their metadata) are skipped, so
     a retried or resumed range run does only what is left.
     """
@@ -228,11 +236,18 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
     context.log.info(f"index: {len(index.ids)} videos x {index.dim}; targets: {len(targets.ids)} rows {targets.columns}; {len(keys)} batches")
 
     failures: dict[str, str] = {}
-    done = 0
+    totals = dict.fromkeys(("batches_corrected", *RUN_TOTALS), 0)
     for result in correct_batches(keys, store, settings, index, targets, master_to_target):
-        done += _record_result(context, settings, result, failures, versions)
+        _record_result(context, settings, result, failures, versions, totals)
     elapsed = time.perf_counter() - started
+    done = totals["batches_corrected"]
     context.log.info(f"corrected {done} of {len(keys)} batches in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.1f} batches/s)")
+    # the run's totals, one observation per run (numeric: plottable over runs in the UI)
+    context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata={
+        **{name: dg.MetadataValue.int(n) for name, n in totals.items()},
+        "batches_skipped": dg.MetadataValue.int(len(skipped)), "batches_failed": dg.MetadataValue.int(len(failures)),
+        "batches_per_s": dg.MetadataValue.float(round(done / max(elapsed, 1e-9), 2)), "run_s": dg.MetadataValue.float(round(elapsed, 2)),
+    }))
     if failures:
         listing = "\n".join(f"- {k}: {v}" for k, v in sorted(failures.items())[:50])
         raise dg.Failure(
