@@ -53,22 +53,14 @@ def even_size_filter(info: MediaInfo) -> str | None:
     return "scale=trunc(iw/2)*2:trunc(ih/2)*2" if info.video.width % 2 or info.video.height % 2 else None
 
 
-def transcode_args(
-    src: Path,
-    dst_dir: Path,
-    stem: str,
-    info: MediaInfo,
-    *,
-    max_duration_s: float = 240.0,
-    clip_s: float = 120.0,
-    settings: EncodeSettings = EncodeSettings(),
-) -> list[str]:
-    """The ffmpeg arguments :func:`transcode_to_mp4` runs (exposed for benchmarks and logs)."""
+def transcode_args(src: Path, dst_dir: Path, stem: str, info: MediaInfo, **encode) -> list[str]:
+    """The ffmpeg arguments :func:`transcode_to_mp4` runs (exposed for benchmarks and logs);
+    ``encode``: the keyword arguments of :func:`encode_output_args`."""
     args = ["-i", str(src), "-sn", "-dn"]
     even = even_size_filter(info)
     if even:
         args += ["-filter_complex", f"[0:v:0]{even}[v]"]
-    return args + encode_output_args("[v]" if even else "0:v:0", dst_dir, stem, info, max_duration_s=max_duration_s, clip_s=clip_s, settings=settings)
+    return args + encode_output_args("[v]" if even else "0:v:0", dst_dir, stem, info, **encode)
 
 
 def encode_output_args(
