@@ -23,12 +23,14 @@ demo: install system-deps
 
 # Debian packages: espeak-ng synthesizes the speech of the demo and of the cheap audio tests;
 # pocketsphinx-testdata ships real read speech with reference transcripts (LibriVox, CMU);
-# postgresql: the production instance's storage, started by the tests on 127.0.0.1
+# postgresql: the production instance's storage, started by the tests on 127.0.0.1;
+# chromium: the browser Playwright drives to check that the UI shows the media
 SPEECH_DATA := /usr/share/pocketsphinx/test/data/librivox/transcription
 system-deps:
 	@missing=""; command -v espeak-ng >/dev/null || missing="espeak-ng"; \
 	test -f $(SPEECH_DATA) || missing="$$missing pocketsphinx-testdata"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$missing; fi; fi

@@ -1,7 +1,8 @@
 """What the Dagster UI shows, read the way the UI reads it: the demo processed by `media-assets
 process` (all four pipelines), then `dagster-webserver` over the same instance and the
-project's workspace, and the webserver's GraphQL API asked for each asset's latest
-materialization (and observations) with the type of every metadata entry."""
+project's workspace; the webserver's GraphQL API asked for each asset's latest
+materialization (and observations) with the type of every metadata entry, and headless
+chromium (Playwright) on the `key_frames` partition page, where the thumbnails must load."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from media_assets_tests.ui_browser import show_markdown
 
 pytestmark = pytest.mark.slow
 
@@ -92,6 +95,10 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
             entries[asset] = {e["label"]: e["__typename"] for e in events[0]["metadataEntries"]}
             for label, typename in expected.items():
                 assert entries[asset].get(label) == typename, (asset, label, entries[asset])
+
+        # the key-frame contact sheet, as a user opens it: every image decoded by the browser
+        sizes = show_markdown(f"http://127.0.0.1:{port}", "key_frames", "bikes.avi")
+        assert sizes and all(w > 0 and h > 0 for w, h in sizes), sizes
     finally:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(timeout=30)
