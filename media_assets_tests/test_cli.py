@@ -130,7 +130,7 @@ def _scratch_of_group(name: str, pgid: int) -> list[Path]:
 
 @pytest.mark.slow
 def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypatch):
-    """SIGKILL the whole pass (driver, daemon, run worker) while the 250 s video is converting:
+    """SIGKILL the whole pass (driver, daemon, run worker) while the 250 s video is in its decode pass:
     the next pass reports the stranded run failed, Dagster's run retry re-executes it, and the
     source is removed only once every output exists. No run stays STARTED."""
     src = tmp_path / "data" / "video-avi"
@@ -144,7 +144,7 @@ def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypat
     with _instance(tmp_path, monkeypatch) as instance:
         _wait_for(lambda: instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])), 240, "a started run")
         pgid = json.loads((home / "process.json").read_text())["pgid"]
-        _wait_for(lambda: _scratch_of_group("mp4_clips", pgid), 240, "mp4_clips at work")
+        _wait_for(lambda: _scratch_of_group("video_decode", pgid), 240, "the decode pass at work")
         time.sleep(2)
         os.killpg(driver.pid, signal.SIGKILL)
         os.killpg(pgid, signal.SIGKILL)
