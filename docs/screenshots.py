@@ -10,17 +10,15 @@ dataset's preview table, the label correction's run totals.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from media_assets_tests.ui_browser import chromium, show_markdown  # noqa: E402
+from media_assets_tests.ui_browser import chromium, graphql, show_markdown  # noqa: E402
 
 # (file, asset, partition, what to show)
 SHOTS = [
@@ -44,10 +42,7 @@ def page_shot(base_url: str, path: str, out: Path) -> None:
 def latest_partition(base_url: str, asset: str) -> str:
     """The partition of ``asset``'s latest materialization, from the webserver's GraphQL API."""
     query = "query($k: AssetKeyInput!) { assetOrError(assetKey: $k) { ... on Asset { assetMaterializations(limit: 1) { partition } } } }"
-    req = urllib.request.Request(f"{base_url}/graphql", data=json.dumps({"query": query, "variables": {"k": {"path": [asset]}}}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())["data"]["assetOrError"]["assetMaterializations"][0]["partition"]
+    return graphql(base_url, query, {"k": {"path": [asset]}})["data"]["assetOrError"]["assetMaterializations"][0]["partition"]
 
 
 def main() -> None:

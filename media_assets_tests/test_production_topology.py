@@ -10,7 +10,6 @@ run retry finishes it. Every process is stopped by its pid."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -18,7 +17,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import boto3
@@ -26,6 +24,7 @@ import dagster as dg
 import pytest
 
 from media_assets_tests.postgres_server import postgres_server
+from media_assets_tests.ui_browser import graphql
 
 pytestmark = pytest.mark.slow
 
@@ -81,13 +80,6 @@ class Processes:
             self.kill(name, signal.SIGTERM)
 
 
-def _graphql(port: int, query: str, variables: dict) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query, "variables": variables}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
 START_SENSOR = """
 mutation($selector: SensorSelector!) {
   startSensor(sensorSelector: $selector) {
@@ -134,7 +126,7 @@ def test_webserver_daemon_code_server_on_postgres(tmp_path, media, monkeypatch):
             selector = {"repositoryLocationName": "media_assets", "repositoryName": "__repository__", "sensorName": "new_avi_sensor"}
 
             def start_sensor():  # SensorNotFoundError until the webserver has loaded the code location
-                out = _try(lambda: _graphql(web_port, START_SENSOR, {"selector": selector})["data"]["startSensor"])
+                out = _try(lambda: graphql(f"http://127.0.0.1:{web_port}", START_SENSOR, {"selector": selector})["data"]["startSensor"])
                 return out if out and out["__typename"] == "Sensor" else None
 
             started = _wait("the webserver to switch new_avi_sensor on", start_sensor, 240, logs, 3)

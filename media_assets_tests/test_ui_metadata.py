@@ -6,19 +6,17 @@ chromium (Playwright) on the `key_frames` partition page, where the thumbnails m
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from media_assets_tests.ui_browser import show_markdown
+from media_assets_tests.ui_browser import graphql, show_markdown
 
 pytestmark = pytest.mark.slow
 
@@ -56,13 +54,6 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _graphql(port: int, query: str, variables: dict) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query, "variables": variables}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
 def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
     env = {**os.environ, "MEDIA_ASSETS_DATA_ROOT": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home"),
            "MEDIA_ASSETS_STORAGE": "local"}
@@ -83,7 +74,7 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
         for asset, (where, expected) in EXPECTED.items():
             while True:  # AssetNotFoundError until the webserver has loaded the code location
                 try:
-                    out = _graphql(port, QUERY, {"key": {"path": [asset]}})["data"]["assetOrError"]
+                    out = graphql(f"http://127.0.0.1:{port}", QUERY, {"key": {"path": [asset]}})["data"]["assetOrError"]
                 except OSError:
                     out = None
                 if out and out["__typename"] == "Asset" or time.monotonic() > deadline:

@@ -1,15 +1,29 @@
-"""Looking at the Dagster UI the way a user does: Debian's chromium driven by Playwright (no
-browser download: ``executable_path``) to an asset partition's page, its markdown metadata
-opened ("Show Markdown"), and the inline images it shows measured. Used by the UI test and by
-``docs/screenshots.py``."""
+"""Looking at the Dagster UI the way it and its user do: the webserver's GraphQL API, and
+Debian's chromium driven by Playwright (no browser download: ``executable_path``) to an asset
+partition's page, its markdown metadata opened ("Show Markdown"), and the inline images it
+shows measured. Used by the UI and production-topology tests and by ``docs/screenshots.py``."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
+
+
+def graphql(base_url: str, query: str, variables: dict) -> dict:
+    """POST ``query`` with ``variables`` to the webserver at ``base_url``; the decoded answer.
+
+    Raises:
+        OSError: the webserver cannot be reached (not up yet, or gone).
+    """
+    req = urllib.request.Request(f"{base_url}/graphql", data=json.dumps({"query": query, "variables": variables}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
 
 
 def chromium() -> str:

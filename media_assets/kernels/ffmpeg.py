@@ -39,6 +39,11 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def _command(args: Sequence[str]) -> list[str]:
+    """``ffmpeg -hide_banner -nostdin -y -loglevel error <args>``: quiet, never prompting."""
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args]
+
+
 def run_ffmpeg(args: Sequence[str], *, capture_stdout: bool = False, timeout_s: float | None = None) -> bytes:
     """Run ``ffmpeg -hide_banner -nostdin -y <args>``; return stdout (if captured).
 
@@ -46,7 +51,7 @@ def run_ffmpeg(args: Sequence[str], *, capture_stdout: bool = False, timeout_s: 
         FFmpegError: non-zero exit status, with the tail of ffmpeg's log.
         subprocess.TimeoutExpired: the process ran longer than ``timeout_s`` seconds.
     """
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args]
+    cmd = _command(args)
     proc = subprocess.run(
         cmd,
         stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
@@ -72,7 +77,7 @@ def run_ffmpeg_streaming(args: Sequence[str], watch_dir: str | os.PathLike, patt
         FFmpegError: non-zero exit status, with the tail of ffmpeg's log.
         Whatever ``on_batch`` raises (ffmpeg is killed first).
     """
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args]
+    cmd = _command(args)
     watch_dir = Path(watch_dir)
     handed = 0
     with tempfile.TemporaryFile() as err:

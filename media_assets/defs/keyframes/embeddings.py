@@ -23,8 +23,9 @@ from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings, VideoSource
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectNotFoundError, ObjectStore, safe_local_name
-from ..common import input_failure, put_table, read_manifest
+from ..common import input_failure, put_table
 from ..output_set import OutputSet, listed_children
+from ..video.clips import verified_clips
 
 BEDROCK_REFUSALS = ("AccessDeniedException", "ValidationException", "ResourceNotFoundException", "UnrecognizedClientException")
 
@@ -90,10 +91,7 @@ def _stored_videos(store: ObjectStore, src: VideoSource, video: VideoConversionS
     the direct upload, or the verified clips of a converted video."""
     if src.kind == "direct":
         return [(src.bucket, src.key, 0)]
-    manifest = read_manifest(store, video.mp4_bucket, video.manifest_key(src.key, "clips"))
-    if manifest is None:
-        raise input_failure(f"no verified clips for {src.key!r}: materialize mp4_clips for this partition first")
-    return [(video.mp4_bucket, c["key"], int(round(c["start_s"] * fps))) for c in manifest["clips"]]
+    return [(video.mp4_bucket, c["key"], int(round(c["start_s"] * fps))) for c in verified_clips(store, video, src.key)["clips"]]
 
 
 def sample_stored(store: ObjectStore, src: VideoSource, video: VideoConversionSettings, ks: KeyframeSettings,

@@ -13,7 +13,7 @@ from ...kernels.probe import MediaInfo
 from ...kernels.transcode import VerificationError, expected_duration_s, verify_clips
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectInfo, ObjectStore
-from ..common import input_failure, write_manifest
+from ..common import input_failure, read_manifest, write_manifest
 from ..output_set import OutputSet, listed_children
 
 CLIP_CHECK = "clip_durations_match_source"
@@ -22,6 +22,18 @@ CLIP_TABLE = dg.TableSchema(columns=[
     dg.TableColumn("clip", "string"), dg.TableColumn("start_s", "float"), dg.TableColumn("duration_s", "float"),
     dg.TableColumn("frames", "int"), dg.TableColumn("size_bytes", "int"), dg.TableColumn("codecs", "string"),
     dg.TableColumn("uri", "string")])
+
+
+def verified_clips(store: ObjectStore, settings: VideoConversionSettings, key: str) -> dict:
+    """The committed clips manifest of source ``key`` (for outputs decoded from the clips).
+
+    Raises:
+        dg.Failure: no clips were committed for ``key`` (input failure naming the asset to run).
+    """
+    manifest = read_manifest(store, settings.mp4_bucket, settings.manifest_key(key, "clips"))
+    if manifest is None:
+        raise input_failure(f"no verified clips for {key!r}: materialize mp4_clips for this partition first")
+    return manifest
 
 
 def clips_result(manifest: dict, settings: VideoConversionSettings, store: ObjectStore, check: bool = True, **extra) -> dg.MaterializeResult:

@@ -102,10 +102,10 @@ def video_decode(context: dg.AssetExecutionContext, object_store: ObjectStoreRes
             yield commit_embeddings(context, store, src, ks, parts, embed, started)
 
 
-def _source(context: dg.AssetExecutionContext, store, settings: VideoConversionSettings, previous: dict | None) -> ObjectInfo | None:
-    """The source object to transcode, or ``None`` when its clips are to be reused: the source
-    was removed after verification, or this run's earlier attempt committed them (a step retry
-    does not encode again).
+def _source(context: dg.AssetExecutionContext, store, settings: VideoConversionSettings, previous: dict | None) -> ObjectInfo | str:
+    """The source object to transcode, or why its committed clips are reused instead (a note
+    for the metadata): the source was removed after verification, or this run's earlier
+    attempt committed them (a step retry does not encode again).
 
     Raises:
         dg.Failure: unsafe key, or no source and no clips ever made from it.
@@ -122,9 +122,9 @@ def _source(context: dg.AssetExecutionContext, store, settings: VideoConversionS
             raise input_failure(f"source object {bucket}/{key} does not exist and no clips were ever produced from it", source=f"{bucket}/{key}") from None
         context.log.warning(f"{bucket}/{key} is gone (removed after its clips were verified on {previous['created_at']}); "
                             "reusing the verified clips. Upload the source again to re-transcode.")
-        return None
+        return "source removed after verification; existing verified clips reused"
     if previous is not None and previous.get("run_id") == context.run.run_id and previous["source"]["etag"] == source.etag:
-        return None
+        return "committed by an earlier attempt of this run; reused"
     return source
 
 
@@ -134,10 +134,8 @@ def _clips(context: dg.AssetExecutionContext, store, settings: VideoConversionSe
     asked) and commit the clips: ``(mp4_clips result, what the pass made)``."""
     previous = read_manifest(store, settings.mp4_bucket, settings.manifest_key(context.partition_key, "clips"))
     source = _source(context, store, settings, previous)
-    if source is None:
-        note = "source removed after verification; existing verified clips reused" if not store.exists(settings.source_bucket, context.partition_key) \
-            else "committed by an earlier attempt of this run; reused"
-        return clips_result(previous, settings, store, check=check, note=note), PassOutputs(None, None, None)
+    if isinstance(source, str):
+        return clips_result(previous, settings, store, check=check, note=source), PassOutputs(None, None, None)
     started = time.perf_counter()
     local = store.download(source.bucket, source.key, tmp / safe_local_name(source.key, ".avi"))
     try:

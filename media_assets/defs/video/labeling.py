@@ -18,6 +18,7 @@ from ...resources.video import VideoConversionSettings
 from ...storage import ObjectStore
 from ..common import contact_sheet_markdown, input_failure, read_manifest, spread, write_manifest
 from ..output_set import OutputSet, listed_children
+from .clips import verified_clips
 
 DEAD_FRAME_CHECK = "no_dead_frame_kept"
 SHOWN_PER_REASON = 4  # dropped frames of each reason (black, blank, frozen) in the UI's preview
@@ -59,10 +60,7 @@ def frames_from_clips(store: ObjectStore, settings: VideoConversionSettings, key
     Raises:
         dg.Failure: no clips manifest, or a clip cannot be decoded (input failures).
     """
-    manifest = read_manifest(store, settings.mp4_bucket, settings.manifest_key(key, "clips"))
-    if manifest is None:
-        raise input_failure(f"no verified clips for {key!r}: materialize mp4_clips for this partition first")
-    for clip in manifest["clips"]:
+    for clip in verified_clips(store, settings, key)["clips"]:
         local = store.download(settings.mp4_bucket, clip["key"], tmp / f"clip_{clip['index']}.mp4")
         try:
             frames = sample_frames(local, tmp / f"frames_{clip['index']}", every_n=settings.every_n_frames, start_index=clip["first_frame_index"])
