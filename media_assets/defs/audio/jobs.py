@@ -3,11 +3,9 @@
 import dagster as dg
 
 from .assets import audio_dataset, audio_tokens, transcripts
-from .partitions import audio_partitions
 
 audio_job = dg.define_asset_job(
     "audio",
     selection=dg.AssetSelection.assets(transcripts, audio_tokens, audio_dataset),
-    partitions_def=audio_partitions,
     description="Transcribe and tokenize one day of audio objects and write its hive-partitioned Parquet.",
 )

@@ -2,13 +2,11 @@
 
 import dagster as dg
 
-from ..video.partitions import video_partitions
 
 keyframes_job = dg.define_asset_job(
     "keyframes",
     # keyframe_embeddings is an output of the video's decode pass (`video_decode`, subsettable):
     # selected alone it samples the direct upload or the converted video's clips
     selection=dg.AssetSelection.assets("keyframe_embeddings", "key_frames"),
-    partitions_def=video_partitions,
     description="Sample, embed and select the key frames of one video (direct upload or converted clips).",
 )

@@ -29,26 +29,22 @@ from .partitions import batch_partitions
 PARTITIONS_PER_RUN = int(os.environ.get("MEDIA_ASSETS_LABELS_PARTITIONS_PER_RUN", "500"))
 
 
-def _observe(store_res: ObjectStoreResource, settings: LabelCorrectionSettings, key: str) -> dg.ObserveResult:
-    try:
-        info = store_res.get_store().head(settings.bucket, key)
-    except ObjectNotFoundError:
-        return dg.ObserveResult(data_version=dg.DataVersion("missing"), metadata={"key": f"{settings.bucket}/{key}", "exists": False})
-    return dg.ObserveResult(
-        data_version=dg.DataVersion(info.etag),
-        metadata={"key": f"{settings.bucket}/{key}", "size_bytes": info.size, "last_modified": info.last_modified.isoformat()},
-    )
+# External inputs: no code here writes them. `new_batch_sensor` observes both by ETag on every
+# tick (an AssetObservation whose data version is the ETag), so the UI shows each version and
+# `video_embedding_index` is rebuilt when the master table changes.
+master_video_embeddings = dg.AssetSpec(
+    "master_video_embeddings",
+    description="Master embedding table `rf_video_embeddings.pkl` (video id -> (d_v,) float32). External; observed by ETag by `new_batch_sensor`.",
+    kinds={"pickle"},
+    group_name="labels",
+)
 
-
-@dg.observable_source_asset(group_name="labels", description="Master embedding table `rf_video_embeddings.pkl` (video id -> (d_v,) float32). Observed by ETag.")
-def master_video_embeddings(object_store: ObjectStoreResource, label_settings: LabelCorrectionSettings) -> dg.ObserveResult:
-    return _observe(object_store, label_settings, label_settings.master_key)
-
-
-@dg.observable_source_asset(group_name="labels", description="Targets table `targets.csv` (video_id + target columns). Observed by ETag.")
-def label_targets(object_store: ObjectStoreResource, label_settings: LabelCorrectionSettings) -> dg.ObserveResult:
-    return _observe(object_store, label_settings, label_settings.targets_key)
-
+label_targets = dg.AssetSpec(
+    "label_targets",
+    description="Targets table `targets.csv` (video_id + target columns). External; observed by ETag by `new_batch_sensor`.",
+    kinds={"csv"},
+    group_name="labels",
+)
 
 training_batches = dg.AssetSpec(
     "training_batches",

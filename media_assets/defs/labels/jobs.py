@@ -3,12 +3,10 @@
 import dagster as dg
 
 from .assets import corrected_batches, video_embedding_index
-from .partitions import batch_partitions
 
 label_correction_job = dg.define_asset_job(
     "label_correction",
     selection=dg.AssetSelection.assets(corrected_batches).without_checks(),
-    partitions_def=batch_partitions,
     description="Correct the targets of a range of training batches (one run, many partitions).",
 )
 
