@@ -44,6 +44,7 @@ from media_assets.resources.keyframes import KeyframeSettings  # noqa: E402
 from media_assets.resources.reconcile import ReconcileSettings  # noqa: E402
 from media_assets.resources.video import VideoConversionSettings  # noqa: E402
 from media_assets.storage import ObjectStoreResource  # noqa: E402
+from media_assets_tests.harness import tick_sensor  # noqa: E402
 
 SQS_SECONDS = [0.0]  # time spent in SQS calls (moto's server) during the event ticks
 
@@ -73,12 +74,7 @@ def free_port() -> int:
 
 
 def tick(instance, cursor, resources):
-    with dg.build_sensor_context(instance_ref=instance.get_ref(), cursor=cursor, resources=resources,
-                                 definitions=dg.Definitions.merge(video_defs, dg.Definitions(resources=resources))) as ctx:
-        result = new_avi_sensor.evaluate_tick(ctx)
-    for req in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-    return result
+    return tick_sensor(new_avi_sensor, instance, cursor, resources, video_defs)
 
 
 def notification(key: str) -> str:

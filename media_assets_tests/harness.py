@@ -91,6 +91,33 @@ def execute_run_request(defs: dg.Definitions, instance: dg.DagsterInstance, sens
     )
 
 
+def tick_sensor(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None,
+                resources: dict | None = None, defs: dg.Definitions | None = None) -> dg.SensorResult:
+    """One evaluation of ``sensor`` as Dagster's sensor daemon does it: ``evaluate_tick`` on a
+    context built from the instance's ref (so the tick resolves partitions its own requests
+    add), then the tick's dynamic-partition requests applied and its asset events recorded.
+
+    Args:
+        resources: the sensor's resources; ``None``: those of ``defs``.
+        defs: the pipeline's definitions (for its dynamic partitions), merged with
+            ``resources``; ``None`` for a sensor over time partitions.
+
+    Returns:
+        The tick's result (run requests, cursor, asset events).
+    """
+    definitions = defs if defs is None or resources is None else dg.Definitions.merge(defs, dg.Definitions(resources=resources))
+    resources = dict(defs.resources) if resources is None and defs is not None else resources
+    with dg.build_sensor_context(instance_ref=instance.get_ref(), cursor=cursor, resources=resources,
+                                 definitions=definitions, sensor_name=sensor.name) as context:
+        result = sensor.evaluate_tick(context)
+    for request in result.dynamic_partitions_requests or []:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    for event in result.asset_events or []:
+        instance.report_runless_asset_event(event)
+    return result
+
+
 def process_pending(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -113,16 +140,7 @@ def process_pending(
         job_name = sensor.job_name if sensor.has_jobs and len(sensor.jobs) == 1 else None
         for _ in range(max_ticks):
             cursor = _CURSORS.get((instance.root_directory, sensor.name))
-            # instance_ref (not instance) lets the tick resolve partitions its own requests add
-            with dg.build_sensor_context(
-                instance_ref=instance.get_ref(), cursor=cursor, definitions=defs, sensor_name=sensor.name, resources=defs.resources
-            ) as context:
-                data = sensor.evaluate_tick(context)
-            for request in data.dynamic_partitions_requests or []:
-                if isinstance(request, dg.AddDynamicPartitionsRequest):
-                    instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-            for event in data.asset_events or []:  # as the daemon records a tick's observations
-                instance.report_runless_asset_event(event)
+            data = tick_sensor(sensor, instance, cursor, defs=defs)
             new_cursor = data.cursor if data.cursor is not None else cursor
             requests = [r for r in data.run_requests or [] if not (r.run_key and _already_run(instance, sensor.name, r.run_key))]
             for request in requests:

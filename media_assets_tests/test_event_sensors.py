@@ -14,6 +14,8 @@ import pytest
 
 from media_assets.defs.audio.sensors import new_audio_sensor
 from media_assets.defs.audio import defs as audio_defs
+from media_assets.defs.keyframes import defs as keyframes_defs
+from media_assets.defs.keyframes import new_video_sensor
 from media_assets.defs.labels import defs as label_defs
 from media_assets.defs.labels.sensors import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, new_batch_sensor
 from media_assets.defs.object_sensor import ObjectCursor
@@ -28,6 +30,7 @@ from media_assets.resources.labels import LabelCorrectionSettings
 from media_assets.resources.reconcile import ReconcileSettings
 from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage.s3_events import MalformedEventError, parse_notification
+from media_assets_tests.harness import tick_sensor
 
 VISIBILITY_S = 1  # short, so a message whose tick was "lost" comes back within the test
 
@@ -66,14 +69,9 @@ def _count(sqs, url) -> int:
 
 
 def _tick(sensor, defs, instance, cursor, resources):
-    """One evaluation as the daemon does it; partitions added as the daemon would (``defs``:
-    the pipeline's definitions, for its dynamic partitions; ``None`` for time partitions)."""
-    definitions = None if defs is None else dg.Definitions.merge(defs, dg.Definitions(resources=resources))
-    with dg.build_sensor_context(instance_ref=instance.get_ref(), cursor=cursor, resources=resources, definitions=definitions) as ctx:
-        result = sensor.evaluate_tick(ctx)
-    for req in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-    return result
+    """One evaluation as the daemon does it (``defs``: the pipeline's definitions, for its
+    dynamic partitions; ``None`` for time partitions)."""
+    return tick_sensor(sensor, instance, cursor, resources, defs)
 
 
 # ------------------------------------------------------------------ parsing
@@ -206,6 +204,62 @@ def test_batch_events_become_ranges(instance, s3_resource, notified_bucket, even
     result = _tick(new_batch_sensor, label_defs, instance, None, resources)
     ranges = [(r.tags[PARTITION_RANGE_START_TAG], r.tags[PARTITION_RANGE_END_TAG]) for r in result.run_requests]
     assert ranges == [(keys[0], keys[2]), (keys[3], keys[4])]
+
+
+def test_direct_video_events_and_the_pipeline_s_own_outputs(instance, s3_resource, notified_bucket, event_queue, sqs):
+    """``new_video_sensor`` in event mode: each MP4 uploaded under `video_in/` is one `keyframes`
+    run (key@ETag, keys decoded); the pipeline's own outputs written beside it (samples and
+    selected frames) and objects outside the prefix notify the same queue but start nothing;
+    every message is deleted at the next tick."""
+    bucket, queue, dlq = notified_bucket("media")
+    settings = KeyframeSettings(direct_bucket=bucket, events_queue_url=queue)
+    resources = {"object_store": s3_resource, "keyframe_settings": settings, "video_settings": VideoConversionSettings(),
+                 "image_embedder": ImageEmbedderResource(), "reconcile_settings": ReconcileSettings(interval_s=3600),
+                 "event_queue": event_queue}
+    store = s3_resource.get_store()
+    videos = ["video_in/a.mp4", "video_in/day 2/ü+b.MP4"]
+    others = ["video_in/selected_frames/a/00001.jpg", "video_in/samples/a/00000.jpg", "video_in/notes.txt", "elsewhere/c.mp4"]
+    for key in videos + others:
+        store.put_bytes(b"data", bucket, key)
+    defs = dg.Definitions.merge(video_defs, keyframes_defs)
+
+    first = _tick(new_video_sensor, defs, instance, None, resources)
+    assert sorted(r.partition_key for r in first.run_requests) == sorted(videos)
+    assert new_video_sensor.job_name == "keyframes" and {r.job_name for r in first.run_requests} == {None}  # the sensor's one job
+    for r in first.run_requests:
+        assert r.run_key == f"{r.partition_key}@{store.head(bucket, r.partition_key).etag}"
+    assert set(instance.get_dynamic_partitions(video_partitions.name)) == set(videos)
+    second = _tick(new_video_sensor, defs, instance, first.cursor, resources)
+    assert not second.run_requests and _count(sqs, queue) == 0 and _count(sqs, dlq) == 0
+
+
+def test_master_table_and_targets_are_observed_by_etag(instance, s3_resource, s3_buckets):
+    """The master table and targets are external assets observed by `new_batch_sensor`: one
+    observation per new ETag (data version = ETag), and one `video_embedding_index` run per
+    master version; nothing while they are unchanged or absent."""
+    bucket = s3_buckets("labels")
+    settings = LabelCorrectionSettings(bucket=bucket)
+    resources = {"object_store": s3_resource, "label_settings": settings, "event_queue": EventQueueResource()}
+    store = s3_resource.get_store()
+    empty = _tick(new_batch_sensor, label_defs, instance, None, resources)
+    assert not empty.run_requests and not empty.asset_events
+    store.put_bytes(b"master v1", bucket, settings.master_key)
+    store.put_bytes(b"video_id,t\n", bucket, settings.targets_key)
+    first = _tick(new_batch_sensor, label_defs, instance, empty.cursor, resources)
+    etags = {name: store.head(bucket, key).etag for name, key in (("master_video_embeddings", settings.master_key), ("label_targets", settings.targets_key))}
+    assert {e.asset_key.to_user_string(): e.tags["dagster/data_version"] for e in first.asset_events} == etags
+    assert [r.run_key for r in first.run_requests] == [f"index@{etags['master_video_embeddings']}"]
+    assert [r.job_name for r in first.run_requests] == ["video_embedding_index_job"]
+    # recorded as the daemon records them: the UI shows the versions
+    for name, etag in etags.items():
+        (record,) = instance.fetch_observations(dg.AssetKey(name), limit=10).records
+        assert record.asset_observation.tags["dagster/data_version"] == etag
+    same = _tick(new_batch_sensor, label_defs, instance, first.cursor, resources)
+    assert not same.run_requests and not same.asset_events
+    store.put_bytes(b"master v2", bucket, settings.master_key)
+    changed = _tick(new_batch_sensor, label_defs, instance, same.cursor, resources)
+    assert [e.asset_key.to_user_string() for e in changed.asset_events] == ["master_video_embeddings"]
+    assert [r.run_key for r in changed.run_requests] == [f"index@{store.head(bucket, settings.master_key).etag}"]
 
 
 def test_cloudformation_event_path(instance, s3_resource, s3_buckets, s3_client, moto_endpoint, event_queue):

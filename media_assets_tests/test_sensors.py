@@ -18,20 +18,13 @@ from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage import ObjectInfo
 from media_assets.resources.reconcile import ReconcileSettings
 from media_assets.resources.events import EventQueueResource
+from media_assets_tests.harness import tick_sensor
 
 
 def _tick(instance, cursor, resources):
-    """One evaluation as the sensor daemon does it (``evaluate_tick``, partitions resolved
-    against the instance including the tick's own add requests)."""
+    """One ``new_avi_sensor`` tick as the daemon evaluates it, with the video job's other resources."""
     resources = {"keyframe_settings": KeyframeSettings(), "image_embedder": ImageEmbedderResource(), "reconcile_settings": ReconcileSettings(), "event_queue": EventQueueResource(), **resources}
-    with dg.build_sensor_context(
-        instance_ref=instance.get_ref(), cursor=cursor, resources=resources,
-        definitions=dg.Definitions.merge(video_defs, dg.Definitions(resources=resources)),
-    ) as ctx:
-        result = new_avi_sensor.evaluate_tick(ctx)
-    for req in result.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-    return result
+    return tick_sensor(new_avi_sensor, instance, cursor, resources, video_defs)
 
 
 @pytest.fixture(params=["local", "s3"])
