@@ -16,7 +16,8 @@ processes) for, in the same run:
   I/O floor  read + unpickle + pickle + write every batch, no matching, same thread pool
   naive      the original's per-row Python loop with np.array_equal over the master table,
              timed on a sample of rows and extrapolated
-Targets: whole backfill < 600 s; platform <= 1.25x the I/O floor. ``--instance postgres`` runs the
+``--planned-events per-run`` runs both rows with Dagster's one-planned-event-per-run switch
+(README, "Large label backfills"). Targets: whole backfill < 600 s; platform <= 1.25x the I/O floor. ``--instance postgres`` runs the
 platform and events rows on the production instance file (deploy/dagster.postgres.yaml) against
 a PostgreSQL server started for the run.
 """
@@ -88,7 +89,14 @@ def main() -> None:
                    help="postgres: run on deploy/dagster.postgres.yaml against a PostgreSQL server started here (Debian's postgresql)")
     p.add_argument("--postgres", action="store_true", help="the same as --instance postgres")
     p.add_argument("--skip-events-only", action="store_true", help="skip the events-only row")
+    p.add_argument("--planned-events", choices=["per-partition", "per-run"], default="per-partition",
+                   help="per-run sets DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true (README: one planned event "
+                   "per ranged run instead of one per partition; failed partitions then show as missing)")
     args = p.parse_args()
+    if args.planned_events == "per-run":
+        import os
+
+        os.environ["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = "true"
     args.postgres = args.postgres or args.instance == "postgres"
     results: dict[str, tuple[float, float]] = {}
     # the project's instance configuration (stock SQLite storage), in a temp dir
@@ -146,6 +154,8 @@ def main() -> None:
             with measured(results, "platform (1 run, all partitions)"):
                 result = job.execute_in_process(instance=instance, tags=range_tags)
             assert result.success
+            planned = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=100_000).records
+            print(f"planned events: {args.planned_events} ({len(planned)} for the run)", flush=True)
             assert len(instance.get_materialized_partitions(dg.AssetKey("corrected_batches"))) == len(keys)
             sample_metadata = {k: v.value for k, v in result.get_asset_materialization_events()[0].materialization.metadata.items()}
         wrong = 0

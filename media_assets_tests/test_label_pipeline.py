@@ -131,3 +131,30 @@ def test_missing_master_or_targets_fails_clearly(instance, local_resource, missi
     outcomes = process_pending(_defs(local_resource, settings), instance)
     failed = [o for o in outcomes if not o.success]
     assert failed and all(missing in (o.error or "") for o in failed)
+
+
+@pytest.mark.parametrize("per_run", [False, True], ids=["per-partition", "per-run"])
+def test_planned_events_of_a_ranged_run(instance, local_resource, monkeypatch, per_run):
+    """What `DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS` (README, "Large label backfills")
+    changes for a ranged run: one planned event per run instead of one per partition (the
+    cost at 16,889 batches), the same per-partition materializations; the price is that a
+    batch that fails is shown as missing, not failed (the run and the `process` summary still
+    name it)."""
+    if per_run:
+        monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
+    else:
+        monkeypatch.delenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", raising=False)
+    store = local_resource.get_store()
+    settings = LabelCorrectionSettings(partitions_per_run=10)
+    ds = write_label_dataset(store, settings.bucket, n_videos=500, n_batches=4, malformed=("empty",), seed=5)
+    outcomes = process_pending(_defs(local_resource, settings), instance)
+    (ranged,) = instance.get_runs(filters=dg.RunsFilter(job_name="label_correction"))
+    keys = instance.get_dynamic_partitions(batch_partitions.name)
+    assert len(keys) == 5 and [o.success for o in outcomes if o.job == "label_correction"] == [False]
+    planned = instance.get_records_for_run(ranged.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED).records
+    assert len(planned) == (1 if per_run else 5)
+    assert set(instance.get_materialized_partitions(dg.AssetKey("corrected_batches"))) == set(ds.expected)
+    (bad,) = ds.malformed
+    status = instance.get_status_by_partition(dg.AssetKey("corrected_batches"), keys, batch_partitions)
+    assert status[bad] == (None if per_run else dg.AssetPartitionStatus.FAILED)
+    assert all(status[k] == dg.AssetPartitionStatus.MATERIALIZED for k in ds.expected)
