@@ -8,6 +8,7 @@ import numpy as np
 
 from ..kernels.asr import FasterWhisperRecognizer, OpenAIWhisperRecognizer
 from ..kernels.audio_tokens import EncodecTokenizer, mulaw_encode
+from ..storage.tables import ParquetTables
 
 _CACHE: dict[tuple, object] = {}
 _CACHE_LOCK = threading.Lock()
@@ -161,3 +162,19 @@ class AudioTokenizerResource(dg.ConfigurableResource):
                             lambda: EncodecTokenizer(self.encodec_model_dir, self.bandwidth_kbps, self.n_codebooks))
             return model.encode(audio)
         raise ValueError(f"unknown tokenizer {self.tokenizer!r}: expected 'mulaw' or 'encodec'")
+
+
+@dg.io_manager(required_resource_keys={"object_store", "audio_settings"},
+               description="The audio pipeline's per-day tables (transcripts, tokens) as Parquet in "
+               "`<work_bucket>/<work_prefix><table>/<day>.parquet` (Dagster's UPathIOManager: local folder or s3://).")
+def audio_tables_io_manager(init_context) -> ParquetTables:
+    """:class:`~media_assets.storage.tables.ParquetTables` rooted at the audio work location of
+    the bound ``object_store`` and ``audio_settings``.
+
+    Raises:
+        ValueError: the work location lies inside the dataset prefix (``AudioSettings.work_key``).
+    """
+    settings = init_context.resources.audio_settings
+    settings.work_key("transcripts", "check")  # refuses a work location inside the dataset prefix
+    return ParquetTables(base_path=init_context.resources.object_store.upath(settings.work_bucket, settings.work_prefix))
+

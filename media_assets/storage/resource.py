@@ -69,6 +69,24 @@ class ObjectStoreResource(dg.ConfigurableResource):
                 raise ValueError(f"unknown object store backend {self.backend!r}: expected 'local' or 's3'")
         return self._store
 
+    def upath(self, bucket: str, prefix: str = ""):
+        """``upath.UPath`` of ``bucket``/``prefix`` on this backend, for fsspec-based readers and
+        writers (Dagster's ``UPathIOManager``): ``<data_root>/<bucket>/<prefix>`` (absolute) on the
+        local backend, ``s3://<bucket>/<prefix>`` through s3fs with this resource's endpoint and
+        region on S3 (credentials from the AWS default chain, as boto3's).
+
+        Raises:
+            ValueError: ``backend`` is neither ``local`` nor ``s3``.
+        """
+        from upath import UPath
+
+        if self.backend == "local":
+            return UPath(Path(self.data_root).resolve() / bucket / prefix)
+        if self.backend == "s3":
+            options = {"client_kwargs": {"region_name": self.region_name}} if self.region_name else {}
+            return UPath(f"s3://{bucket}/{prefix}", endpoint_url=self.endpoint_url, **options)
+        raise ValueError(f"unknown object store backend {self.backend!r}: expected 'local' or 's3'")
+
 
 def object_store_from_env(environ: os._Environ | dict | None = None) -> ObjectStoreResource:
     """Build :class:`ObjectStoreResource` from the environment variables in this module's doc."""

@@ -19,7 +19,8 @@ from ...kernels.probe import MediaError
 from ...resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
 from ...scratch import scratch_dir
 from ...storage import ObjectInfo, ObjectStore, ObjectStoreResource, safe_local_name
-from ..common import get_table, put_table, write_manifest
+from ...storage.tables import TABLE_NAME
+from ..common import write_manifest
 from ..output_set import OutputSet
 from .partitions import audio_partitions
 
@@ -59,6 +60,7 @@ def _reasons(t: Transcript, parts: list[Transcript], settings: AudioSettings) ->
 
 @dg.asset(
     deps=[audio_objects], partitions_def=audio_partitions, group_name="audio", kinds={"whisper", "parquet"}, pool="asr",
+    io_manager_key="audio_tables", metadata={TABLE_NAME: "transcripts"},
     check_specs=[dg.AssetCheckSpec(
         "speech_not_lost", asset="transcripts",
         description="At most `max_speech_loss_share` (2 %) of the day's speech files (>= 1 s of VAD speech) have no text or fewer "
@@ -77,7 +79,9 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
     each in its own Whisper window (`BatchedInferencePipeline`), so a file's words never depend
     on its neighbours; longer files go chunk by chunk through Whisper's sequential long-form
     algorithm (`long_form`; `batched` for GPUs).
-    The `speech_not_lost` check fails when more than 2 % of the day's speech files lost speech."""
+    The `speech_not_lost` check fails when more than 2 % of the day's speech files lost speech.
+    The table (`TRANSCRIPT_SCHEMA`) is stored by the `audio_tables` IO manager at
+    `<work_bucket>/<work_prefix>transcripts/<day>.parquet`."""
     store, settings, day = object_store.get_store(), audio_settings, context.partition_key
     recognizer = speech_recognizer.recognizer()
     batchable = isinstance(recognizer, FasterWhisperRecognizer)
@@ -124,7 +128,6 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
         if short:
             flush()
     table = pa.Table.from_pylist(rows, schema=TRANSCRIPT_SCHEMA)
-    put_table(store, settings.work_bucket, settings.work_key("transcripts", day), table)
     flac = [r for r in rows if _is_flac(r["Key"]) and r["error"] is None]
     speech_files = [r for r in flac if r["speech_s"] >= settings.min_speech_s]
     lost = [r for r in speech_files if r["suspect_reason"] and set(r["suspect_reason"].split(";")) & set(LOSS_REASONS)]
@@ -133,7 +136,8 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
     reasons = [x for r in flac if r["suspect_reason"] for x in r["suspect_reason"].split(";")]
     lost_share = len(lost) / len(speech_files) if speech_files else 0.0
     elapsed = time.perf_counter() - started
-    yield dg.MaterializeResult(metadata={
+    # the table is written by the `audio_tables` IO manager (work bucket, Parquet)
+    yield dg.Output(table, metadata={
         "objects": len(rows), "flac_transcribed": len(flac), "undecodable": errors, "speech_files": len(speech_files),
         "empty_text": sum(not r["text"] for r in flac), "suspect": sum(bool(r["suspect"]) for r in flac),
         **{f"suspect_{name}": reasons.count(name) for name in (*LOSS_REASONS, "text_on_silence", "high_no_speech_prob")},
@@ -148,14 +152,15 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
     )
 
 
-@dg.asset(deps=[transcripts], partitions_def=audio_partitions, group_name="audio", kinds={"numpy", "parquet"}, pool="asr")
-def audio_tokens(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, audio_settings: AudioSettings,
-                 audio_tokenizer: AudioTokenizerResource) -> dg.MaterializeResult:
+@dg.asset(partitions_def=audio_partitions, group_name="audio", kinds={"numpy", "parquet"}, pool="asr",
+          io_manager_key="audio_tables", metadata={TABLE_NAME: "tokens"})
+def audio_tokens(context: dg.AssetExecutionContext, transcripts: pa.Table, object_store: ObjectStoreResource, audio_settings: AudioSettings,
+                 audio_tokenizer: AudioTokenizerResource) -> dg.Output:
     """Every decodable `.flac` of the day as a 1-D int16 token sequence (`mulaw`: G.711 mu-law
     at 8 kHz, tokens in [0, 255]; `encodec`: EnCodec codes, frame-major). Columns: `Key`,
-    `tokens` (list<int16>), `token_rate_hz`."""
-    store, settings, day = object_store.get_store(), audio_settings, context.partition_key
-    table = get_table(store, settings.work_bucket, settings.work_key("transcripts", day))
+    `tokens` (list<int16>), `token_rate_hz` (int32, Hz). Reads the day's `transcripts` table
+    and is stored by the `audio_tables` IO manager at `<work_bucket>/<work_prefix>tokens/<day>.parquet`."""
+    store, settings, table = object_store.get_store(), audio_settings, transcripts
     keys, tokens = [], []
     with scratch_dir("tokens") as tmp:
         for key, error in zip(table["Key"].to_pylist(), table["error"].to_pylist()):
@@ -176,9 +181,8 @@ def audio_tokens(context: dg.AssetExecutionContext, object_store: ObjectStoreRes
         "tokens": pa.array(tokens, pa.list_(pa.int16())),
         "token_rate_hz": pa.array([audio_tokenizer.sample_rate] * len(keys), pa.int32()),
     })
-    put_table(store, settings.work_bucket, settings.work_key("tokens", day), out)
-    return dg.MaterializeResult(metadata={"tokenized": len(keys), "tokenizer": audio_tokenizer.tokenizer,
-                                          "total_tokens": int(sum(len(t) for t in tokens))})
+    return dg.Output(out, metadata={"tokenized": len(keys), "tokenizer": audio_tokenizer.tokenizer,
+                                    "total_tokens": int(sum(len(t) for t in tokens))})
 
 
 HIVE_COLUMNS = ["FolderName", "LastModifiedDate", "LastModifiedHour", "LastModifiedMinute"]
@@ -235,7 +239,6 @@ def _dataset_preview(table: pa.Table) -> dict:
 
 
 @dg.asset(
-    deps=[audio_tokens],
     partitions_def=audio_partitions,
     group_name="audio",
     kinds={"parquet"},
@@ -245,7 +248,8 @@ def _dataset_preview(table: pa.Table) -> dict:
         dg.AssetCheckSpec("empty_text_share", asset="audio_dataset", description="Share of .flac files with empty text is at most `empty_text_warn_share` (WARN)."),
     ],
 )
-def audio_dataset(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, audio_settings: AudioSettings) -> dg.MaterializeResult:
+def audio_dataset(context: dg.AssetExecutionContext, transcripts: pa.Table, audio_tokens: pa.Table, object_store: ObjectStoreResource,
+                  audio_settings: AudioSettings) -> dg.MaterializeResult:
     """The day's rows as Parquet under `FolderName=…/LastModifiedDate=…/LastModifiedHour=…/
     LastModifiedMinute=…/` in the dataset prefix, which holds nothing else: DuckDB
     `read_parquet('<root>/**/*.parquet', hive_partitioning=true)`, polars `scan_parquet`,
@@ -258,9 +262,7 @@ def audio_dataset(context: dg.AssetExecutionContext, object_store: ObjectStoreRe
     replaces its files exactly: the new files are uploaded, the day's manifest (in the work
     bucket) is written, then the previous files of that day are deleted."""
     store, settings, day = object_store.get_store(), audio_settings, context.partition_key
-    t = get_table(store, settings.work_bucket, settings.work_key("transcripts", day))
-    k = get_table(store, settings.work_bucket, settings.work_key("tokens", day))
-    table = dataset_table(t, k)
+    table = dataset_table(transcripts, audio_tokens)
     manifest_key = settings.work_key("manifests", day, ".json")
     # every file of a day is named "<day>-<run token>.parquet": the day's files already there
     # (earlier materializations, a killed run's) are the previous set, replaced after the commit

@@ -1,0 +1,92 @@
+"""Parquet tables through Dagster's IO manager machinery: :class:`ParquetTables`, a
+``dagster.UPathIOManager`` (universal_pathlib: a local folder or ``s3://`` through s3fs).
+
+An asset returns a ``pyarrow.Table`` (in a ``dg.Output`` with its metadata); the IO manager
+writes it as one zstd-compressed Parquet file per partition at
+``<base path>/<table name>/<partition key>.parquet`` and loads it for downstream assets that
+take the asset as an input. ``<table name>`` is the asset's definition metadata
+``media_assets/table`` (so a documented location can differ from the asset key), else the asset
+key's path. Writes are all-or-nothing for a reader: a local file is written next to its final
+name (``.tmp-pid<pid>-<random>``, the object store's temp-file naming, so the next
+``media-assets process`` removes a killed writer's leftovers) and renamed into place; an S3
+object appears whole when its PUT completes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from upath import UPath
+
+from .object_store import BucketNotFoundError
+
+TABLE_NAME = "media_assets/table"
+
+
+class MissingTableError(FileNotFoundError):
+    """An input's table was never written (the upstream partition was not materialized)."""
+
+
+class ParquetTables(dg.UPathIOManager):
+    """``pyarrow.Table`` outputs as Parquet under ``base_path`` (see the module docstring).
+
+    Raises (from ``handle_output``): ``TypeError`` when an output is not a ``pyarrow.Table``,
+    :class:`~media_assets.storage.BucketNotFoundError` when the S3 bucket does not exist;
+    (from ``load_input``): :class:`MissingTableError` naming the path, asset and partition
+    when the table is not there.
+    """
+
+    extension = ".parquet"
+
+    def get_asset_relative_path(self, context: dg.InputContext | dg.OutputContext) -> UPath:
+        output = context.upstream_output if isinstance(context, dg.InputContext) else context
+        name = (output.definition_metadata or {}).get(TABLE_NAME) if output is not None else None
+        return UPath(str(name)) if name else super().get_asset_relative_path(context)
+
+    def make_directory(self, path: UPath) -> None:
+        # S3 has no directories, and s3fs' mkdir would create a missing bucket: a missing
+        # bucket must stay a clear error, never be created by a write
+        if _is_local(path):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def dump_to_path(self, context: dg.OutputContext, obj: pa.Table, path: UPath) -> None:
+        if not isinstance(obj, pa.Table):
+            raise TypeError(f"{context.asset_key.to_user_string()}: expected a pyarrow.Table output, got {type(obj).__name__}")
+        buf = io.BytesIO()
+        pq.write_table(obj, buf, compression="zstd")
+        if not _is_local(path):
+            try:
+                path.write_bytes(buf.getvalue())  # one PUT: the object appears whole or not at all
+            except FileNotFoundError as err:  # s3fs' NoSuchBucket
+                raise BucketNotFoundError(path.path.split("/", 1)[0]) from err
+            return
+        tmp = path.with_name(f".tmp-pid{os.getpid()}-{uuid.uuid4().hex}")
+        try:
+            tmp.write_bytes(buf.getvalue())
+            os.replace(tmp.path, path.path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pa.Table:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as err:
+            partition = context.asset_partition_keys[0] if context.has_asset_partitions else None
+            raise MissingTableError(
+                f"no table at {path}: materialize {context.asset_key.to_user_string()}"
+                + (f" for partition {partition}" if partition else "") + " first"
+            ) from err
+        return pq.read_table(io.BytesIO(data))
+
+    def get_metadata(self, context: dg.OutputContext, obj: pa.Table) -> dict:
+        return {"table_rows": dg.MetadataValue.int(obj.num_rows), "table_columns": dg.MetadataValue.int(obj.num_columns)}
+
+
+def _is_local(path: UPath) -> bool:
+    return path.protocol in ("", "file", "local")
