@@ -71,6 +71,7 @@ def test_downstream_of_an_unmaterialized_partition_names_what_is_missing(table_r
                             resources=defs.resources, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert MissingTableError.__name__ in failure.to_string()
     assert "materialize upstream for partition 2026-11-05 first" in failure.to_string()
 
 
