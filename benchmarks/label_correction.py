@@ -43,7 +43,7 @@ from media_assets.defs.labels import batch_partitions  # noqa: E402
 from media_assets.defs.labels import defs as label_defs  # noqa: E402
 from media_assets.defs.labels.sensors import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG  # noqa: E402
 from media_assets.kernels.safe_pickle import safe_loads  # noqa: E402
-from media_assets.resources.labels import LabelCorrectionSettings  # noqa: E402
+from media_assets.resources.labels import LabelCorrectionSettings, label_tables_io_manager  # noqa: E402
 from media_assets.resources.events import EventQueueResource  # noqa: E402
 from media_assets.storage import ObjectStoreResource  # noqa: E402
 from media_assets_tests.label_data import write_label_dataset  # noqa: E402
@@ -149,7 +149,8 @@ def main() -> None:
         with new_instance() as instance:
             print(f"instance: {type(instance.event_log_storage).__name__}", flush=True)
             instance.add_dynamic_partitions(batch_partitions.name, keys)
-            dg.materialize(list(label_defs.assets), selection=["video_embedding_index"], instance=instance, resources=resources)
+            dg.materialize(list(label_defs.assets), selection=["video_embedding_index"], instance=instance,
+                           resources={**resources, "label_tables": label_tables_io_manager})
             job = defs.resolve_job_def("label_correction")
             with measured(results, "platform (1 run, all partitions)"):
                 result = job.execute_in_process(instance=instance, tags=range_tags)

@@ -89,7 +89,7 @@ def test_targets_csv_validation():
 def test_matching_equals_brute_force(seed):
     rng = np.random.default_rng(seed)
     ids, matrix = make_master(20_000, 128, rng)
-    index = VideoEmbeddingIndex.from_npz(VideoEmbeddingIndex.build(ids, matrix).to_npz())
+    index = VideoEmbeddingIndex.from_table(VideoEmbeddingIndex.build(ids, matrix).to_table())  # the stored round trip
     q = matrix[rng.integers(0, len(ids), 300)].copy()
     q[:100] += (rng.normal(size=(100, 128)) * 10 ** rng.uniform(-6, -1.5, (100, 1))).astype(np.float32)
     q[100:120] = rng.normal(size=(20, 128)).astype(np.float32)

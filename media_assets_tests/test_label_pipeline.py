@@ -158,3 +158,46 @@ def test_planned_events_of_a_ranged_run(instance, local_resource, monkeypatch, p
     status = instance.get_status_by_partition(dg.AssetKey("corrected_batches"), keys, batch_partitions)
     assert status[bad] == (None if per_run else dg.AssetPartitionStatus.FAILED)
     assert all(status[k] == dg.AssetPartitionStatus.MATERIALIZED for k in ds.expected)
+
+
+def test_index_table_is_stored_by_the_io_manager_and_never_required(instance, local_resource, tmp_path):
+    """`video_embedding_index` is a Parquet table at `index_key`, written by the `label_tables`
+    IO manager and loaded as `corrected_batches`' input; a range corrected before the index
+    exists, or after the master table changed, builds the index itself (a warning) and is
+    still exact."""
+    import pickle
+
+    import pyarrow.parquet as pq
+
+    store = local_resource.get_store()
+    settings = LabelCorrectionSettings(partitions_per_run=10)
+    ds = write_label_dataset(store, settings.bucket, n_videos=800, n_batches=3, malformed=(), seed=7)
+    defs = _defs(local_resource, settings)
+    keys = sorted(ds.expected, key=settings.batch_number)
+    instance.add_dynamic_partitions(batch_partitions.name, keys)
+    job = defs.resolve_job_def("label_correction")
+    tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+
+    def correct() -> list[str]:
+        result = job.execute_in_process(instance=instance, tags=tags)
+        assert result.success
+        for key in keys:
+            assert np.array_equal(load_pickle(store.get_bytes(settings.bucket, settings.corrected_key(key)))["targets"], ds.expected[key])
+        return [r.event_log_entry.user_message for r in instance.get_records_for_run(result.run_id).records
+                if "older than the master table" in r.event_log_entry.user_message]
+
+    assert len(correct()) == 1  # no index yet: built in the run
+    index_run = defs.resolve_job_def("video_embedding_index_job").execute_in_process(instance=instance)
+    assert index_run.success
+    table = pq.read_table(store.root / settings.bucket / settings.index_key)
+    assert table.column_names == ["video_id", "embedding"] and table.num_rows == 800
+    assert table.schema.metadata[b"master_etag"] == store.head(settings.bucket, settings.master_key).etag.encode()
+    for key in keys:  # force a correction again: same inputs are otherwise skipped as up to date
+        store.delete(settings.bucket, settings.corrected_key(key))
+    instance.wipe_assets([dg.AssetKey("corrected_batches")])
+    assert correct() == []  # the stored index is current: used as is
+    # the master table changes (one more video): the stored index is stale and not used
+    master = load_pickle(store.get_bytes(settings.bucket, settings.master_key))
+    master["extra-video"] = np.ones_like(next(iter(master.values())))
+    store.put_bytes(pickle.dumps(master), settings.bucket, settings.master_key)
+    assert len(correct()) == 1

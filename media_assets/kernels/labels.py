@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from scipy.spatial import cKDTree
 
 REQUIRED_BATCH_KEYS = ("audio_embeddings", "video_embeddings", "targets")
@@ -255,17 +256,33 @@ class VideoEmbeddingIndex:
         return cls(ids=ids, matrix=matrix, sorted_fingerprints=fingerprints[order], order=order,
                    unit=unit, basis=basis, projected=unit @ basis)
 
-    def to_npz(self) -> bytes:
-        """Serialise ids, matrix and projection basis (no pickle inside:
-        ``np.load(..., allow_pickle=False)`` reads it); the rest is derived on load."""
-        buf = io.BytesIO()
-        np.savez(buf, ids=self.ids, matrix=self.matrix, basis=self.basis)
-        return buf.getvalue()
+    def to_table(self) -> pa.Table:
+        """The stored parts as an Arrow table, one row per master video: ``video_id`` (string)
+        and ``embedding`` (``fixed_size_list<float32>[d]``, as stored in the master table); the
+        projection basis ``(d, k) float32`` rides in the schema metadata (``basis``: little-endian
+        bytes, ``basis_shape``: ``"d,k"``). Fingerprints, unit rows and the projection are derived
+        again on load (:meth:`from_table`)."""
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(self.matrix.reshape(-1), pa.float32()), self.dim)
+        table = pa.table({"video_id": pa.array(self.ids.tolist(), pa.string()), "embedding": embedding})
+        d, k = self.basis.shape
+        return table.replace_schema_metadata({"basis": self.basis.astype("<f4").tobytes(), "basis_shape": f"{d},{k}"})
 
     @classmethod
-    def from_npz(cls, data: bytes) -> VideoEmbeddingIndex:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            ids, matrix, basis = z["ids"], z["matrix"], z["basis"]
+    def from_table(cls, table: pa.Table) -> VideoEmbeddingIndex:
+        """The index from :meth:`to_table`'s table.
+
+        Raises:
+            BatchFormatError: a column or the basis metadata is missing or inconsistent.
+        """
+        meta = table.schema.metadata or {}
+        try:
+            d, k = (int(x) for x in meta[b"basis_shape"].decode().split(","))
+            basis = np.frombuffer(meta[b"basis"], dtype="<f4").reshape(d, k).astype(np.float32)
+            ids = np.asarray(table.column("video_id").to_pylist(), dtype=str)
+            flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            matrix = np.ascontiguousarray(flat.reshape(len(ids), d), dtype=np.float32)
+        except (KeyError, ValueError) as err:
+            raise BatchFormatError(f"not a video embedding index table ({err})") from err
         return cls._derive(ids, matrix, basis)
 
 

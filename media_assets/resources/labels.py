@@ -1,8 +1,11 @@
-"""Settings of the label-correction pipeline."""
+"""Settings of the label-correction pipeline and the IO manager of its index table."""
 
+import posixpath
 import re
 
 import dagster as dg
+
+from ..storage.tables import ParquetTables
 
 
 class LabelCorrectionSettings(dg.ConfigurableResource):
@@ -21,7 +24,8 @@ class LabelCorrectionSettings(dg.ConfigurableResource):
         target_columns: CSV columns that are targets, in the batch's column order (empty =
             every column except ``video_id``).
         corrected_prefix: where corrected batches go, same file name (``corrected/``).
-        index_key: where ``video_embedding_index`` stores its arrays (``.media_assets/...``).
+        index_key: where the ``label_tables`` IO manager stores ``video_embedding_index`` as
+            Parquet (``.media_assets/video_embedding_index.parquet``; must end in ``.parquet``).
         tolerance: minimum cosine similarity of an approximate match (0.9999).
         max_unmatched_share: asset-check bound on the share of unmatched rows per batch (0.05).
         partitions_per_run: batches per run in backfills and sensor ranges (500).
@@ -40,7 +44,7 @@ class LabelCorrectionSettings(dg.ConfigurableResource):
     targets_key: str = "targets.csv"
     target_columns: list[str] = []
     corrected_prefix: str = "corrected/"
-    index_key: str = ".media_assets/video_embedding_index.npz"
+    index_key: str = ".media_assets/video_embedding_index.parquet"
     tolerance: float = 0.9999
     max_unmatched_share: float = 0.05
     partitions_per_run: int = 500
@@ -60,3 +64,21 @@ class LabelCorrectionSettings(dg.ConfigurableResource):
     def corrected_key(self, key: str) -> str:
         """``corrected/<file name>`` for batch ``key``."""
         return self.corrected_prefix + key.rsplit("/", 1)[-1]
+
+
+@dg.io_manager(required_resource_keys={"object_store", "label_settings"},
+               description="`video_embedding_index` as Parquet at `<bucket>/<index_key>` (Dagster's UPathIOManager: local folder or s3://).")
+def label_tables_io_manager(init_context) -> ParquetTables:
+    """:class:`~media_assets.storage.tables.ParquetTables` that stores ``video_embedding_index``
+    at ``label_settings.index_key`` in the batch bucket of the bound ``object_store``.
+
+    Raises:
+        ValueError: ``index_key`` does not end in ``.parquet``.
+    """
+    settings = init_context.resources.label_settings
+    folder, name = posixpath.split(settings.index_key)
+    if not name.endswith(".parquet"):
+        raise ValueError(f"index_key must name a .parquet object, got {settings.index_key!r}")
+    return ParquetTables(base_path=init_context.resources.object_store.upath(settings.bucket, folder),
+                         names={"video_embedding_index": name.removesuffix(".parquet")})
+

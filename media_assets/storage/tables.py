@@ -4,9 +4,11 @@
 An asset returns a ``pyarrow.Table`` (in a ``dg.Output`` with its metadata); the IO manager
 writes it as one zstd-compressed Parquet file per partition at
 ``<base path>/<table name>/<partition key>.parquet`` and loads it for downstream assets that
-take the asset as an input. ``<table name>`` is the asset's definition metadata
-``media_assets/table`` (so a documented location can differ from the asset key), else the asset
-key's path. Writes are all-or-nothing for a reader: a local file is written next to its final
+take the asset as an input. ``<table name>`` is the IO manager's ``names`` entry for the asset
+(a configured location), else the asset's definition metadata ``media_assets/table`` (so a
+documented location can differ from the asset key), else the asset key's path. An input whose
+metadata has ``media_assets/allow_missing: True`` receives ``None`` when the table was never
+written (the asset then builds what it needs itself). Writes are all-or-nothing for a reader: a local file is written next to its final
 name (``.tmp-pid<pid>-<random>``, the object store's temp-file naming, so the next
 ``media-assets process`` removes a killed writer's leftovers) and renamed into place; an S3
 object appears whole when its PUT completes.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import uuid
+from collections.abc import Mapping
 
 import dagster as dg
 import pyarrow as pa
@@ -26,6 +29,7 @@ from upath import UPath
 from .object_store import BucketNotFoundError
 
 TABLE_NAME = "media_assets/table"
+ALLOW_MISSING = "media_assets/allow_missing"
 
 
 class MissingTableError(FileNotFoundError):
@@ -43,10 +47,25 @@ class ParquetTables(dg.UPathIOManager):
 
     extension = ".parquet"
 
+    def __init__(self, base_path: UPath, names: Mapping[str, str] | None = None):
+        super().__init__(base_path=base_path)
+        self._names = dict(names or {})
+
     def get_asset_relative_path(self, context: dg.InputContext | dg.OutputContext) -> UPath:
         output = context.upstream_output if isinstance(context, dg.InputContext) else context
-        name = (output.definition_metadata or {}).get(TABLE_NAME) if output is not None else None
+        name = self._names.get(context.asset_key.to_user_string())
+        if name is None and output is not None:
+            name = (output.definition_metadata or {}).get(TABLE_NAME)
         return UPath(str(name)) if name else super().get_asset_relative_path(context)
+
+    def load_input(self, context: dg.InputContext):
+        try:
+            return super().load_input(context)
+        except MissingTableError:
+            if (context.definition_metadata or {}).get(ALLOW_MISSING):
+                context.log.warning(f"{context.asset_key.to_user_string()} has no stored table yet; the asset goes on without it")
+                return None
+            raise
 
     def make_directory(self, path: UPath) -> None:
         # S3 has no directories, and s3fs' mkdir would create a missing bucket: a missing

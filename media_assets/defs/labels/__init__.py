@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ...resources.labels import label_tables_io_manager
 from .assets import corrected_batches, same_layout_as_original, unmatched_share_below_bound, label_targets, master_video_embeddings, training_batches, video_embedding_index
 from .jobs import label_correction_job, video_embedding_index_job
 from .partitions import batch_partitions
@@ -12,6 +13,8 @@ defs = dg.Definitions(
     asset_checks=[same_layout_as_original, unmatched_share_below_bound],
     jobs=[label_correction_job, video_embedding_index_job],
     sensors=[new_batch_sensor],
+    # the IO manager of the index table (needs object_store and label_settings)
+    resources={"label_tables": label_tables_io_manager},
 )
 
 __all__ = [

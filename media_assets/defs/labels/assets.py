@@ -11,6 +11,7 @@ import time
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
 
 from ...kernels.labels import (
     BatchFormatError,
@@ -23,6 +24,7 @@ from ...kernels.labels import (
 from ...kernels.safe_pickle import safe_loads
 from ...resources.labels import LabelCorrectionSettings
 from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource
+from ...storage.tables import ALLOW_MISSING
 from .correction import BatchResult, correct_batches, layout
 from .partitions import batch_partitions
 
@@ -70,43 +72,50 @@ def load_master(store: ObjectStore, settings: LabelCorrectionSettings) -> tuple[
     return ids, matrix, info.etag
 
 
+MASTER_ETAG = b"master_etag"  # schema metadata of the index table: the master version it was built from
+
+
 @dg.asset(
     deps=[master_video_embeddings],
     group_name="labels",
-    kinds={"numpy"},
+    kinds={"numpy", "parquet"},
     automation_condition=dg.AutomationCondition.eager(),
+    io_manager_key="label_tables",
 )
-def video_embedding_index(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, label_settings: LabelCorrectionSettings) -> dg.MaterializeResult:
-    """The master table prepared for matching, built once per master-table version: video ids
-    `(n_videos,) str`, embeddings `(n_videos, d) float32` and an 8-d principal projection
-    `(d, 8) float32` for the exact nearest-neighbour prefilter; row fingerprints for the exact
-    lookup are derived on load (`media_assets.kernels.labels`). Stored as `.npz` (no pickle)
-    at `index_key`."""
+def video_embedding_index(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, label_settings: LabelCorrectionSettings) -> dg.Output:
+    """The master table prepared for matching, built once per master-table version: one row
+    per video, `video_id` (string) and `embedding` (`fixed_size_list<float32>[d]`), with the
+    8-d principal projection `(d, 8) float32` of the exact nearest-neighbour prefilter and the
+    master table's ETag in the schema metadata; row fingerprints for the exact lookup and the
+    k-d tree are derived on load (`media_assets.kernels.labels.VideoEmbeddingIndex`). Stored by
+    the `label_tables` IO manager as Parquet at `index_key`; `corrected_batches` takes it as an
+    input."""
     store = object_store.get_store()
     ids, matrix, etag = load_master(store, label_settings)
-    index = VideoEmbeddingIndex.build(ids, matrix)
-    store.put_bytes(index.to_npz(), label_settings.bucket, label_settings.index_key, content_type="application/octet-stream")
-    store.put_bytes(etag.encode(), label_settings.bucket, label_settings.index_key + ".master-etag")
-    return dg.MaterializeResult(
+    table = VideoEmbeddingIndex.build(ids, matrix).to_table()
+    table = table.replace_schema_metadata({**table.schema.metadata, MASTER_ETAG: etag.encode()})
+    return dg.Output(
+        table,
         metadata={"n_videos": len(ids), "dim": int(matrix.shape[1]), "master_etag": etag,
                   "index_key": f"{label_settings.bucket}/{label_settings.index_key}"},
         data_version=dg.DataVersion(etag),
     )
 
 
-def load_index(store: ObjectStore, settings: LabelCorrectionSettings, log) -> VideoEmbeddingIndex:
-    """The stored index if it was built from the current master table; otherwise (never
+def load_index(store: ObjectStore, settings: LabelCorrectionSettings, stored: pa.Table | None, log) -> VideoEmbeddingIndex:
+    """The stored index table if it was built from the current master table; otherwise (never
     materialized, or the master changed since) built here from the master table, with a
-    warning: correctness never depends on the index being materialized first."""
+    warning: correctness never depends on the index being materialized first.
+
+    Raises:
+        dg.Failure: the master table is missing, unsafe or malformed (when it must be read).
+    """
     try:
         master_etag = store.head(settings.bucket, settings.master_key).etag
     except ObjectNotFoundError as err:
         raise dg.Failure(f"master table {settings.bucket}/{settings.master_key}: {err}", allow_retries=False) from err
-    try:
-        if store.get_bytes(settings.bucket, settings.index_key + ".master-etag").decode() == master_etag:
-            return VideoEmbeddingIndex.from_npz(store.get_bytes(settings.bucket, settings.index_key))
-    except ObjectNotFoundError:
-        pass
+    if stored is not None and (stored.schema.metadata or {}).get(MASTER_ETAG) == master_etag.encode():
+        return VideoEmbeddingIndex.from_table(stored)
     log.warning("video_embedding_index is missing or older than the master table; building it in this run")
     ids, matrix, _ = load_master(store, settings)
     return VideoEmbeddingIndex.build(ids, matrix)
@@ -193,7 +202,9 @@ def _record_result(context: dg.AssetExecutionContext, settings: LabelCorrectionS
 
 
 @dg.asset(
-    deps=[training_batches, video_embedding_index, label_targets],
+    deps=[training_batches, label_targets],
+    # loaded by the label_tables IO manager; None when never materialized (then built from the master)
+    ins={"video_embedding_index": dg.AssetIn(metadata={ALLOW_MISSING: True})},
     partitions_def=batch_partitions,
     backfill_policy=dg.BackfillPolicy.multi_run(PARTITIONS_PER_RUN),
     group_name="labels",
@@ -201,7 +212,8 @@ def _record_result(context: dg.AssetExecutionContext, settings: LabelCorrectionS
     pool="label_correction",
     output_required=False,
 )
-def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, label_settings: LabelCorrectionSettings):
+def corrected_batches(context: dg.AssetExecutionContext, video_embedding_index: pa.Table | None, object_store: ObjectStoreResource,
+                      label_settings: LabelCorrectionSettings):
     """Each batch with its targets replaced from `targets.csv`, at `corrected/<file name>`.
 
     Rows are matched to master videos by exact float32 bytes, else by nearest cosine
@@ -226,7 +238,7 @@ def corrected_batches(context: dg.AssetExecutionContext, object_store: ObjectSto
     if skipped:
         context.log.info(f"{len(skipped)} of {len(context.partition_keys)} batches are already corrected from this batch, "
                          "master table and targets version; not corrected again")
-    index = load_index(store, settings, context.log)
+    index = load_index(store, settings, video_embedding_index, context.log)
     targets = load_targets(store, settings)
     master_to_target = target_rows_for_master(index, targets)
     context.log.info(f"index: {len(index.ids)} videos x {index.dim}; targets: {len(targets.ids)} rows {targets.columns}; {len(keys)} batches")
