@@ -4,6 +4,7 @@ pipeline end to end into hive-partitioned Parquet."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 
 from media_assets.defs.audio import defs as audio_defs
@@ -236,3 +238,26 @@ def test_batched_transcription_keeps_files_apart(audio_files):
         assert set(_words(t.text)) & set(_words(text)), (t.text, text)
         assert len(_words(t.text)) <= len(_words(text)) + 2  # nothing from the neighbours
         assert t.segments and t.segments[0]["start"] >= 0 and t.segments[-1]["end"] <= t.duration_s + 0.5
+
+
+def test_daily_pipeline_on_s3_tables_through_the_io_manager(instance, s3_resource, s3_buckets, audio_files):
+    """On S3 (moto's server): the day's transcript and token tables go through the
+    `audio_tables` IO manager (s3fs) to the work bucket's documented keys, and `audio_dataset`
+    builds the day's rows from them."""
+    store = s3_resource.get_store()
+    buckets = {"source_bucket": s3_buckets("audio"), "dataset_bucket": s3_buckets("audio-dataset"), "work_bucket": s3_buckets("work")}
+    store.upload(audio_files["speech"], buckets["source_bucket"], "calls/speech.flac")
+    store.put_bytes(b"notes", buckets["source_bucket"], "calls/readme.txt")
+    defs = _defs(s3_resource, **buckets)
+    outcomes = process_pending(defs, instance)
+    assert [o.success for o in outcomes] == [True]
+    day = outcomes[0].partition
+    work = {o.key for o in store.list_objects(buckets["work_bucket"], "audio/")}
+    assert {f"audio/transcripts/{day}.parquet", f"audio/tokens/{day}.parquet"} <= work
+    transcripts_table = pq.read_table(io.BytesIO(store.get_bytes(buckets["work_bucket"], f"audio/transcripts/{day}.parquet")))
+    assert sorted(transcripts_table["Key"].to_pylist()) == ["calls/readme.txt", "calls/speech.flac"]
+    dataset_keys = [o.key for o in store.list_objects(buckets["dataset_bucket"], "")]
+    assert dataset_keys and all(k.endswith(".parquet") for k in dataset_keys)
+    rows = pa.concat_tables([pq.read_table(io.BytesIO(store.get_bytes(buckets["dataset_bucket"], k))) for k in dataset_keys]).to_pylist()
+    speech = next(r for r in rows if r["Key"] == "calls/speech.flac")
+    assert speech["text"] and speech["tokens"]
