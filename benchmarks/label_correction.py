@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import resource
 import concurrent.futures
+import os
 import pickle
 import sys
 import tempfile
@@ -94,8 +95,6 @@ def main() -> None:
                    "per ranged run instead of one per partition; failed partitions then show as missing)")
     args = p.parse_args()
     if args.planned_events == "per-run":
-        import os
-
         os.environ["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = "true"
     args.postgres = args.postgres or args.instance == "postgres"
     results: dict[str, tuple[float, float]] = {}
@@ -103,7 +102,6 @@ def main() -> None:
     instance_config = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
     stack = contextlib.ExitStack()
     if args.postgres:
-        import os
         import shutil
 
         from media_assets_tests.postgres_server import postgres_server

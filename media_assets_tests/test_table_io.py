@@ -10,13 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from media_assets.storage.tables import TABLE_NAME, MissingTableError, ParquetTables
+from media_assets.storage.tables import MissingTableError, ParquetTables
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-11-01")
 
 
 def _defs(root, fail_after_write: list | None = None):
-    @dg.asset(partitions_def=DAYS, io_manager_key="tables", metadata={TABLE_NAME: "rows"})
+    @dg.asset(partitions_def=DAYS, io_manager_key="tables")
     def upstream(context: dg.AssetExecutionContext) -> pa.Table:
         day = context.partition_key
         return pa.table({"day": [day] * 3, "x": pa.array([1, 2, 3], pa.int16()), "tokens": pa.array([[1], [], [2, 3]], pa.list_(pa.int16()))})
@@ -25,7 +25,7 @@ def _defs(root, fail_after_write: list | None = None):
     def downstream(upstream: pa.Table) -> pa.Table:
         return upstream.append_column("y", pa.array([10, 20, 30], pa.int64()))
 
-    return dg.Definitions(assets=[upstream, downstream], resources={"tables": ParquetTables(base_path=root)})
+    return dg.Definitions(assets=[upstream, downstream], resources={"tables": ParquetTables(base_path=root, names={"upstream": "rows"})})
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -49,7 +49,7 @@ def test_partitioned_tables_round_trip_at_the_documented_path(table_root, instan
     for day in ("2026-11-02", "2026-11-03"):
         result = dg.materialize(list(defs.assets), partition_key=day, instance=instance, resources=defs.resources)
         assert result.success
-        # `<base>/<table name>/<partition>.parquet`: the table name from the asset's metadata
+        # `<base>/<table name>/<partition>.parquet`: the table name from the IO manager's names
         written = _read(root, f"rows/{day}.parquet")
         assert written["day"].to_pylist() == [day] * 3 and written.schema.field("tokens").type == pa.list_(pa.int16())
         assert _read(root, f"downstream/{day}.parquet")["y"].to_pylist() == [10, 20, 30]

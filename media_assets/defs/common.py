@@ -8,10 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image
 
 from ..storage import ObjectNotFoundError, ObjectStore
+from ..storage.tables import parquet_bytes, read_parquet_bytes
 
 
 def input_failure(message: str, **metadata) -> dg.Failure:
@@ -33,14 +33,12 @@ def write_manifest(store: ObjectStore, bucket: str, key: str, manifest: dict) ->
 
 def put_table(store: ObjectStore, bucket: str, key: str, table: pa.Table) -> None:
     """Write ``table`` as one zstd-compressed Parquet object."""
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    store.put_bytes(buf.getvalue(), bucket, key, content_type="application/vnd.apache.parquet")
+    store.put_bytes(parquet_bytes(table), bucket, key, content_type="application/vnd.apache.parquet")
 
 
 def get_table(store: ObjectStore, bucket: str, key: str) -> pa.Table:
     """Read a Parquet object written by :func:`put_table`."""
-    return pq.read_table(io.BytesIO(store.get_bytes(bucket, key)))
+    return read_parquet_bytes(store.get_bytes(bucket, key))
 
 
 def _tile(source: Path | Image.Image, width: int) -> Image.Image:

@@ -176,5 +176,5 @@ def audio_tables_io_manager(init_context) -> ParquetTables:
     """
     settings = init_context.resources.audio_settings
     settings.work_key("transcripts", "check")  # refuses a work location inside the dataset prefix
-    return ParquetTables(base_path=init_context.resources.object_store.upath(settings.work_bucket, settings.work_prefix))
-
+    return ParquetTables(base_path=init_context.resources.object_store.upath(settings.work_bucket, settings.work_prefix),
+                         names={"transcripts": "transcripts", "audio_tokens": "tokens"})

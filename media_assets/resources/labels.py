@@ -81,4 +81,3 @@ def label_tables_io_manager(init_context) -> ParquetTables:
         raise ValueError(f"index_key must name a .parquet object, got {settings.index_key!r}")
     return ParquetTables(base_path=init_context.resources.object_store.upath(settings.bucket, folder),
                          names={"video_embedding_index": name.removesuffix(".parquet")})
-

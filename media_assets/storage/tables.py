@@ -5,11 +5,10 @@ An asset returns a ``pyarrow.Table`` (in a ``dg.Output`` with its metadata); the
 writes it as one zstd-compressed Parquet file per partition at
 ``<base path>/<table name>/<partition key>.parquet`` and loads it for downstream assets that
 take the asset as an input. ``<table name>`` is the IO manager's ``names`` entry for the asset
-(a configured location), else the asset's definition metadata ``media_assets/table`` (so a
-documented location can differ from the asset key), else the asset key's path. An input whose
-metadata has ``media_assets/allow_missing: True`` receives ``None`` when the table was never
-written (the asset then builds what it needs itself). Writes are all-or-nothing for a reader: a local file is written next to its final
-name (``.tmp-pid<pid>-<random>``, the object store's temp-file naming, so the next
+(so a documented or configured location can differ from the asset key), else the asset key's
+path. An input whose metadata has ``media_assets/allow_missing: True`` receives ``None`` when
+the table was never written (the asset then builds what it needs itself). Writes are
+all-or-nothing for a reader: a local file is written next to its final name (``.tmp-pid<pid>-<random>``, the object store's temp-file naming, so the next
 ``media-assets process`` removes a killed writer's leftovers) and renamed into place; an S3
 object appears whole when its PUT completes.
 """
@@ -28,8 +27,19 @@ from upath import UPath
 
 from .object_store import BucketNotFoundError
 
-TABLE_NAME = "media_assets/table"
 ALLOW_MISSING = "media_assets/allow_missing"
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as one zstd-compressed Parquet file (the one encoding of every table here)."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def read_parquet_bytes(data: bytes) -> pa.Table:
+    """The table of a Parquet file held in memory."""
+    return pq.read_table(io.BytesIO(data))
 
 
 class MissingTableError(FileNotFoundError):
@@ -52,11 +62,8 @@ class ParquetTables(dg.UPathIOManager):
         self._names = dict(names or {})
 
     def get_asset_relative_path(self, context: dg.InputContext | dg.OutputContext) -> UPath:
-        output = context.upstream_output if isinstance(context, dg.InputContext) else context
         name = self._names.get(context.asset_key.to_user_string())
-        if name is None and output is not None:
-            name = (output.definition_metadata or {}).get(TABLE_NAME)
-        return UPath(str(name)) if name else super().get_asset_relative_path(context)
+        return UPath(name) if name else super().get_asset_relative_path(context)
 
     def load_input(self, context: dg.InputContext):
         try:
@@ -76,17 +83,16 @@ class ParquetTables(dg.UPathIOManager):
     def dump_to_path(self, context: dg.OutputContext, obj: pa.Table, path: UPath) -> None:
         if not isinstance(obj, pa.Table):
             raise TypeError(f"{context.asset_key.to_user_string()}: expected a pyarrow.Table output, got {type(obj).__name__}")
-        buf = io.BytesIO()
-        pq.write_table(obj, buf, compression="zstd")
+        data = parquet_bytes(obj)
         if not _is_local(path):
             try:
-                path.write_bytes(buf.getvalue())  # one PUT: the object appears whole or not at all
+                path.write_bytes(data)  # one PUT: the object appears whole or not at all
             except FileNotFoundError as err:  # s3fs' NoSuchBucket
                 raise BucketNotFoundError(path.path.split("/", 1)[0]) from err
             return
         tmp = path.with_name(f".tmp-pid{os.getpid()}-{uuid.uuid4().hex}")
         try:
-            tmp.write_bytes(buf.getvalue())
+            tmp.write_bytes(data)
             os.replace(tmp.path, path.path)
         finally:
             if tmp.exists():
@@ -101,7 +107,7 @@ class ParquetTables(dg.UPathIOManager):
                 f"no table at {path}: materialize {context.asset_key.to_user_string()}"
                 + (f" for partition {partition}" if partition else "") + " first"
             ) from err
-        return pq.read_table(io.BytesIO(data))
+        return read_parquet_bytes(data)
 
     def get_metadata(self, context: dg.OutputContext, obj: pa.Table) -> dict:
         return {"table_rows": dg.MetadataValue.int(obj.num_rows), "table_columns": dg.MetadataValue.int(obj.num_columns)}

@@ -19,7 +19,6 @@ from ...kernels.probe import MediaError
 from ...resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
 from ...scratch import scratch_dir
 from ...storage import ObjectInfo, ObjectStore, ObjectStoreResource, safe_local_name
-from ...storage.tables import TABLE_NAME
 from ..common import write_manifest
 from ..output_set import OutputSet
 from .partitions import audio_partitions
@@ -60,7 +59,7 @@ def _reasons(t: Transcript, parts: list[Transcript], settings: AudioSettings) ->
 
 @dg.asset(
     deps=[audio_objects], partitions_def=audio_partitions, group_name="audio", kinds={"whisper", "parquet"}, pool="asr",
-    io_manager_key="audio_tables", metadata={TABLE_NAME: "transcripts"},
+    io_manager_key="audio_tables",
     check_specs=[dg.AssetCheckSpec(
         "speech_not_lost", asset="transcripts",
         description="At most `max_speech_loss_share` (2 %) of the day's speech files (>= 1 s of VAD speech) have no text or fewer "
@@ -153,7 +152,7 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
 
 
 @dg.asset(partitions_def=audio_partitions, group_name="audio", kinds={"numpy", "parquet"}, pool="asr",
-          io_manager_key="audio_tables", metadata={TABLE_NAME: "tokens"})
+          io_manager_key="audio_tables")
 def audio_tokens(context: dg.AssetExecutionContext, transcripts: pa.Table, object_store: ObjectStoreResource, audio_settings: AudioSettings,
                  audio_tokenizer: AudioTokenizerResource) -> dg.Output:
     """Every decodable `.flac` of the day as a 1-D int16 token sequence (`mulaw`: G.711 mu-law
