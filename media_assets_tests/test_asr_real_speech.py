@@ -14,11 +14,11 @@ import pytest
 from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
 from media_assets.defs.audio.assets import transcripts
-from media_assets.resources.audio import audio_tables_io_manager
 from media_assets.kernels.asr import FasterWhisperRecognizer, Transcript, suspect_reasons
 from media_assets.kernels.audio import decode_audio
-from media_assets.resources.audio import AudioSettings, SpeechRecognizerResource
+from media_assets.resources.audio import AudioSettings, SpeechRecognizerResource, audio_tables_io_manager
 from media_assets.samples import read_speech_clips
+from media_assets.storage.tables import read_parquet_bytes
 
 DAY = "2026-11-20"
 normalize = EnglishTextNormalizer({})  # Whisper's English normalizer, as the Whisper paper scores
@@ -64,10 +64,8 @@ def _materialize(instance, store_resource, clips, recognizer: SpeechRecognizerRe
     result = dg.materialize([transcripts], partition_key=DAY, instance=instance, resources={
         "object_store": store_resource, "audio_settings": AudioSettings(), "speech_recognizer": recognizer,
         "audio_tables": audio_tables_io_manager})
-    from media_assets.defs.common import get_table
-
     # written by the audio_tables IO manager at the documented work location
-    table = get_table(store, "media-assets-work", AudioSettings().work_key("transcripts", DAY))
+    table = read_parquet_bytes(store.get_bytes("media-assets-work", AudioSettings().work_key("transcripts", DAY)))
     rows = {r["Key"]: r for r in table.to_pylist()}
     return result, rows
 

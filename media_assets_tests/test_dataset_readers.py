@@ -132,9 +132,10 @@ def test_keyframe_embeddings_read_the_same_in_four_readers(instance, local_resou
     them all, the same in every reader."""
     from media_assets.definitions import build_resources
     from media_assets.defs.video import video_decode
+    from media_assets.resources.keyframes import keyframe_tables_io_manager
 
     store = local_resource.get_store()
-    resources = {**build_resources(), "object_store": local_resource}
+    resources = {**build_resources(), "object_store": local_resource, "keyframe_tables": keyframe_tables_io_manager}
     for key, src in [("video_in/bikes.mp4", "bikes.mp4"), ("video_in/bunny.mp4", "bigbuckbunny.mp4"), ("video_in/cams/bunny.mp4", "bigbuckbunny.mp4")]:
         run_ffmpeg(["-i", str(footage / src), "-t", "4", "-an", "-c:v", "libx264", "-preset", "ultrafast", str(tmp_path / "v.mp4")])
         store.upload(tmp_path / "v.mp4", "media", key)

@@ -132,6 +132,43 @@ def test_reupload_replaces_every_derived_object_exactly(instance, local_resource
     assert selected == sorted(f"video_in/selected_frames/reel/{k}.jpg" for k in kept) and all(k <= 2 for k in kept)
 
 
+def test_table_is_the_commit_point_of_the_samples(instance, local_resource, reel, tmp_path, monkeypatch):
+    """`keyframe_embeddings`' table is stored by the `keyframe_tables` IO manager after the
+    samples are uploaded: when storing it fails, the previous table and every sample it refers
+    to stay and this attempt's extra samples are rolled back; once storing works, the new set
+    replaces the old exactly."""
+    from media_assets.resources.keyframes import KeyframeTables
+
+    store = local_resource.get_store()
+    store.upload(reel, "media", "video_in/reel.mp4")
+    defs = _defs(local_resource)
+    assert [o.success for o in process_pending(defs, instance, sensor_names=["new_video_sensor"])] == [True]
+    table_key = "video_in/embeddings/reel.parquet"
+    assert pq.read_table(io.BytesIO(store.get_bytes("media", table_key))).num_rows == 11
+
+    longer = tmp_path / "longer.mp4"  # 13 s: samples 11 and 12 are new keys
+    run_ffmpeg(["-stream_loop", "1", "-i", str(reel), "-t", "13", "-c:v", "libx264", "-preset", "ultrafast", str(longer)])
+    store.upload(longer, "media", "video_in/reel.mp4")
+
+    def disk_full(self, context, obj, path):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(KeyframeTables, "dump_to_path", disk_full)
+        (outcome,) = process_pending(defs, instance, sensor_names=["new_video_sensor"])
+    assert not outcome.success and "No space left on device" in outcome.error
+    assert pq.read_table(io.BytesIO(store.get_bytes("media", table_key))).num_rows == 11
+    samples = {o.key.rsplit("/", 1)[1] for o in store.list_objects("media", "video_in/samples/reel/")}
+    assert samples == {f"{i}.jpg" for i in range(11)}
+
+    # the run again (as Dagster's run retry or the UI's re-execution does), storage working
+    assert defs.resolve_job_def("keyframes").execute_in_process(instance=instance, partition_key="video_in/reel.mp4").success
+    table = pq.read_table(io.BytesIO(store.get_bytes("media", table_key)))
+    samples = {o.key.rsplit("/", 1)[1] for o in store.list_objects("media", "video_in/samples/reel/")}
+    assert table.num_rows == 13 and samples == {f"{i}.jpg" for i in range(13)}
+    assert table["frame_index"].to_pylist() == list(range(13))
+
+
 def test_explicit_s3_uri_partition_on_s3(instance, s3_resource, s3_buckets, reel):
     store = s3_resource.get_store()
     bucket = s3_buckets("anything")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from media_assets.defs.video import raw_videos, video_decode, video_partitions
 from media_assets.resources.embedder import ImageEmbedderResource
-from media_assets.resources.keyframes import KeyframeSettings
+from media_assets.resources.keyframes import KeyframeSettings, keyframe_tables_io_manager
 from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage import LocalObjectStore
 from media_assets.resources.reconcile import ReconcileSettings
@@ -28,7 +28,7 @@ def _materialize(instance, resource, settings, key, raise_on_error=True):
         partition_key=key,
         instance=instance,
         resources={"object_store": resource, "video_settings": settings, "keyframe_settings": KeyframeSettings(),
-                   "image_embedder": ImageEmbedderResource()},
+                   "image_embedder": ImageEmbedderResource(), "keyframe_tables": keyframe_tables_io_manager},
         raise_on_error=raise_on_error,
     )
 

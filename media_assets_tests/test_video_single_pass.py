@@ -17,7 +17,7 @@ from media_assets.defs.video import raw_videos, video_decode, video_partitions
 from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.kernels.frames import luma_thumbnail
 from media_assets.resources.embedder import ImageEmbedderResource
-from media_assets.resources.keyframes import KeyframeSettings
+from media_assets.resources.keyframes import KeyframeSettings, keyframe_tables_io_manager
 from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage import ObjectStoreResource
 
@@ -40,7 +40,7 @@ def _outputs(instance, tmp_path, src, together: bool) -> dict:
     store = resource.get_store()
     store.upload(src, SETTINGS.source_bucket, "reel.avi")
     resources = {"object_store": resource, "video_settings": SETTINGS, "keyframe_settings": KeyframeSettings(),
-                 "image_embedder": ImageEmbedderResource()}
+                 "image_embedder": ImageEmbedderResource(), "keyframe_tables": keyframe_tables_io_manager}
     passes = []
     for selection in ([OUTPUTS] if together else [[o] for o in OUTPUTS]):
         result = dg.materialize([raw_videos, video_decode], selection=selection, partition_key="reel.avi", instance=instance, resources=resources)

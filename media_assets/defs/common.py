@@ -7,11 +7,9 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import pyarrow as pa
 from PIL import Image
 
 from ..storage import ObjectNotFoundError, ObjectStore
-from ..storage.tables import parquet_bytes, read_parquet_bytes
 
 
 def input_failure(message: str, **metadata) -> dg.Failure:
@@ -29,16 +27,6 @@ def read_manifest(store: ObjectStore, bucket: str, key: str) -> dict | None:
 
 def write_manifest(store: ObjectStore, bucket: str, key: str, manifest: dict) -> None:
     store.put_bytes(json.dumps(manifest, indent=1).encode(), bucket, key, content_type="application/json")
-
-
-def put_table(store: ObjectStore, bucket: str, key: str, table: pa.Table) -> None:
-    """Write ``table`` as one zstd-compressed Parquet object."""
-    store.put_bytes(parquet_bytes(table), bucket, key, content_type="application/vnd.apache.parquet")
-
-
-def get_table(store: ObjectStore, bucket: str, key: str) -> pa.Table:
-    """Read a Parquet object written by :func:`put_table`."""
-    return read_parquet_bytes(store.get_bytes(bucket, key))
 
 
 def _tile(source: Path | Image.Image, width: int) -> Image.Image:

@@ -76,6 +76,12 @@ class OutputSet:
         write_commit_object()
         self.committed = True
 
+    def committed_elsewhere(self) -> None:
+        """Mark the set committed when the commit object was written by someone else after
+        :meth:`wait` -- an IO manager storing the asset's output table -- so that leaving the
+        block removes the stale objects instead of rolling back."""
+        self.committed = True
+
     def __enter__(self) -> OutputSet:
         return self
 

@@ -1,9 +1,12 @@
-"""Settings of the key-frame pipeline and where a video's key-frame outputs live."""
+"""Settings of the key-frame pipeline, where a video's key-frame outputs live, and the IO
+manager of its ``keyframe_embeddings`` table."""
 
 from dataclasses import dataclass
 from typing import Literal
 
 import dagster as dg
+
+from ..storage.tables import ParquetTables
 
 
 @dataclass(frozen=True)
@@ -101,3 +104,33 @@ class KeyframeSettings(dg.ConfigurableResource):
 def keyframe_manifest_key(src: VideoSource) -> str:
     """Key (in ``src.out_bucket``) of the ``key_frames`` manifest of one video, written last."""
     return f".manifests/{src.out_key('selected_frames', 'manifest.json')}"
+
+
+class KeyframeTables(ParquetTables):
+    """:class:`~media_assets.storage.tables.ParquetTables` for ``keyframe_embeddings``: partition
+    ``P`` is stored at ``<src.out_bucket>/<src.embeddings_key()>`` of ``P``'s
+    :class:`VideoSource` (``media/converted/embeddings/<video>.parquet`` for a converted AVI,
+    ``<bucket>/<folder>/embeddings/<stem>.parquet`` next to a direct upload), the documented
+    locations, which are not one folder per asset.
+
+    Args:
+        object_store: the bound ``ObjectStoreResource`` (gives local or ``s3://`` paths).
+        keyframe_settings / video_settings: resolve a partition key to its :class:`VideoSource`.
+    """
+
+    def __init__(self, object_store, keyframe_settings: "KeyframeSettings", video_settings):
+        super().__init__(base_path=object_store.upath(keyframe_settings.output_bucket))
+        self._object_store, self._ks, self._video = object_store, keyframe_settings, video_settings
+
+    def get_path_for_partition(self, context, path, partition: str):
+        src = self._ks.source_for(partition, self._video.video_prefix)
+        return self._object_store.upath(src.out_bucket, src.embeddings_key().removesuffix(self.extension))
+
+
+@dg.io_manager(required_resource_keys={"object_store", "keyframe_settings", "video_settings"},
+               description="`keyframe_embeddings` as Parquet at `<prefix>/embeddings/<video>.parquet` next to each "
+               "video's samples (Dagster's UPathIOManager: local folder or s3://).")
+def keyframe_tables_io_manager(init_context) -> KeyframeTables:
+    """:class:`KeyframeTables` over the bound ``object_store``, ``keyframe_settings`` and ``video_settings``."""
+    r = init_context.resources
+    return KeyframeTables(r.object_store, r.keyframe_settings, r.video_settings)

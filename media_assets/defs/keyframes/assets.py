@@ -17,8 +17,8 @@ from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings, VideoSource, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
 from ...scratch import scratch_dir
-from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource
-from ..common import contact_sheet_markdown, get_table, input_failure, read_manifest, spread, write_manifest
+from ...storage import ObjectStore, ObjectStoreResource
+from ..common import contact_sheet_markdown, input_failure, read_manifest, spread, write_manifest
 from ..output_set import OutputSet, listed_children
 from ..video.partitions import video_partitions
 
@@ -47,7 +47,7 @@ MAX_SHEET_FRAMES = 32  # tiles in the UI's contact sheet (8 per row); more key f
 
 
 @dg.asset(
-    deps=[dg.AssetKey("keyframe_embeddings")],
+    ins={"keyframe_embeddings": dg.AssetIn()},  # loaded by the keyframe_tables IO manager
     partitions_def=video_partitions,
     group_name="keyframes",
     kinds={"jpeg"},
@@ -56,9 +56,11 @@ MAX_SHEET_FRAMES = 32  # tiles in the UI's contact sheet (8 per row); more key f
         dg.AssetCheckSpec("uploaded_keys_exist", asset="key_frames", description="Every key-frame object listed in the metadata exists."),
     ],
 )
-def key_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, keyframe_settings: KeyframeSettings,
-               video_settings: VideoConversionSettings, image_embedder: ImageEmbedderResource) -> dg.MaterializeResult:
-    """Key frames of the video at `<prefix>/selected_frames/<stem>/<frame index>.jpg`.
+def key_frames(context: dg.AssetExecutionContext, keyframe_embeddings: pa.Table, object_store: ObjectStoreResource,
+               keyframe_settings: KeyframeSettings, video_settings: VideoConversionSettings,
+               image_embedder: ImageEmbedderResource) -> dg.MaterializeResult:
+    """Key frames of the video at `<prefix>/selected_frames/<stem>/<frame index>.jpg`, selected
+    from its `keyframe_embeddings` table (the input, loaded by the `keyframe_tables` IO manager).
 
     Black, blank and flash samples are never key frames. Among the others, `select_keyframes`
     keeps frames whose cosine similarity to the previous key frame falls below
@@ -70,11 +72,7 @@ def key_frames(context: dg.AssetExecutionContext, object_store: ObjectStoreResou
     """
     ks, store = keyframe_settings, object_store.get_store()
     src = ks.source_for(context.partition_key, video_settings.video_prefix)
-    parquet_key = src.embeddings_key()
-    try:
-        table = get_table(store, src.out_bucket, parquet_key)
-    except ObjectNotFoundError as err:
-        raise input_failure(f"no embeddings for {src.key!r}: materialize keyframe_embeddings first") from err
+    table = keyframe_embeddings
     indices = table["frame_index"].to_numpy()
     dead = table["dead"].to_pylist()
     emb = np.asarray(table["embedding"].combine_chunks().flatten().to_numpy(), dtype=np.float32).reshape(len(indices), -1)

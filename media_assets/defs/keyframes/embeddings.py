@@ -6,6 +6,7 @@ No asset is defined here."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import botocore.exceptions
@@ -23,7 +24,7 @@ from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings, VideoSource
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectNotFoundError, ObjectStore, safe_local_name
-from ..common import input_failure, put_table
+from ..common import input_failure
 from ..output_set import OutputSet, listed_children
 from ..video.clips import verified_clips
 
@@ -138,9 +139,12 @@ def _table(src: VideoSource, indices, timestamps, dead, shot, flash, emb: np.nda
 
 
 def commit_embeddings(context: dg.AssetExecutionContext, store: ObjectStore, src: VideoSource, ks: KeyframeSettings,
-                      parts: list[Samples], embed: SampleEmbedder, started: float) -> dg.MaterializeResult:
-    """Upload the samples of ``parts`` (files of one video in timeline order) and commit the
-    embeddings table (written last); the ``keyframe_embeddings`` result.
+                      parts: list[Samples], embed: SampleEmbedder, started: float) -> Iterator[dg.Output]:
+    """Upload the samples of ``parts`` (files of one video in timeline order), then yield the
+    embeddings table as the ``keyframe_embeddings`` output: Dagster has the ``keyframe_tables``
+    IO manager store it while this generator waits at the ``yield`` (the commit point);
+    samples of an earlier set that this one does not rewrite are removed only after that.
+    If storing fails, the generator is closed there and the new samples are rolled back.
 
     Raises:
         dg.Failure: no decodable frame, or the deferred embedding error of ``embed``.
@@ -161,7 +165,6 @@ def commit_embeddings(context: dg.AssetExecutionContext, store: ObjectStore, src
     if not paths:
         raise input_failure(f"{src.key}: no decodable video frame")
     emb = embed.embeddings()
-    parquet_key = src.embeddings_key()
     table = _table(src, indices, [i / ks.fps for i in indices], embed.dead, shot, flash, emb)
     # every sample already in the folder counts as the previous set: kept if this attempt
     # fails (the previous table refers to them), removed after the commit unless rewritten
@@ -169,17 +172,17 @@ def commit_embeddings(context: dg.AssetExecutionContext, store: ObjectStore, src
     with OutputSet(store, src.out_bucket, context.log, previous=existing, concurrency=ks.transfer_concurrency) as out:
         for p, i in zip(paths, indices):
             out.upload(p, src.out_key("samples", f"{i}.jpg"), "image/jpeg")
-        out.commit(lambda: put_table(store, src.out_bucket, parquet_key, table))
-    wall = time.perf_counter() - started
-    return dg.MaterializeResult(asset_key="keyframe_embeddings", metadata={
-        "source": src.key if src.kind == "converted" else f"{src.bucket}/{src.key}",
-        "frames_sampled": len(paths),
-        "dead_samples": sum(d is not None for d in embed.dead),
-        "hard_cuts": hard_cuts,
-        "flash_samples": sum(flash),
-        "embedding_backend": embed.embedder.backend,
-        "embedding_dim": int(emb.shape[1]),
-        "embeddings": dg.MetadataValue.path(f"{src.out_bucket}/{parquet_key}"),
-        "embed_s": round(embed.seconds, 3),  # embedding time, overlapped with decoding
-        "video_s_per_wall_s": round(len(paths) / ks.fps / max(wall, 1e-9), 2),
-    })
+        out.wait()
+        wall = time.perf_counter() - started
+        yield dg.Output(table, output_name="keyframe_embeddings", metadata={
+            "source": src.key if src.kind == "converted" else f"{src.bucket}/{src.key}",
+            "frames_sampled": len(paths),
+            "dead_samples": sum(d is not None for d in embed.dead),
+            "hard_cuts": hard_cuts,
+            "flash_samples": sum(flash),
+            "embedding_backend": embed.embedder.backend,
+            "embedding_dim": int(emb.shape[1]),
+            "embed_s": round(embed.seconds, 3),  # embedding time, overlapped with decoding
+            "video_s_per_wall_s": round(len(paths) / ks.fps / max(wall, 1e-9), 2),
+        })
+        out.committed_elsewhere()

@@ -54,12 +54,13 @@ KEYFRAME_EMBEDDINGS = dg.AssetSpec(
     description="Samples at 1 FPS scaled to 1024x576 (ffmpeg `fps=1,scale=1024:576`), one embedding each.\n\n"
     "The same decode writes every frame as a 64x36 grey thumbnail, from which hard cuts and flashes are found. "
     "Writes the samples as JPEG to `<prefix>/samples/<stem>/<index>.jpg` and the table "
-    "`<prefix>/embeddings/<stem>.parquet` (written last: the commit point) with columns `video` (str), "
+    "`<prefix>/embeddings/<stem>.parquet` (stored by the `keyframe_tables` IO manager after the samples: the commit "
+    "point; `key_frames` loads it as its input) with columns `video` (str), "
     "`frame_index` (int64, 1 FPS sample index = seconds from the start), `timestamp_s` (float64), `dead` (str: "
     "black/blank, else null), `shot` (int32, +1 after each hard cut; null without shot analysis), `flash` (bool) "
     "and `embedding` (fixed_size_list<float32>[d], L2-normalised; d = 1280 local, 256/384/1024 Titan). Made by the "
     "clips' decode for a converted video; alone, from its clips or the direct upload.",
-)
+).with_io_manager_key("keyframe_tables")
 
 
 @dg.multi_asset(
@@ -75,8 +76,9 @@ KEYFRAME_EMBEDDINGS = dg.AssetSpec(
     retry_policy=RETRY,
 )
 def video_decode(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, video_settings: VideoConversionSettings,
-                 keyframe_settings: KeyframeSettings, image_embedder: ImageEmbedderResource) -> Iterator[dg.MaterializeResult]:
-    """Clips, labeling frames and key-frame embeddings of one video from one decode of its source."""
+                 keyframe_settings: KeyframeSettings, image_embedder: ImageEmbedderResource) -> Iterator[dg.MaterializeResult | dg.Output]:
+    """Clips, labeling frames and key-frame embeddings of one video from one decode of its source
+    (the embeddings table as a `dg.Output`, stored by the `keyframe_tables` IO manager)."""
     selected = {k.to_user_string() for k in context.selected_asset_keys}
     checks = {c.name for c in context.selected_asset_check_keys}
     store, settings, ks, key = object_store.get_store(), video_settings, keyframe_settings, context.partition_key
@@ -99,7 +101,7 @@ def video_decode(context: dg.AssetExecutionContext, object_store: ObjectStoreRes
             else:
                 embed = SampleEmbedder(image_embedder)
                 parts = sample_stored(store, src, settings, ks, embed, tmp)
-            yield commit_embeddings(context, store, src, ks, parts, embed, started)
+            yield from commit_embeddings(context, store, src, ks, parts, embed, started)
 
 
 def _source(context: dg.AssetExecutionContext, store, settings: VideoConversionSettings, previous: dict | None) -> ObjectInfo | str:
