@@ -39,7 +39,7 @@ EXPECTED = {
     "mp4_clips": ("materialization", {"clips": "TableMetadataEntry", "first_clip": "UrlMetadataEntry", "manifest": "UrlMetadataEntry",
                                       "clips_total_s": "FloatMetadataEntry", "clips_total_bytes": "IntMetadataEntry"}),
     "labeling_frames": ("materialization", {"frames": "MarkdownMetadataEntry", "frames_kept": "IntMetadataEntry"}),
-    "keyframe_embeddings": ("materialization", {"embeddings": "PathMetadataEntry", "hard_cuts": "IntMetadataEntry"}),
+    "keyframe_embeddings": ("materialization", {"path": "PathMetadataEntry", "hard_cuts": "IntMetadataEntry"}),
     "key_frames": ("materialization", {"key_frames": "MarkdownMetadataEntry", "frames_kept": "IntMetadataEntry"}),
     "audio_dataset": ("materialization", {"preview": "TableMetadataEntry", "rows_per_folder": "TableMetadataEntry", "rows": "IntMetadataEntry"}),
     "corrected_batches": ("observation", {"exact_matches": "IntMetadataEntry", "approximate_matches": "IntMetadataEntry",
