@@ -169,6 +169,21 @@ def test_table_is_the_commit_point_of_the_samples(instance, local_resource, reel
     assert table["frame_index"].to_pylist() == list(range(13))
 
 
+def test_key_frames_alone_without_embeddings_names_what_to_materialize(instance, local_resource, reel):
+    store = local_resource.get_store()
+    store.upload(reel, "media", "video_in/reel.mp4")
+    instance.add_dynamic_partitions(video_partitions.name, ["video_in/reel.mp4"])
+    job = _defs(local_resource).resolve_job_def("keyframes")
+    result = job.execute_in_process(instance=instance, partition_key="video_in/reel.mp4", asset_selection=[dg.AssetKey("key_frames")],
+                                    raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = str(failure.step_failure_data.error)
+    assert "materialize keyframe_embeddings for partition video_in/reel.mp4 first" in message, message
+    assert "video_in/embeddings/reel.parquet" in message
+    assert not list(store.list_objects("media", "video_in/selected_frames/"))
+
+
 def test_explicit_s3_uri_partition_on_s3(instance, s3_resource, s3_buckets, reel):
     store = s3_resource.get_store()
     bucket = s3_buckets("anything")
