@@ -118,7 +118,7 @@ class KeyframeTables(ParquetTables):
         keyframe_settings / video_settings: resolve a partition key to its :class:`VideoSource`.
     """
 
-    def __init__(self, object_store, keyframe_settings: "KeyframeSettings", video_settings):
+    def __init__(self, object_store, keyframe_settings: KeyframeSettings, video_settings):
         super().__init__(base_path=object_store.upath(keyframe_settings.output_bucket))
         self._object_store, self._ks, self._video = object_store, keyframe_settings, video_settings
 

@@ -98,7 +98,6 @@ def video_embedding_index(context: dg.AssetExecutionContext, object_store: Objec
         table,
         metadata={"n_videos": len(ids), "dim": int(matrix.shape[1]), "master_etag": etag,
                   "index_key": f"{label_settings.bucket}/{label_settings.index_key}"},
-        data_version=dg.DataVersion(etag),
     )
 
 
