@@ -4,6 +4,7 @@ location and loaded as inputs, writes all-or-nothing, clear errors for a missing
 bucket."""
 
 import io
+import pathlib
 
 import dagster as dg
 import pyarrow as pa
@@ -84,7 +85,7 @@ def test_a_failed_write_keeps_the_previous_table(tmp_path, instance, monkeypatch
     defs = _defs(root)
     assert dg.materialize(list(defs.assets), selection=["upstream"], partition_key="2026-11-02", instance=instance, resources=defs.resources).success
     before = (root / "rows" / "2026-11-02.parquet").read_bytes()
-    real_write = type(root).write_bytes
+    real_write = pathlib.Path.write_bytes  # the local temp file is a pathlib.Path (object_store.write_atomically)
 
     def failing_write(self, data):
         if self.name.startswith(".tmp-"):
@@ -92,7 +93,7 @@ def test_a_failed_write_keeps_the_previous_table(tmp_path, instance, monkeypatch
             raise OSError(28, "No space left on device")
         return real_write(self, data)
 
-    monkeypatch.setattr(type(root), "write_bytes", failing_write)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", failing_write)
     result = dg.materialize(list(defs.assets), selection=["upstream"], partition_key="2026-11-02", instance=instance,
                             resources=defs.resources, raise_on_error=False)
     assert not result.success

@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -123,6 +123,26 @@ class ObjectStore(Protocol):
     def uri(self, bucket: str, key: str) -> str: ...
 
 
+TEMP_PREFIX = ".tmp-"  # hidden temporary files of local writes; listings skip them
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Make the local file ``path`` by calling ``write(tmp)`` on a temporary file beside it
+    (``.tmp-pid<writer pid>-<random>``), then renaming it into place: a reader sees the old file
+    or the new one, never part of one. A killed writer's temporary file is recognised by its
+    dead pid and removed by :meth:`LocalObjectStore.remove_orphaned_temp_files`.
+
+    Raises:
+        Whatever ``write`` raises (the temporary file is removed first).
+    """
+    tmp = path.parent / f"{TEMP_PREFIX}pid{os.getpid()}-{uuid.uuid4().hex}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class LocalObjectStore:
     """Each bucket is a folder ``<root>/<bucket>``; each key a file below it.
 
@@ -131,8 +151,6 @@ class LocalObjectStore:
     sees a half-written object. Listing skips those temporary files; those of a killed writer
     are removed by :meth:`remove_orphaned_temp_files`.
     """
-
-    _TMP_PREFIX = ".tmp-"
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
@@ -177,7 +195,7 @@ class LocalObjectStore:
         found: list[tuple[str, Path]] = []
         for dirpath, dirnames, filenames in os.walk(start):
             for name in filenames:
-                if name.startswith(self._TMP_PREFIX):
+                if name.startswith(TEMP_PREFIX):
                     continue
                 path = Path(dirpath) / name
                 key = path.relative_to(base).as_posix()
@@ -213,7 +231,7 @@ class LocalObjectStore:
         removed = []
         for dirpath, _, filenames in os.walk(self.root) if self.root.is_dir() else []:
             for name in filenames:
-                if name.startswith(self._TMP_PREFIX) and is_orphaned(name):
+                if name.startswith(TEMP_PREFIX) and is_orphaned(name):
                     path = Path(dirpath) / name
                     path.unlink(missing_ok=True)
                     removed.append(path)
@@ -222,12 +240,7 @@ class LocalObjectStore:
     def _atomic_write(self, bucket: str, key: str, write) -> ObjectInfo:
         path = self._path(bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f"{self._TMP_PREFIX}pid{os.getpid()}-{uuid.uuid4().hex}"
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomically(path, write)
         return self._info(bucket, key, path)
 
     def upload(self, src: Path, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo:

@@ -8,24 +8,24 @@ take the asset as an input. ``<table name>`` is the IO manager's ``names`` entry
 (so a documented or configured location can differ from the asset key), else the asset key's
 path. An input whose metadata has ``media_assets/allow_missing: True`` receives ``None`` when
 the table was never written (the asset then builds what it needs itself). Writes are
-all-or-nothing for a reader: a local file is written next to its final name (``.tmp-pid<pid>-<random>``, the object store's temp-file naming, so the next
-``media-assets process`` removes a killed writer's leftovers) and renamed into place; an S3
-object appears whole when its PUT completes.
+all-or-nothing for a reader: a local file is written the way the local object store writes
+(:func:`~media_assets.storage.object_store.write_atomically`: a temporary file beside it,
+renamed into place; the next ``media-assets process`` removes a killed writer's leftovers); an
+S3 object appears whole when its PUT completes.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import uuid
 from collections.abc import Mapping
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-from .object_store import BucketNotFoundError
+from .object_store import BucketNotFoundError, write_atomically
 
 ALLOW_MISSING = "media_assets/allow_missing"
 
@@ -90,13 +90,7 @@ class ParquetTables(dg.UPathIOManager):
             except FileNotFoundError as err:  # s3fs' NoSuchBucket
                 raise BucketNotFoundError(path.path.split("/", 1)[0]) from err
             return
-        tmp = path.with_name(f".tmp-pid{os.getpid()}-{uuid.uuid4().hex}")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp.path, path.path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        write_atomically(Path(path.path), lambda tmp: tmp.write_bytes(data))
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pa.Table:
         try:
