@@ -101,18 +101,16 @@ def video_embedding_index(context: dg.AssetExecutionContext, object_store: Objec
     )
 
 
-def load_index(store: ObjectStore, settings: LabelCorrectionSettings, stored: pa.Table | None, log) -> VideoEmbeddingIndex:
-    """The stored index table if it was built from the current master table; otherwise (never
-    materialized, or the master changed since) built here from the master table, with a
-    warning: correctness never depends on the index being materialized first.
+def load_index(store: ObjectStore, settings: LabelCorrectionSettings, stored: pa.Table | None, master_etag: str,
+               log) -> VideoEmbeddingIndex:
+    """The stored index table if it was built from the master table version ``master_etag``
+    (the run's, from :func:`input_versions`); otherwise (never materialized, or the master
+    changed since) built here from the master table, with a warning: correctness never depends
+    on the index being materialized first.
 
     Raises:
         dg.Failure: the master table is missing, unsafe or malformed (when it must be read).
     """
-    try:
-        master_etag = store.head(settings.bucket, settings.master_key).etag
-    except ObjectNotFoundError as err:
-        raise dg.Failure(f"master table {settings.bucket}/{settings.master_key}: {err}", allow_retries=False) from err
     if stored is not None and (stored.schema.metadata or {}).get(MASTER_ETAG) == master_etag.encode():
         return VideoEmbeddingIndex.from_table(stored)
     log.warning("video_embedding_index is missing or older than the master table; building it in this run")
@@ -237,7 +235,7 @@ def corrected_batches(context: dg.AssetExecutionContext, video_embedding_index: 
     if skipped:
         context.log.info(f"{len(skipped)} of {len(context.partition_keys)} batches are already corrected from this batch, "
                          "master table and targets version; not corrected again")
-    index = load_index(store, settings, video_embedding_index, context.log)
+    index = load_index(store, settings, video_embedding_index, versions["master_etag"], context.log)
     targets = load_targets(store, settings)
     master_to_target = target_rows_for_master(index, targets)
     context.log.info(f"index: {len(index.ids)} videos x {index.dim}; targets: {len(targets.ids)} rows {targets.columns}; {len(keys)} batches")
