@@ -19,6 +19,13 @@ Rows, each on the same audio at beam 5:
 * openai-whisper: fp32 on the base checkpoint converted from the same CTranslate2 weights
   (``media_assets.kernels.whisper_convert``), one file at a time, and on the long file.
 
+Then the per-file ceiling on the short set (``--skip-ceiling`` to leave it out): the Whisper
+encoder alone (CTranslate2, no decoding) on one 30 s window per file, i.e. the fastest any
+path that keeps each file in its own standard window can be, for base and tiny.en; and the one
+way under that floor, an encoder window cut to the file plus a margin (CTranslate2 accepts
+fewer than 3,000 mel frames; whisper.cpp calls it ``audio_ctx``), decoded with the same beam,
+with its WER: Whisper was trained on 30 s windows only (Radford et al. 2022, section 2.3).
+
 WER via jiwer after Whisper's ``EnglishTextNormalizer`` (the transformers copy) on both sides,
 as the Whisper paper scores. "x real time" = seconds of audio per second of wall time.
 """
@@ -49,6 +56,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=13, help="times the clip set is repeated in the long-form file")
     p.add_argument("--skip-openai-long", action="store_true", help="skip openai-whisper on the long file (the slowest row)")
+    p.add_argument("--skip-ceiling", action="store_true", help="skip the encoder-only floor and the cut-window rows")
     args = p.parse_args()
     torch.set_num_threads(2)
     norm = EnglishTextNormalizer({})
@@ -105,6 +113,47 @@ def main() -> None:
                 fw = walls["faster-whisper base int8, one file at a time" if audio == "short" else "platform, default (base)", audio]
                 platform = walls["platform, default (base)", audio]
                 print(f"{audio}: faster-whisper {ow_wall / fw:.2f}x openai-whisper (same beam, same audio); platform {ow_wall / platform:.2f}x")
+        if not args.skip_ceiling:
+            print()
+            ceiling(audios, refs, short_s, wer)
+
+
+def ceiling(audios: list[np.ndarray], refs: list[str], short_s: float, wer) -> None:
+    """Print the per-file speed ceiling on the short set: encoder-only x real time with one
+    30 s window per file, and cut windows (file + margin) decoded at beam 5 with their WER."""
+    import ctranslate2
+    from faster_whisper import WhisperModel
+    from faster_whisper.tokenizer import Tokenizer
+
+    print(f"{'per-file ceiling, short set (CTranslate2 int8, 2 threads)':<58}{'wall s':>16}{'x real time':>13}{'WER':>7}{'empty':>7}")
+    for name in ("base", "tiny.en"):
+        model = WhisperModel(str(bundled_model_path(name)), device="cpu", compute_type="int8", cpu_threads=2)
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en")
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        feats = [model.feature_extractor(a) for a in audios]  # (80, n_frames) float32, 100 frames/s
+
+        def encode(f: np.ndarray, frames: int):
+            window = np.zeros((1, f.shape[0], frames), np.float32)
+            window[0, :, :min(frames, f.shape[1])] = f[:, :frames]
+            return model.model.encode(ctranslate2.StorageView.from_array(window))
+
+        encode(feats[0], 3000)  # warm-up
+        t = time.perf_counter()
+        for f in feats:
+            encode(f, 3000)
+        wall = time.perf_counter() - t
+        print(f"{f'{name}: encoder only, one 30 s window per file':<58}{wall:>16.2f}{short_s / wall:>13.1f}{'-':>7}{'-':>7}", flush=True)
+        for margin_s in (1, 3, 5):
+            t = time.perf_counter()
+            hyps = []
+            for f in feats:
+                frames = min(3000, -(-(f.shape[1] + margin_s * 100) // 100) * 100)
+                out = model.model.generate(encode(f, frames), [prompt], beam_size=5, max_length=224, suppress_blank=True, suppress_tokens=[-1])
+                hyps.append(tokenizer.decode([tok for tok in out[0].sequences_ids[0] if tok < tokenizer.eot]).strip())
+            wall = time.perf_counter() - t
+            empty = sum(not h for h in hyps)
+            print(f"{f'{name}: window cut to the file + {margin_s} s, encode + beam 5':<58}{wall:>16.2f}{short_s / wall:>13.1f}"
+                  f"{wer(hyps, refs):>7.3f}{empty:>7}", flush=True)
 
 
 if __name__ == "__main__":
