@@ -56,10 +56,8 @@ def test_new_objects_become_partitions_and_runs(instance, setup):
     assert set(instance.get_dynamic_partitions(video_partitions.name)) == set(requested)
     for r in first.run_requests:
         assert r.run_key.startswith(r.partition_key + "@")
-    # each requested source is an observation of raw_videos (what the UI shows for the bucket)
-    observed = [e for r in (first, second, third) for e in r.asset_events]
-    assert sorted(o.partition for o in observed) == sorted(requested)
-    assert all(o.asset_key == dg.AssetKey("raw_videos") and o.metadata["size_bytes"].value == 4 for o in observed)
+    # no event write per object in the tick: each run observes its source (test_video_pipeline)
+    assert not any(r.asset_events for r in (first, second, third))
 
     idle = _tick(instance, third.cursor, resources)
     assert not idle.run_requests and idle.cursor == third.cursor

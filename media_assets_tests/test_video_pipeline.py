@@ -70,10 +70,16 @@ def test_bunny_end_to_end_local(instance, local_resource, media):
     settings = VideoConversionSettings()
     key = "clips/Big Buck Bünny.avi"
     store.upload(media["bunny"], "video-avi", key)
+    source = store.head("video-avi", key)
     instance.add_dynamic_partitions(video_partitions.name, [key])
     job = _full_job(local_resource, settings)
     result = job.execute_in_process(instance=instance, partition_key=key)
     assert result.success
+    # the run observes the exact source version it converts, as raw_videos' partition
+    (observed,) = instance.fetch_observations(dg.AssetRecordsFilter(dg.AssetKey("raw_videos"), asset_partitions=[key]), limit=5).records
+    meta = observed.asset_observation.metadata
+    assert meta["etag"].value == source.etag and meta["size_bytes"].value == source.size
+    assert meta["object"].value == f"video-avi/{key}"
 
     clips = _metadata(result, "mp4_clips")
     assert clips["clip_keys"] == ["clips/Big Buck Bünny/Big Buck Bünny.mp4"]

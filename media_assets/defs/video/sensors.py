@@ -69,7 +69,6 @@ new_avi_sensor = partitioned_object_sensor(
     name="new_avi_sensor",
     job=video_conversion_job,
     done_asset=dg.AssetKey("source_video_removal"),
-    source_asset=dg.AssetKey("raw_videos"),
     partitions_def=video_partitions,
     watched=_watched,
     skip_reason=source_skip_reason,  # listing already filtered by the configured suffixes
