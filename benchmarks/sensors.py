@@ -4,8 +4,8 @@
 
 moto's S3/SQS server runs as its own process on 127.0.0.1; ``new_avi_sensor`` is evaluated the
 way the daemon evaluates it (``media_assets_tests.harness.tick_sensor``: ``build_sensor_context`` +
-``evaluate_tick`` on a SQLite instance, each tick's dynamic partitions added to it and its asset
-observations recorded, one ``raw_videos`` observation per new object). Printed, in one run:
+``evaluate_tick`` on a SQLite instance, each tick's dynamic partitions added to it; the tick
+records no asset event per object: each run observes its source). Printed, in one run:
 
   baseline  a raw ListObjectsV2 of the N objects (boto3 paginator): the floor of any polling tick
   polling   seconds per tick over N objects at the default cap of 1000 run requests per tick
@@ -14,6 +14,8 @@ observations recorded, one ``raw_videos`` observation per new object). Printed, 
   events    N notifications (the S3 -> SQS format): ticks until all are requested (each takes up
             to 1000 messages and deletes the previous tick's), seconds per tick, total sensor
             time, and the part of it spent in SQS calls
+  SQS floor the same N notifications fed the same way, received 10 at a time and deleted with
+            ``DeleteMessageBatch`` by boto3 alone: what moto's queue costs with no sensor
 moto's ReceiveMessage scans every message of its queue on each call (its own TODO says so: with
 10,000 queued a receive of 10 takes about a second), so the N notifications go through moto's
 queue ``--feed`` (200) at a time, put in ahead of each tick (not counted as sensor time).
@@ -74,22 +76,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-OBSERVE_SECONDS = [0.0]  # time spent recording the ticks' asset observations in the instance
-
-
 def tick(instance, cursor, resources):
-    """One tick as the daemon runs it, including recording its observations (one `raw_videos`
-    observation per new object); that recording is also summed in ``OBSERVE_SECONDS``."""
-    record = instance.report_runless_asset_event
-    if not getattr(record, "timed", False):
-        def timed_record(event):
-            t = time.perf_counter()
-            try:
-                return record(event)
-            finally:
-                OBSERVE_SECONDS[0] += time.perf_counter() - t
-        timed_record.timed = True
-        instance.report_runless_asset_event = timed_record
+    """One tick as the daemon runs it (evaluate, add its dynamic partitions)."""
     return tick_sensor(new_avi_sensor, instance, cursor, resources, video_defs)
 
 
@@ -97,6 +85,15 @@ def notification(key: str) -> str:
     return json.dumps({"Records": [{"eventName": "ObjectCreated:Put", "eventTime": "2026-11-24T08:00:00.000Z", "s3": {
         "bucket": {"name": "video-avi"},
         "object": {"key": key.replace(" ", "+"), "size": 1, "eTag": "9dd4e461268c8034f5c8564e155c67a6"}}}]})  # md5 of b"x"
+
+
+def feed_queue(sqs, queue: str, batches: list[list[str]]) -> None:
+    """Put one notification per key in ``queue``, a ``SendMessageBatch`` of up to 10 per batch, 16 at once."""
+    def send(chunk: list[str]) -> None:
+        sqs.send_message_batch(QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": notification(k)} for i, k in enumerate(chunk)])
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(send, batches))
 
 
 def run(endpoint: str, n: int, ticks: int, feed: int, skip_polling: bool, notifications: int) -> None:
@@ -154,18 +151,12 @@ def events(sqs, keys: list[str], base: dict, feed: int) -> None:
     queue = sqs.create_queue(QueueName="video-events", Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
     batches = [keys[i : i + 10] for i in range(0, n, 10)]
     fed, send_s = 0, 0.0
-
-    def send(chunk: list[str]) -> None:
-        sqs.send_message_batch(QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": notification(k)} for i, k in enumerate(chunk)])
-
-    OBSERVE_SECONDS[0] = 0.0
     with dg.instance_for_test() as instance:
         resources = {**base, "video_settings": VideoConversionSettings(events_queue_url=queue)}
         cursor, times, requested = None, [], 0
         while True:
             t = time.perf_counter()
-            with concurrent.futures.ThreadPoolExecutor(16) as pool:
-                list(pool.map(send, batches[fed // 10 : (fed + feed) // 10]))
+            feed_queue(sqs, queue, batches[fed // 10 : (fed + feed) // 10])
             fed = min(n, fed + feed)
             send_s += time.perf_counter() - t
             t = time.perf_counter()
@@ -179,9 +170,24 @@ def events(sqs, keys: list[str], base: dict, feed: int) -> None:
     print(f"events: {len(times)} ticks (the last deletes the previous tick's messages), {requested} requested; per tick mean "
           f"{sum(times[:-1]) / max(1, len(times) - 1):.2f} s, max {max(times):.2f} s; all {n}: {total:.0f} s of sensor time "
           f"(target < 600 s), of which {SQS_SECONDS[0]:.0f} s in SQS calls to moto ({10 * SQS_SECONDS[0] / n * 1000:.0f} ms per "
-          f"10 messages received and deleted), {OBSERVE_SECONDS[0]:.0f} s recording one raw_videos observation per object in the "
-          f"SQLite instance ({OBSERVE_SECONDS[0] / n * 1000:.1f} ms each) and {total - SQS_SECONDS[0] - OBSERVE_SECONDS[0]:.0f} s in the "
-          f"sensor itself; feeding the queue {send_s:.0f} s (not counted)")
+          f"10 messages received and deleted) and {total - SQS_SECONDS[0]:.0f} s in the sensor itself "
+          f"({(total - SQS_SECONDS[0]) / n * 1000:.1f} ms per object: {(total - SQS_SECONDS[0]) / n * 100_000:.0f} s per 100,000); "
+          f"feeding the queue {send_s:.0f} s (not counted)")
+    sqs_floor(sqs, batches, feed)
+
+
+def sqs_floor(sqs, batches: list[list[str]], feed: int) -> None:
+    """Receive and delete the same notifications with boto3 alone, fed ``feed`` at a time."""
+    queue = sqs.create_queue(QueueName="video-events-floor", Attributes={"VisibilityTimeout": "300"})["QueueUrl"]
+    n, spent = sum(len(b) for b in batches), 0.0
+    for i in range(0, len(batches), feed // 10):
+        feed_queue(sqs, queue, batches[i : i + feed // 10])
+        t = time.perf_counter()
+        while messages := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", []):
+            sqs.delete_message_batch(QueueUrl=queue, Entries=[{"Id": str(j), "ReceiptHandle": m["ReceiptHandle"]} for j, m in enumerate(messages)])
+        spent += time.perf_counter() - t
+    print(f"SQS floor (boto3 alone, same feed): {n} received and deleted in {spent:.0f} s ({10 * spent / n * 1000:.0f} ms per 10): "
+          f"{spent / n * 100_000:.0f} s per 100,000 on moto")
 
 
 def main() -> None:
