@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from media_assets.defs.output_set import OutputSet, listed_children
+from media_assets.defs.output_set import OutputSet
+from media_assets.storage import listed_children
 from media_assets.storage import LocalObjectStore
 
 log = logging.getLogger("test")

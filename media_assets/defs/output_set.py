@@ -44,6 +44,7 @@ class OutputSet:
         self._pool = concurrent.futures.ThreadPoolExecutor(max(1, concurrency))
         self._futures: list[concurrent.futures.Future] = []
         self.committed = False
+        self.abandoned = False
 
     def upload(self, path: Path, key: str, content_type: str | None = None) -> concurrent.futures.Future[ObjectInfo]:
         """Upload ``path`` to ``key`` in a worker thread; the future gives the stored object's info."""
@@ -82,6 +83,14 @@ class OutputSet:
         block removes the stale objects instead of rolling back."""
         self.committed = True
 
+    def abandon(self) -> None:
+        """Leave every object as it is when the block is left: for a generator closed at its
+        ``yield`` while Dagster's IO manager owned the commit (that IO manager rolled back on the
+        spot if its write failed; see :class:`~media_assets.resources.keyframes.KeyframeTables`).
+        Such a close comes from garbage collection, possibly during a later attempt that rewrote
+        the same keys, so removing anything then could delete that attempt's committed objects."""
+        self.abandoned = True
+
     def __enter__(self) -> OutputSet:
         return self
 
@@ -90,6 +99,8 @@ class OutputSet:
             f.cancel()
         self._pool.shutdown(wait=True)  # no transfer may land after the cleanup below
         written = set(self.written)
+        if self.abandoned:
+            return
         if self.committed:
             self._delete(sorted((self.previous | self.leftovers) - written))
         else:
@@ -102,13 +113,3 @@ class OutputSet:
             except Exception as err:  # noqa: BLE001 - cleanup must not mask the original error
                 self.log.warning(f"could not remove {self.bucket}/{key}: {err}")
 
-
-def listed_children(store: ObjectStore, bucket: str, folder: str, suffix: str, *, numbered: bool = False) -> list[str]:
-    """Keys directly inside ``folder`` (no deeper ``/``) that end in ``suffix`` (and, with
-    ``numbered``, whose name before it is a frame number): the objects a killed run may have
-    left in an asset's own output folder. Deeper keys belong to other videos (``a/`` holds
-    ``a/b/`` of video ``a/b.avi``) and are never returned."""
-    prefix = folder.rstrip("/") + "/"
-    names = ((o.key, o.key[len(prefix):]) for o in store.list_objects(bucket, prefix))
-    return [key for key, name in names
-            if "/" not in name and name.endswith(suffix) and (not numbered or name[: -len(suffix)].isdigit())]

@@ -6,7 +6,8 @@ from typing import Literal
 
 import dagster as dg
 
-from ..storage.tables import ParquetTables
+from ..storage import ObjectNotFoundError, listed_children
+from ..storage.tables import ParquetTables, read_parquet_bytes
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,35 @@ class KeyframeTables(ParquetTables):
     def get_path_for_partition(self, context, path, partition: str):
         src = self._ks.source_for(partition, self._video.video_prefix)
         return self._object_store.upath(src.out_bucket, src.embeddings_key().removesuffix(self.extension))
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        """Store the table: the commit point of the partition's samples
+        (:func:`~media_assets.defs.keyframes.embeddings.commit_embeddings` uploads them first).
+        If storing fails, every sample the stored table does not refer to is removed before the
+        error propagates (the previous set stays whole). The rollback is done here because
+        Dagster leaves the asset's generator suspended at its ``yield`` after a failed store;
+        only garbage collection closes it, at no fixed time."""
+        try:
+            super().handle_output(context, obj)
+        except BaseException:
+            self._remove_unreferenced_samples(context)
+            raise
+
+    def _remove_unreferenced_samples(self, context: dg.OutputContext) -> None:
+        src = self._ks.source_for(context.asset_partition_key, self._video.video_prefix)
+        store = self._object_store.get_store()
+        try:
+            try:
+                stored = read_parquet_bytes(store.get_bytes(src.out_bucket, src.embeddings_key()))
+                referenced = {src.out_key("samples", f"{i}.jpg") for i in stored["frame_index"].to_pylist()}
+            except ObjectNotFoundError:
+                referenced = set()  # no table yet: no sample is referenced
+            unreferenced = [k for k in listed_children(store, src.out_bucket, src.out_key("samples", ""), ".jpg", numbered=True)
+                            if k not in referenced]
+            for key in unreferenced:
+                store.delete(src.out_bucket, key)
+        except Exception as err:  # noqa: BLE001 - the rollback must not mask the storing error
+            context.log.warning(f"could not roll back the samples of {src.key} ({err}); the next commit removes them")
 
 
 @dg.io_manager(required_resource_keys={"object_store", "keyframe_settings", "video_settings"},

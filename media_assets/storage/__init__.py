@@ -10,6 +10,7 @@ from .object_store import (
     S3ObjectStore,
     UnsafeKeyError,
     check_key,
+    listed_children,
     safe_local_name,
 )
 from .resource import ObjectStoreResource, object_store_from_env
@@ -25,6 +26,7 @@ __all__ = [
     "S3ObjectStore",
     "UnsafeKeyError",
     "check_key",
+    "listed_children",
     "object_store_from_env",
     "safe_local_name",
 ]

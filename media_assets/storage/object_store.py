@@ -394,3 +394,14 @@ class S3ObjectStore:
 
     def uri(self, bucket: str, key: str) -> str:
         return f"s3://{bucket}/{key}"
+
+
+def listed_children(store: ObjectStore, bucket: str, folder: str, suffix: str, *, numbered: bool = False) -> list[str]:
+    """Keys directly inside ``folder`` (no deeper ``/``) that end in ``suffix`` (and, with
+    ``numbered``, whose name before it is a frame number): the objects a killed run may have
+    left in an asset's own output folder. Deeper keys belong to other videos (``a/`` holds
+    ``a/b/`` of video ``a/b.avi``) and are never returned."""
+    prefix = folder.rstrip("/") + "/"
+    names = ((o.key, o.key[len(prefix):]) for o in store.list_objects(bucket, prefix))
+    return [key for key, name in names
+            if "/" not in name and name.endswith(suffix) and (not numbered or name[: -len(suffix)].isdigit())]

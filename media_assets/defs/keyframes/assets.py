@@ -17,9 +17,9 @@ from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings, VideoSource, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
 from ...scratch import scratch_dir
-from ...storage import ObjectStore, ObjectStoreResource
+from ...storage import ObjectStore, ObjectStoreResource, listed_children
 from ..common import contact_sheet_markdown, input_failure, read_manifest, spread, write_manifest
-from ..output_set import OutputSet, listed_children
+from ..output_set import OutputSet
 from ..video.partitions import video_partitions
 
 

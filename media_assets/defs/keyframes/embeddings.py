@@ -23,9 +23,9 @@ from ...kernels.probe import MediaError, probe
 from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings, VideoSource
 from ...resources.video import VideoConversionSettings
-from ...storage import ObjectNotFoundError, ObjectStore, safe_local_name
+from ...storage import ObjectNotFoundError, ObjectStore, listed_children, safe_local_name
 from ..common import input_failure
-from ..output_set import OutputSet, listed_children
+from ..output_set import OutputSet
 from ..video.clips import verified_clips
 
 BEDROCK_REFUSALS = ("AccessDeniedException", "ValidationException", "ResourceNotFoundException", "UnrecognizedClientException")
@@ -144,7 +144,10 @@ def commit_embeddings(context: dg.AssetExecutionContext, store: ObjectStore, src
     embeddings table as the ``keyframe_embeddings`` output: Dagster has the ``keyframe_tables``
     IO manager store it while this generator waits at the ``yield`` (the commit point);
     samples of an earlier set that this one does not rewrite are removed only after that.
-    If storing fails, the generator is closed there and the new samples are rolled back.
+    If an upload fails, the new samples are rolled back here. If storing the table fails,
+    the IO manager rolls them back itself (:class:`~media_assets.resources.keyframes.KeyframeTables`):
+    Dagster does not resume or close this generator then, and the close that garbage collection
+    brings later removes nothing.
 
     Raises:
         dg.Failure: no decodable frame, or the deferred embedding error of ``embed``.
@@ -174,7 +177,7 @@ def commit_embeddings(context: dg.AssetExecutionContext, store: ObjectStore, src
             out.upload(p, src.out_key("samples", f"{i}.jpg"), "image/jpeg")
         out.wait()
         wall = time.perf_counter() - started
-        yield dg.Output(table, output_name="keyframe_embeddings", metadata={
+        output = dg.Output(table, output_name="keyframe_embeddings", metadata={
             "source": src.key if src.kind == "converted" else f"{src.bucket}/{src.key}",
             "frames_sampled": len(paths),
             "dead_samples": sum(d is not None for d in embed.dead),
@@ -185,4 +188,9 @@ def commit_embeddings(context: dg.AssetExecutionContext, store: ObjectStore, src
             "embed_s": round(embed.seconds, 3),  # embedding time, overlapped with decoding
             "video_s_per_wall_s": round(len(paths) / ks.fps / max(wall, 1e-9), 2),
         })
+        try:
+            yield output
+        except GeneratorExit:  # never resumed: the table was not stored, or the run went away
+            out.abandon()
+            raise
         out.committed_elsewhere()

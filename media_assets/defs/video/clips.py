@@ -12,9 +12,9 @@ import dagster as dg
 from ...kernels.probe import MediaInfo
 from ...kernels.transcode import VerificationError, expected_duration_s, verify_clips
 from ...resources.video import VideoConversionSettings
-from ...storage import ObjectInfo, ObjectStore
+from ...storage import ObjectInfo, ObjectStore, listed_children
 from ..common import input_failure, read_manifest, write_manifest
-from ..output_set import OutputSet, listed_children
+from ..output_set import OutputSet
 
 CLIP_CHECK = "clip_durations_match_source"
 

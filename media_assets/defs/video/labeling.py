@@ -15,9 +15,9 @@ from PIL import Image
 from ...kernels.ffmpeg import FFmpegError
 from ...kernels.frames import DeadFrameThresholds, SampledFrames, classify_dead_frames, luma_thumbnail, sample_frames
 from ...resources.video import VideoConversionSettings
-from ...storage import ObjectStore
+from ...storage import ObjectStore, listed_children
 from ..common import contact_sheet_markdown, input_failure, read_manifest, spread, write_manifest
-from ..output_set import OutputSet, listed_children
+from ..output_set import OutputSet
 from .clips import verified_clips
 
 DEAD_FRAME_CHECK = "no_dead_frame_kept"
