@@ -125,3 +125,44 @@ def test_luma_thumbnail_matches_ffmpeg_area_scaling(media, tmp_path):
     with Image.open(frames.paths[1]) as img:
         ours = luma_thumbnail(img).astype(float)
     assert np.abs(ours - frames.thumbnails[1].astype(float)).mean() < 3.0
+
+
+def test_decode_pass_hands_on_finished_clips_and_frames_while_it_encodes(tmp_path):
+    """The single pass hands each clip to ``on_clip`` once it is whole (a valid MP4 with its
+    index up front), and the labeling frames in runs while ffmpeg still encodes; what it hands
+    is exactly what the pass made, in order."""
+    from media_assets.kernels.ffmpeg import run_ffmpeg
+    from media_assets.kernels.frames import collect_labeling, labeling_branch
+    from media_assets.kernels.video_pass import ClipPlan, LabelingPlan, decode_once
+
+    src = tmp_path / "src.avi"  # 12 s of 640x360 24 fps with sound: 4 clips of 3 s
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=24:duration=12", "-f", "lavfi", "-i", "sine=frequency=440:duration=12",
+                "-c:v", "mpeg4", "-q:v", "4", "-c:a", "libmp3lame", "-shortest", "-f", "avi", str(src)])
+    info = probe(src)
+    clips_dir = tmp_path / "pass" / "clips"
+    handed_clips, clips_on_disk, batches = [], [], []
+
+    def on_clip(paths):
+        handed_clips.extend((p.name, p.stat().st_size, probe(p).duration_s) for p in paths)
+        clips_on_disk.append(len(list(clips_dir.glob("v_*.mp4"))))
+
+    def on_frames(frames):
+        assert all(p.exists() and p.name == f"{i}.jpg" for p, i in zip(frames.paths, frames.frame_indices))
+        batches.append(frames)
+
+    made = decode_once(src, tmp_path / "pass", info, clips=ClipPlan(stem="v", max_duration_s=4, clip_s=3, on_clip=on_clip),
+                       labeling=LabelingPlan(every_n=10, on_batch=on_frames, batch_size=4))
+    # each clip was whole when handed on: the size and duration it has after the pass
+    assert handed_clips == [(p.name, p.stat().st_size, probe(p).duration_s) for p in made.clips]
+    assert [name for name, _, _ in handed_clips[:4]] == ["v_000.mp4", "v_001.mp4", "v_002.mp4", "v_003.mp4"]
+    assert all(abs(d - 3.0) < 0.1 for _, _, d in handed_clips[:3])
+    assert clips_on_disk[0] < 4, "the first clip was handed on only after the encode ended"
+    assert len(batches) > 1 and sum(len(b.paths) for b in batches[:-1]) >= 4, "no labeling frames before ffmpeg exited"
+    indices = np.concatenate([b.frame_indices for b in batches])
+    assert indices.tolist() == made.labeling.frame_indices.tolist() == list(range(0, 288, 10))
+    # the same frames and thumbnails as the labeling branch run alone, collected at the end
+    alone = tmp_path / "alone"
+    graph, outputs = labeling_branch("0:v:0", alone, every_n=10)
+    run_ffmpeg(["-i", str(src), "-filter_complex", graph, *outputs])
+    reference = collect_labeling(alone, every_n=10)
+    assert np.array_equal(np.concatenate([b.thumbnails for b in batches]), reference.thumbnails)

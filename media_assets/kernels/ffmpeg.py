@@ -64,40 +64,55 @@ def run_ffmpeg(args: Sequence[str], *, capture_stdout: bool = False, timeout_s: 
     return proc.stdout if capture_stdout else b""
 
 
-def run_ffmpeg_streaming(args: Sequence[str], watch_dir: str | os.PathLike, pattern: str,
-                         on_batch: Callable[[list[Path]], None] | None, batch_size: int = 8) -> None:
-    """Run ffmpeg like :func:`run_ffmpeg`, handing finished output files to ``on_batch`` while
-    it still runs, so work on them (embedding, upload) overlaps the decode.
+class FileBatches:
+    """Finished files of one ffmpeg output, handed on while ffmpeg still writes the next ones.
 
-    Files matching ``pattern`` in ``watch_dir`` are taken in name order (ffmpeg's image2
-    muxer numbers them), the newest held back as it may still be being written; each run of
-    at least ``batch_size`` finished files is handed once, the rest after ffmpeg exits.
+    Files matching ``pattern`` (a glob) in ``folder`` are taken in name order (ffmpeg's
+    image2 and segment muxers number them); the newest is held back while ffmpeg runs, as it
+    may still be being written (the segment muxer closes a clip, faststart rewrite included,
+    before it opens the next). Each run of at least ``batch_size`` finished files is handed to
+    ``on_batch`` once; the rest when ffmpeg has exited.
+    """
+
+    def __init__(self, folder: str | os.PathLike, pattern: str, on_batch: Callable[[list[Path]], None], batch_size: int = 8):
+        self.folder, self.pattern, self.on_batch, self.batch_size = Path(folder), pattern, on_batch, batch_size
+        self.handed = 0
+
+    def poll(self, finished: bool) -> None:
+        """Hand what is ready; ``finished``: ffmpeg exited successfully, every file is whole."""
+        files = sorted(self.folder.glob(self.pattern))
+        ready = files if finished else files[:-1]
+        if len(ready) - self.handed >= (1 if finished else self.batch_size):
+            self.on_batch(ready[self.handed :])
+            self.handed = len(ready)
+
+
+def run_ffmpeg_streaming(args: Sequence[str], watchers: Sequence) -> None:
+    """Run ffmpeg like :func:`run_ffmpeg` while ``watchers`` hand its finished outputs on, so
+    work on them (embedding, uploads) overlaps the decode and the encode.
+
+    Each watcher has ``poll(finished: bool)`` (:class:`FileBatches`,
+    :class:`media_assets.kernels.frames.LabelingStream`): polled every 20 ms while ffmpeg
+    runs, and once with ``finished=True`` after it exited with status 0.
 
     Raises:
         FFmpegError: non-zero exit status, with the tail of ffmpeg's log.
-        Whatever ``on_batch`` raises (ffmpeg is killed first).
+        Whatever a watcher raises (ffmpeg is killed first).
     """
     cmd = _command(args)
-    watch_dir = Path(watch_dir)
-    handed = 0
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
         try:
             while proc.poll() is None:
-                if on_batch is not None:
-                    ready = sorted(watch_dir.glob(pattern))[:-1]
-                    if len(ready) - handed >= batch_size:
-                        on_batch(ready[handed:])
-                        handed = len(ready)
-                        continue
+                for watcher in watchers:
+                    watcher.poll(False)
                 time.sleep(0.02)
         finally:
-            if proc.poll() is None:  # on_batch raised: stop decoding
+            if proc.poll() is None:  # a watcher raised: stop decoding
                 proc.kill()
                 proc.wait()
         if proc.returncode != 0:
             err.seek(0)
             raise FFmpegError(cmd, proc.returncode, err.read().decode("utf-8", "replace"))
-    rest = sorted(watch_dir.glob(pattern))[handed:]
-    if on_batch is not None and rest:
-        on_batch(rest)
+    for watcher in watchers:
+        watcher.poll(True)

@@ -24,6 +24,7 @@ Dead-frame rules (:class:`DeadFrameThresholds`, all on 8-bit luma, 0-255):
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,8 +114,70 @@ def labeling_branch(in_label: str, out_dir: Path, *, every_n: int = 10, start_in
     return graph, [
         "-map", f"[{tag}jpg]", "-fps_mode", "vfr", "-q:v", str(jpeg_quality), "-f", "image2", "-start_number", "0",
         str(out_dir / "sample_%09d.jpg"),
-        "-map", f"[{tag}thumb]", "-fps_mode", "vfr", "-f", "rawvideo", str(out_dir / "thumbnails.gray"),
+        # each thumbnail flushed as written, so a reader (LabelingStream) can pair it with its JPEG during the pass
+        "-map", f"[{tag}thumb]", "-fps_mode", "vfr", "-flush_packets", "1", "-f", "rawvideo", str(out_dir / "thumbnails.gray"),
     ]
+
+
+class LabelingStream:
+    """The frames an ffmpeg run of :func:`labeling_branch` writes to ``out_dir``, handed on as
+    :class:`SampledFrames` batches while ffmpeg still runs (a watcher of
+    :func:`media_assets.kernels.ffmpeg.run_ffmpeg_streaming`).
+
+    A frame is ready once its JPEG is whole (a later one exists, or ffmpeg exited) and its
+    thumbnail is in ``thumbnails.gray`` (``64*36`` bytes per frame). Ready JPEGs are renamed
+    ``<frame index>.jpg``; ``on_batch`` (if given) gets each run of at least ``batch_size``
+    ready frames, and the rest when ffmpeg has exited; :meth:`collected` is every frame handed.
+
+    Raises (from :meth:`poll` with ``finished=True``):
+        RuntimeError: the JPEG and thumbnail counts differ (ffmpeg wrote one stream short).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, *, every_n: int = 10, start_index: int = 0,
+                 on_batch: Callable[[SampledFrames], None] | None = None, batch_size: int = 16):
+        self.out_dir, self.every_n, self.start_index = Path(out_dir), every_n, start_index
+        self.on_batch, self.batch_size = on_batch, batch_size
+        self._first = (-start_index) % every_n  # first local n with (start_index + n) % every_n == 0
+        self._batches: list[SampledFrames] = []
+        self.handed = 0
+
+    def poll(self, finished: bool) -> None:
+        """Hand the frames ready now; ``finished``: ffmpeg exited successfully."""
+        thumb_path = self.out_dir / "thumbnails.gray"
+        jpegs = sorted(self.out_dir.glob("sample_*.jpg"))  # the frames not handed yet
+        frame = THUMB_W * THUMB_H
+        n_thumbs = (thumb_path.stat().st_size if thumb_path.exists() else 0) // frame - self.handed
+        if finished and len(jpegs) != n_thumbs:
+            raise RuntimeError(f"ffmpeg wrote {self.handed + len(jpegs)} JPEGs but {self.handed + n_thumbs} thumbnails in {self.out_dir}")
+        n = min(len(jpegs) if finished else len(jpegs) - 1, n_thumbs)
+        if n < (1 if finished else self.batch_size):
+            if finished:
+                thumb_path.unlink(missing_ok=True)
+            return
+        with open(thumb_path, "rb") as f:
+            f.seek(self.handed * frame)
+            thumbs = np.fromfile(f, dtype=np.uint8, count=n * frame).reshape(n, THUMB_H, THUMB_W)
+        indices = self.start_index + self._first + self.every_n * np.arange(self.handed, self.handed + n, dtype=np.int64)
+        paths = []
+        for p, idx in zip(jpegs[:n], indices):
+            dst = self.out_dir / f"{idx}.jpg"
+            p.rename(dst)
+            paths.append(dst)
+        self.handed += n
+        batch = SampledFrames(paths=paths, frame_indices=indices, thumbnails=thumbs)
+        self._batches.append(batch)
+        if finished:
+            thumb_path.unlink()
+        if self.on_batch is not None:
+            self.on_batch(batch)
+
+    def collected(self) -> SampledFrames:
+        """Every frame handed so far, as one :class:`SampledFrames`."""
+        return SampledFrames(
+            paths=[p for b in self._batches for p in b.paths],
+            frame_indices=np.concatenate([b.frame_indices for b in self._batches]) if self._batches else np.zeros(0, np.int64),
+            thumbnails=np.concatenate([b.thumbnails for b in self._batches]) if self._batches else np.zeros((0, THUMB_H, THUMB_W), np.uint8),
+        )
 
 
 def collect_labeling(out_dir: str | os.PathLike, *, every_n: int = 10, start_index: int = 0) -> SampledFrames:
@@ -124,23 +187,9 @@ def collect_labeling(out_dir: str | os.PathLike, *, every_n: int = 10, start_ind
     Raises:
         RuntimeError: the JPEG and thumbnail counts differ (ffmpeg wrote one stream short).
     """
-    out_dir = Path(out_dir)
-    thumb_path = out_dir / "thumbnails.gray"
-    thumbs = np.fromfile(thumb_path, dtype=np.uint8)
-    thumb_path.unlink()
-    n = thumbs.size // (THUMB_W * THUMB_H)
-    thumbs = thumbs[: n * THUMB_W * THUMB_H].reshape(n, THUMB_H, THUMB_W)
-    raw = sorted(out_dir.glob("sample_*.jpg"))
-    if len(raw) != n:
-        raise RuntimeError(f"ffmpeg wrote {len(raw)} JPEGs but {n} thumbnails in {out_dir}")
-    first = (-start_index) % every_n  # first local n with (start_index + n) % every_n == 0
-    indices = start_index + first + every_n * np.arange(n, dtype=np.int64)
-    paths = []
-    for p, idx in zip(raw, indices):
-        dst = out_dir / f"{idx}.jpg"
-        p.rename(dst)
-        paths.append(dst)
-    return SampledFrames(paths=paths, frame_indices=indices, thumbnails=thumbs)
+    stream = LabelingStream(out_dir, every_n=every_n, start_index=start_index)
+    stream.poll(True)
+    return stream.collected()
 
 
 def luma_thumbnail(image: "Image.Image") -> np.ndarray:

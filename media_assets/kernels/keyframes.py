@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .ffmpeg import run_ffmpeg_streaming
+from .ffmpeg import FileBatches, run_ffmpeg_streaming
 
 MODES = ("confirmed", "last_kept", "consecutive")
 
@@ -108,7 +108,7 @@ def extract_samples(path: str | os.PathLike, out_dir: str | os.PathLike, *, fps:
     graph, outputs = sample_branch("0:v:0", out_dir, fps=fps, width=width, height=height, jpeg_quality=jpeg_quality,
                                    analysis_rate=analysis_rate)
     run_ffmpeg_streaming([*(["-skip_frame", "bidir"] if skip_bidir else []), "-i", str(path), "-filter_complex", graph, *outputs],
-                         out_dir, SAMPLE_PATTERN, on_batch, batch_size)
+                         [FileBatches(out_dir, SAMPLE_PATTERN, on_batch, batch_size)] if on_batch else [])
     return collect_samples(out_dir, fps=fps, start_index=start_index, analysis_rate=analysis_rate)
 
 

@@ -10,6 +10,7 @@ stream copy at non-keyframes.
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,13 +98,14 @@ def encode_output_args(
     return args
 
 
+def clip_pattern(stem: str, info: MediaInfo, max_duration_s: float = 240.0) -> str:
+    """The glob (``stem`` escaped) of the clips an encode of :func:`encode_output_args` writes."""
+    return glob.escape(stem) + ("_[0-9][0-9][0-9].mp4" if info.duration_s > max_duration_s else ".mp4")
+
+
 def clip_paths(dst_dir: Path, stem: str, info: MediaInfo, max_duration_s: float = 240.0) -> list[Path]:
     """The clips an encode of :func:`encode_output_args` wrote, in timeline order."""
-    if info.duration_s > max_duration_s:
-        outputs = sorted(dst_dir.glob(f"{stem}_[0-9][0-9][0-9].mp4"))
-    else:
-        outputs = [dst_dir / f"{stem}.mp4"]
-    return [p for p in outputs if p.exists()]
+    return sorted(dst_dir.glob(clip_pattern(stem, info, max_duration_s)))
 
 
 def transcode_to_mp4(

@@ -24,31 +24,39 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ffmpeg import run_ffmpeg_streaming
-from .frames import SampledFrames, collect_labeling, labeling_branch
+from .ffmpeg import FileBatches, run_ffmpeg_streaming
+from .frames import LabelingStream, SampledFrames, labeling_branch
 from .keyframes import SAMPLE_PATTERN, Samples, collect_samples, sample_branch
 from .probe import MediaInfo, NoVideoStreamError
-from .transcode import EncodeSettings, clip_paths, encode_output_args, even_size_filter
+from .transcode import EncodeSettings, clip_paths, clip_pattern, encode_output_args, even_size_filter
 
 
 @dataclass(frozen=True)
 class ClipPlan:
     """What the encoder branch makes: see :func:`media_assets.kernels.transcode.transcode_to_mp4`
-    (seconds for ``max_duration_s`` and ``clip_s``)."""
+    (seconds for ``max_duration_s`` and ``clip_s``). ``on_clip`` gets each finished clip file
+    (a list of paths, in timeline order) while the encode goes on, the last one when ffmpeg
+    has exited; the clips are verified after the pass
+    (:func:`media_assets.kernels.transcode.verify_clips`), not before they are handed."""
 
     stem: str = "video"
     max_duration_s: float = 240.0
     clip_s: float = 120.0
     settings: EncodeSettings = EncodeSettings()
+    on_clip: Callable[[list[Path]], None] | None = None
 
 
 @dataclass(frozen=True)
 class LabelingPlan:
     """What the labeling branch makes: every ``every_n``-th frame as JPEG (ffmpeg ``-q:v``
-    ``jpeg_quality``) with its 64x36 grey thumbnail (:func:`media_assets.kernels.frames.sample_frames`)."""
+    ``jpeg_quality``) with its 64x36 grey thumbnail (:func:`media_assets.kernels.frames.sample_frames`).
+    ``on_batch`` gets them as :class:`~media_assets.kernels.frames.SampledFrames` runs of at
+    least ``batch_size`` frames while ffmpeg still decodes (:class:`~media_assets.kernels.frames.LabelingStream`)."""
 
     every_n: int = 10
     jpeg_quality: int = 2
+    on_batch: Callable[[SampledFrames], None] | None = None
+    batch_size: int = 16
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ def decode_once(src: str | os.PathLike, out_dir: str | os.PathLike, info: MediaI
             ``analysis_rate`` not a multiple of ``fps``).
         NoVideoStreamError: ``info`` (the probe of ``src``) has no video stream.
         FFmpegError: ffmpeg cannot decode ``src``; nothing of the pass is usable then.
-        Whatever ``samples.on_batch`` raises.
+        Whatever an ``on_clip`` / ``on_batch`` callback raises (ffmpeg is killed first).
     """
     if clips is None and labeling is None and samples is None:
         raise ValueError("decode_once needs at least one of clips, labeling, samples")
@@ -116,11 +124,18 @@ def decode_once(src: str | os.PathLike, out_dir: str | os.PathLike, info: MediaI
                              jpeg_quality=samples.jpeg_quality, analysis_rate=samples.analysis_rate)
         graph.append(g)
         outputs += o
-    run_ffmpeg_streaming(["-i", str(src), "-sn", "-dn", "-filter_complex", ";".join(graph), *outputs],
-                         out_dir / "samples", SAMPLE_PATTERN, samples.on_batch if samples else None,
-                         samples.batch_size if samples else 8)
+    watchers: list = []
+    if clips is not None and clips.on_clip is not None:
+        watchers.append(FileBatches(out_dir / "clips", clip_pattern(clips.stem, info, clips.max_duration_s), clips.on_clip, batch_size=1))
+    frames = None
+    if labeling is not None:
+        frames = LabelingStream(out_dir / "labeling", every_n=labeling.every_n, on_batch=labeling.on_batch, batch_size=labeling.batch_size)
+        watchers.append(frames)
+    if samples is not None and samples.on_batch is not None:
+        watchers.append(FileBatches(out_dir / "samples", SAMPLE_PATTERN, samples.on_batch, samples.batch_size))
+    run_ffmpeg_streaming(["-i", str(src), "-sn", "-dn", "-filter_complex", ";".join(graph), *outputs], watchers)
     return PassOutputs(
         clips=clip_paths(out_dir / "clips", clips.stem, info, clips.max_duration_s) if clips else None,
-        labeling=collect_labeling(out_dir / "labeling", every_n=labeling.every_n) if labeling else None,
+        labeling=frames.collected() if frames else None,
         samples=collect_samples(out_dir / "samples", fps=samples.fps, analysis_rate=samples.analysis_rate) if samples else None,
     )
