@@ -12,8 +12,7 @@ import time
 import pytest
 
 from media_assets.defs.output_set import OutputSet
-from media_assets.storage import listed_children
-from media_assets.storage import LocalObjectStore
+from media_assets.storage import LocalObjectStore, listed_children
 
 log = logging.getLogger("test")
 

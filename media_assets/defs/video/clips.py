@@ -1,5 +1,5 @@
-"""The work of the ``mp4_clips`` asset once ffmpeg has encoded: verify the clips, upload them,
-commit the manifest, and the materialization's metadata. No asset is defined here (the
+"""The work of the ``mp4_clips`` asset around the encode: upload each clip as ffmpeg finishes it,
+verify the clips, commit the manifest, and the materialization's metadata. No asset is defined here (the
 clips come from the video's decode pass, `media_assets.defs.video.decode`)."""
 
 from __future__ import annotations
@@ -69,30 +69,54 @@ def clips_result(manifest: dict, settings: VideoConversionSettings, store: Objec
     )
 
 
-def commit_clips(context: dg.AssetExecutionContext, store: ObjectStore, settings: VideoConversionSettings, source: ObjectInfo,
-                 info: MediaInfo, paths: list[Path], previous: dict | None) -> dict:
-    """Verify the encoded ``paths`` against the source (probe: streams, durations), upload
-    them to ``mp4_bucket/<video>/`` (sizes checked after upload), and commit the clips
-    manifest last; returns the manifest. Clips of the previous manifest or of a killed run
-    that this set does not rewrite are removed after the commit.
-
-    Raises:
-        dg.Failure: verification failed (input failure naming the clip; the source is kept).
-        VerificationError: a stored clip's size differs from the file written (retried).
+class ClipUploads:
+    """The clips of one source, uploaded to ``mp4_bucket/<video>/`` as the encoder finishes each
+    one (:meth:`add`, the ``on_clip`` of the decode pass) and committed by :meth:`commit` after
+    the pass. A context manager over an :class:`~media_assets.defs.output_set.OutputSet`:
+    leaving it without a commit removes what it uploaded; after the commit, clips of the
+    previous manifest or of a killed run that this set does not rewrite are removed.
     """
-    key = source.key
-    try:
-        verified = verify_clips(paths, info, max_duration_s=settings.max_duration_s, clip_s=settings.clip_s, tolerance_s=settings.duration_tolerance_s)
-    except VerificationError as err:
-        raise input_failure(f"{source.bucket}/{key}: {err}. The source object is kept.", source=f"{source.bucket}/{key}", error=type(err).__name__) from err
-    prefix = settings.video_prefix(key)
-    leftovers = listed_children(store, settings.mp4_bucket, prefix, ".mp4")
-    with OutputSet(store, settings.mp4_bucket, context.log, previous=[c["key"] for c in (previous or {}).get("clips", [])],
-                   leftovers=leftovers, concurrency=2) as out:
-        for clip in verified:
-            out.upload(clip.path, f"{prefix}/{clip.path.name}", "video/mp4")
+
+    def __init__(self, context: dg.AssetExecutionContext, store: ObjectStore, settings: VideoConversionSettings, key: str,
+                 previous: dict | None):
+        self.context, self.store, self.settings, self.key = context, store, settings, key
+        self.prefix = settings.video_prefix(key)
+        self.out = OutputSet(store, settings.mp4_bucket, context.log, previous=[c["key"] for c in (previous or {}).get("clips", [])],
+                             leftovers=listed_children(store, settings.mp4_bucket, self.prefix, ".mp4"), concurrency=2)
+        self._uploads: dict[str, object] = {}  # clip file name -> upload future
+
+    def __enter__(self) -> "ClipUploads":
+        self.out.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.out.__exit__(*exc)
+
+    def add(self, paths: list[Path]) -> None:
+        """Start uploading the finished clip files ``paths`` (not yet verified)."""
+        for path in paths:
+            if path.name not in self._uploads:
+                self._uploads[path.name] = self.out.upload(path, f"{self.prefix}/{path.name}", "video/mp4")
+
+    def commit(self, source: ObjectInfo, info: MediaInfo, paths: list[Path]) -> dict:
+        """Verify the encoded ``paths`` against the source (probe: streams, durations), upload
+        any not uploaded yet, check every stored size, and commit the clips manifest last;
+        returns the manifest.
+
+        Raises:
+            dg.Failure: verification failed (input failure naming the clip; the source is kept).
+            VerificationError: a stored clip's size differs from the file written (retried).
+        """
+        key, settings = source.key, self.settings
+        try:
+            verified = verify_clips(paths, info, max_duration_s=settings.max_duration_s, clip_s=settings.clip_s, tolerance_s=settings.duration_tolerance_s)
+        except VerificationError as err:
+            raise input_failure(f"{source.bucket}/{key}: {err}. The source object is kept.", source=f"{source.bucket}/{key}", error=type(err).__name__) from err
+        self.add([clip.path for clip in verified])
+        self.out.wait()
         entries, first_frame = [], 0
-        for clip, head in zip(verified, out.wait()):
+        for clip in verified:
+            head = self._uploads[clip.path.name].result()
             if head.size != clip.size_bytes:
                 raise VerificationError(f"{settings.mp4_bucket}/{head.key}: stored {head.size} bytes, wrote {clip.size_bytes}")
             entries.append({
@@ -107,7 +131,7 @@ def commit_clips(context: dg.AssetExecutionContext, store: ObjectStore, settings
                        "frame_rate": info.video.frame_rate if info.video else None},
             "clips": entries,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "run_id": context.run.run_id,
+            "run_id": self.context.run.run_id,
         }
-        out.commit(lambda: write_manifest(store, settings.mp4_bucket, settings.manifest_key(key, "clips"), manifest))
-    return manifest
+        self.out.commit(lambda: write_manifest(self.store, settings.mp4_bucket, settings.manifest_key(key, "clips"), manifest))
+        return manifest

@@ -3,12 +3,14 @@
 
 With ``mp4_clips`` selected and the source present, one ffmpeg process decodes the source
 once and feeds the encoder, the labeling-frame branch and the key-frame sample branch
-(`media_assets.kernels.video_pass`); samples are embedded while it decodes. The three
+(`media_assets.kernels.video_pass`). While it runs, each finished clip is uploaded, each run of
+labeling frames is judged and its live frames uploaded, and samples are embedded. The three
 outputs are then committed one after the other, each with its own manifest/table written last
 (``mp4_clips`` first, so the lineage order holds). Selected alone (``can_subset``), an output
 decodes only what it needs, from the verified clips (or the direct upload), as before.
 """
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +29,8 @@ from ...storage import ObjectInfo, ObjectNotFoundError, ObjectStoreResource, Uns
 from ..common import input_failure, read_manifest
 from ..keyframes.embeddings import SampleEmbedder, commit_embeddings, sample_stored
 from .assets import observe_source, raw_videos
-from .clips import CLIP_CHECK, clips_result, commit_clips
-from .labeling import DEAD_FRAME_CHECK, commit_labeling, frames_from_clips
+from .clips import CLIP_CHECK, ClipUploads, clips_result
+from .labeling import DEAD_FRAME_CHECK, LabelingUploads, frames_from_clips
 from .partitions import video_partitions
 
 RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
@@ -37,7 +39,7 @@ MP4_CLIPS = dg.AssetSpec(
     "mp4_clips", deps=[raw_videos], group_name="video", kinds={"ffmpeg", "mp4"},
     description="H.264/AAC MP4 (+faststart) of one source video, in `video-mp4/<video>/`.\n\n"
     "Sources longer than `max_duration_s` (240 s) are cut into `clip_s` (120 s) clips in the same encode (forced "
-    "keyframes + segment muxer). Every clip is probed (streams, duration) before upload and its size checked after; "
+    "keyframes + segment muxer). Each clip is uploaded as the encoder finishes it, then probed (streams, duration) and its stored size checked; "
     "the manifest is written last. The source is never touched here: `source_video_removal`, the last step of the "
     "run, removes it. Re-materializing after the source was removed reuses the verified clips and says so.",
 )
@@ -88,13 +90,21 @@ def video_decode(context: dg.AssetExecutionContext, object_store: ObjectStoreRes
     made = PassOutputs(None, None, None)
     with scratch_dir("video_decode") as tmp:
         tmp = Path(tmp)
-        if "mp4_clips" in selected:
-            result, made = _clips(context, store, settings, ks, embed, tmp, labeling="labeling_frames" in selected,
-                                  sampling="keyframe_embeddings" in selected and src.kind == "converted", check=CLIP_CHECK in checks)
-            yield result
-        if "labeling_frames" in selected:
-            frame_sets = [made.labeling] if made.labeling is not None else frames_from_clips(store, settings, key, tmp)
-            yield commit_labeling(context, store, settings, key, frame_sets, check=DEAD_FRAME_CHECK in checks)
+        results = []
+        # both upload sets are committed (or rolled back) before anything is yielded: Dagster
+        # may leave this generator suspended at a yield, and only garbage collection closes it
+        with contextlib.ExitStack() as stack:
+            labeling = stack.enter_context(LabelingUploads(context, store, settings, key)) if "labeling_frames" in selected else None
+            if "mp4_clips" in selected:
+                result, made = _clips(context, store, settings, ks, embed, tmp, labeling=labeling,
+                                      sampling="keyframe_embeddings" in selected and src.kind == "converted", check=CLIP_CHECK in checks)
+                results.append(result)
+            if labeling is not None:
+                if made.labeling is None:  # not made by this run's pass: sample the committed clips
+                    for frames in frames_from_clips(store, settings, key, tmp):
+                        labeling.add(frames)
+                results.append(labeling.finish(check=DEAD_FRAME_CHECK in checks))
+        yield from results
         if "keyframe_embeddings" in selected:
             if made.samples is not None:
                 parts = [made.samples]
@@ -132,28 +142,31 @@ def _source(context: dg.AssetExecutionContext, store, settings: VideoConversionS
 
 
 def _clips(context: dg.AssetExecutionContext, store, settings: VideoConversionSettings, ks: KeyframeSettings, embed: SampleEmbedder,
-           tmp: Path, *, labeling: bool, sampling: bool, check: bool) -> tuple[dg.MaterializeResult, PassOutputs]:
-    """Transcode the source (with the labeling and sample branches in the same decode when
-    asked) and commit the clips: ``(mp4_clips result, what the pass made)``."""
+           tmp: Path, *, labeling: LabelingUploads | None, sampling: bool, check: bool) -> tuple[dg.MaterializeResult, PassOutputs]:
+    """Transcode the source and commit the clips: ``(mp4_clips result, what the pass made)``.
+    Each clip is uploaded as the encoder finishes it; with ``labeling``, the same decode feeds
+    it the labeling frames as they are written, and with ``sampling`` the key-frame samples go
+    to ``embed``, so uploads and embeddings overlap the encode."""
     previous = read_manifest(store, settings.mp4_bucket, settings.manifest_key(context.partition_key, "clips"))
     source = _source(context, store, settings, previous)
     if isinstance(source, str):
         return clips_result(previous, settings, store, check=check, note=source), PassOutputs(None, None, None)
     started = time.perf_counter()
     local = store.download(source.bucket, source.key, tmp / safe_local_name(source.key, ".avi"))
-    try:
-        info = probe(local)
-        made = decode_once(local, tmp / "pass", info, clips=ClipPlan(stem=Path(settings.video_prefix(source.key)).name or "video",
-                                                                    max_duration_s=settings.max_duration_s, clip_s=settings.clip_s,
-                                                                    settings=settings.encode_settings()),
-                           labeling=LabelingPlan(every_n=settings.every_n_frames) if labeling else None,
-                           samples=_sample_plan(ks, info, embed) if sampling else None)
-    except (MediaError, FFmpegError) as err:
-        raise input_failure(f"{source.bucket}/{source.key}: {err}. The source object is kept.", source=f"{source.bucket}/{source.key}",
-                            error=type(err).__name__, ffmpeg_log=getattr(err, "stderr_tail", "")) from err
-    pass_s = time.perf_counter() - started
-    local.unlink()
-    manifest = commit_clips(context, store, settings, source, info, made.clips, previous)
+    with ClipUploads(context, store, settings, source.key, previous) as clips:
+        try:
+            info = probe(local)
+            made = decode_once(local, tmp / "pass", info,
+                               clips=ClipPlan(stem=Path(settings.video_prefix(source.key)).name or "video", max_duration_s=settings.max_duration_s,
+                                              clip_s=settings.clip_s, settings=settings.encode_settings(), on_clip=clips.add),
+                               labeling=LabelingPlan(every_n=settings.every_n_frames, on_batch=labeling.add) if labeling else None,
+                               samples=_sample_plan(ks, info, embed) if sampling else None)
+        except (MediaError, FFmpegError) as err:
+            raise input_failure(f"{source.bucket}/{source.key}: {err}. The source object is kept.", source=f"{source.bucket}/{source.key}",
+                                error=type(err).__name__, ffmpeg_log=getattr(err, "stderr_tail", "")) from err
+        pass_s = time.perf_counter() - started
+        local.unlink()
+        manifest = clips.commit(source, info, made.clips)
     outputs = "+".join(["clips", *(["labeling frames"] if labeling else []), *(["key-frame samples"] if sampling else [])])
     return clips_result(manifest, settings, store, check=check, decode_pass=outputs, decode_pass_s=round(pass_s, 3),
                         wall_s=round(time.perf_counter() - started, 3)), made

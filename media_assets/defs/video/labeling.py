@@ -70,68 +70,99 @@ def frames_from_clips(store: ObjectStore, settings: VideoConversionSettings, key
         yield frames
 
 
-def commit_labeling(context: dg.AssetExecutionContext, store: ObjectStore, settings: VideoConversionSettings, key: str,
-                    frame_sets: Iterable[SampledFrames], check: bool = True) -> dg.MaterializeResult:
-    """Upload the live frames of ``frame_sets`` (the video's sampled frames in timeline order)
-    to ``labeling_bucket/<video>/<frame index>.jpg``, dropping dead ones (black, blank, frozen:
-    `media_assets.kernels.frames`), re-check the uploaded JPEGs (the ``no_dead_frame_kept``
-    check, when ``check``) and commit the frames manifest last; the ``labeling_frames`` result.
-    Frames of an earlier materialization that are not in this one are removed after the commit.
+class LabelingUploads:
+    """The labeling frames of one source: each batch handed to :meth:`add` (during the decode
+    pass: the pass's labeling ``on_batch``; or from the clips) is judged (black, blank,
+    frozen: `media_assets.kernels.frames`), its live frames uploaded to
+    ``labeling_bucket/<video>/<frame index>.jpg`` and re-decoded for the ``no_dead_frame_kept``
+    check; :meth:`finish` commits the frames manifest last and gives the ``labeling_frames``
+    result. A context manager over an :class:`~media_assets.defs.output_set.OutputSet`:
+    leaving it before :meth:`finish` removes what it uploaded; after the commit, frames of an
+    earlier materialization that are not in this one are removed.
     """
-    prefix = settings.video_prefix(key)
-    manifest_key = settings.manifest_key(key, "frames")
-    previous = read_manifest(store, settings.mp4_bucket, manifest_key)
-    thresholds = settings.dead_frame_thresholds()
-    kept_paths: list[Path] = []
-    kept_indices: list[int] = []
-    dropped = {"black": 0, "blank": 0, "frozen": 0}
-    n_sampled = 0
-    dropped_tiles: list[tuple[Image.Image, str]] = []
-    leftovers = listed_children(store, settings.labeling_bucket, prefix, ".jpg", numbered=True)
-    with OutputSet(store, settings.labeling_bucket, context.log, concurrency=settings.upload_concurrency,
-                   previous=(previous or {}).get("frame_keys", []), leftovers=leftovers) as out:
-        last_kept = None
-        for frames in frame_sets:
-            n_sampled += len(frames.paths)
-            reasons = classify_dead_frames(frames.thumbnails, thresholds, previous_kept=last_kept)
-            for path, idx, thumb, reason in zip(frames.paths, frames.frame_indices, frames.thumbnails, reasons):
-                if reason:
-                    dropped[reason] += 1
-                    if dropped[reason] <= SHOWN_PER_REASON:  # a few of each reason for the UI
-                        dropped_tiles.append((_small(path), f"#{int(idx)} {reason}"))
-                    path.unlink()
-                    continue
-                last_kept = thumb
-                kept_paths.append(path)
-                kept_indices.append(int(idx))
-                out.upload(path, f"{prefix}/{int(idx)}.jpg", "image/jpeg")
-        out.wait()
-        # asset check: re-decode the JPEGs as uploaded; none may be dead
-        thumbs = np.stack([_jpeg_thumbnail(p) for p in kept_paths]) if kept_paths else np.zeros((0, 36, 64), np.uint8)
-        recheck = [r for r in classify_dead_frames(thumbs, _clearly_dead(thresholds)) if r]
-        kept_tiles = [(p, f"#{i} kept") for p, i in spread(list(zip(kept_paths, kept_indices)), 2 * SHOWN_PER_REASON)]
+
+    def __init__(self, context: dg.AssetExecutionContext, store: ObjectStore, settings: VideoConversionSettings, key: str):
+        self.context, self.store, self.settings, self.key = context, store, settings, key
+        self.prefix = settings.video_prefix(key)
+        self.manifest_key = settings.manifest_key(key, "frames")
+        previous = read_manifest(store, settings.mp4_bucket, self.manifest_key)
+        self.thresholds = settings.dead_frame_thresholds()
+        self.kept: list[tuple[Path, int]] = []
+        self.recheck_thumbs: list[np.ndarray] = []
+        self.dropped = {"black": 0, "blank": 0, "frozen": 0}
+        self.dropped_tiles: list[tuple[Image.Image, str]] = []
+        self.n_sampled = 0
+        self._last_kept = None
+        self.out = OutputSet(store, settings.labeling_bucket, context.log, concurrency=settings.upload_concurrency,
+                             previous=(previous or {}).get("frame_keys", []),
+                             leftovers=listed_children(store, settings.labeling_bucket, self.prefix, ".jpg", numbered=True))
+
+    def __enter__(self) -> "LabelingUploads":
+        self.out.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.out.__exit__(*exc)
+
+    def add(self, frames: SampledFrames) -> None:
+        """Judge the next frames of the timeline, start uploading the live ones, drop the rest."""
+        self.n_sampled += len(frames.paths)
+        reasons = classify_dead_frames(frames.thumbnails, self.thresholds, previous_kept=self._last_kept)
+        for path, idx, thumb, reason in zip(frames.paths, frames.frame_indices, frames.thumbnails, reasons):
+            if reason:
+                self.dropped[reason] += 1
+                if self.dropped[reason] <= SHOWN_PER_REASON:  # a few of each reason for the UI
+                    self.dropped_tiles.append((_small(path), f"#{int(idx)} {reason}"))
+                path.unlink()
+                continue
+            self._last_kept = thumb
+            self.kept.append((path, int(idx)))
+            self.out.upload(path, f"{self.prefix}/{int(idx)}.jpg", "image/jpeg")
+            self.recheck_thumbs.append(_jpeg_thumbnail(path))  # the JPEG as uploaded, decoded again
+
+    def finish(self, check: bool = True) -> dg.MaterializeResult:
+        """Wait for the uploads, commit the frames manifest, and return the ``labeling_frames``
+        result (with the ``no_dead_frame_kept`` check when ``check``: none of the uploaded
+        JPEGs, decoded again, is dead by thresholds halfway stricter than the judgement's)."""
+        self.out.wait()
+        thumbs = np.stack(self.recheck_thumbs) if self.recheck_thumbs else np.zeros((0, 36, 64), np.uint8)
+        recheck = [r for r in classify_dead_frames(thumbs, _clearly_dead(self.thresholds)) if r]
+        kept_paths = [p for p, _ in self.kept]
+        kept_indices = [i for _, i in self.kept]
+        dropped, n_sampled, dropped_tiles = self.dropped, self.n_sampled, self.dropped_tiles
+        kept_tiles = [(p, f"#{i} kept") for p, i in spread(self.kept, 2 * SHOWN_PER_REASON)]
         preview = (contact_sheet_markdown(kept_tiles, f"kept: {len(kept_paths)} of {n_sampled} sampled frames")
                    + "\n\n" + contact_sheet_markdown(dropped_tiles, f"dropped: {sum(dropped.values())} ({_reasons(dropped)}); a few of each reason"))
-        uploaded = list(out.written)
+        uploaded = list(self.out.written)
         manifest = {
-            "source_key": key, "frame_keys": uploaded, "frame_indices": kept_indices,
+            "source_key": self.key, "frame_keys": uploaded, "frame_indices": kept_indices,
             "dropped": dropped, "n_sampled": n_sampled,
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": context.run.run_id,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": self.context.run.run_id,
         }
-        out.commit(lambda: write_manifest(store, settings.mp4_bucket, manifest_key, manifest))
-    checks = [dg.AssetCheckResult(asset_key="labeling_frames", check_name=DEAD_FRAME_CHECK, passed=not recheck,
-                                  metadata={"frames_checked": len(kept_paths), "dead_found": len(recheck)})] if check else []
-    return dg.MaterializeResult(
-        asset_key="labeling_frames",
-        metadata={
-            "frames_sampled": n_sampled,
-            "frames_kept": len(uploaded),
-            "frames_dropped": sum(dropped.values()),
-            "dropped_black": dropped["black"],
-            "dropped_blank": dropped["blank"],
-            "dropped_frozen": dropped["frozen"],
-            "first_frame_keys": uploaded[:10],
-            "frames": dg.MetadataValue.md(preview),
-        },
-        check_results=checks,
-    )
+        self.out.commit(lambda: write_manifest(self.store, self.settings.mp4_bucket, self.manifest_key, manifest))
+        checks = [dg.AssetCheckResult(asset_key="labeling_frames", check_name=DEAD_FRAME_CHECK, passed=not recheck,
+                                      metadata={"frames_checked": len(kept_paths), "dead_found": len(recheck)})] if check else []
+        return dg.MaterializeResult(
+            asset_key="labeling_frames",
+            metadata={
+                "frames_sampled": n_sampled,
+                "frames_kept": len(uploaded),
+                "frames_dropped": sum(dropped.values()),
+                "dropped_black": dropped["black"],
+                "dropped_blank": dropped["blank"],
+                "dropped_frozen": dropped["frozen"],
+                "first_frame_keys": uploaded[:10],
+                "frames": dg.MetadataValue.md(preview),
+            },
+            check_results=checks,
+        )
+
+
+def commit_labeling(context: dg.AssetExecutionContext, store: ObjectStore, settings: VideoConversionSettings, key: str,
+                    frame_sets: Iterable[SampledFrames], check: bool = True) -> dg.MaterializeResult:
+    """:class:`LabelingUploads` of ``frame_sets`` (the video's sampled frames in timeline order,
+    e.g. :func:`frames_from_clips`): the ``labeling_frames`` result."""
+    with LabelingUploads(context, store, settings, key) as uploads:
+        for frames in frame_sets:
+            uploads.add(frames)
+        return uploads.finish(check)
