@@ -36,7 +36,7 @@ from pathlib import Path
 import dagster as dg
 import filelock
 
-from .instance_config import ensure_dagster_home
+from .instance_config import ensure_dagster_home, storage_unreachable
 from .scratch import remove_orphaned
 from .storage import LocalObjectStore, object_store_from_env
 
@@ -354,6 +354,9 @@ def partitions_of_run(defs: dg.Definitions, instance: dg.DagsterInstance, run: d
         return 1
 
 
+DB_OUTAGE_S = 120.0  # how long the pass keeps polling an instance database it cannot reach
+
+
 def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, poll_s) -> None:
     """Return once the sensor daemon runs, no run of the pass is active and none was created
     or finished for longer than the longest sensor interval (plus 10 s). Reports each
@@ -363,11 +366,11 @@ def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, 
     sizes: dict[str, int] = {}
     last_activity = time.monotonic()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    unreachable_since = None
     with dg.DagsterInstance.get() as instance:
-        while True:
-            if daemon is not None and daemon.poll() is not None:
-                tail = log_path.read_text()[-2000:] if log_path.exists() else ""
-                raise RuntimeError(f"dagster-daemon exited with status {daemon.returncode}:\n{tail}")
+
+        def busy() -> bool:
+            """One poll: report what finished; True while the pass is not idle."""
             records = instance.get_run_records(filters=dg.RunsFilter(created_after=since))
             active = [r for r in records if r.dagster_run.status in ACTIVE]
             done = {r.dagster_run.run_id for r in records if r.dagster_run.status not in ACTIVE} - reported
@@ -375,14 +378,33 @@ def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, 
                 if r.dagster_run.run_id not in sizes and not r.dagster_run.tags.get("dagster/parent_run_id"):
                     sizes[r.dagster_run.run_id] = partitions_of_run(defs, instance, r.dagster_run)
             if done:
-                reported |= done
-                for outcome in collect(instance, since, done):
+                outcomes = collect(instance, since, done)  # all read before any is reported: a dropped poll reports none
+                reported.update(done)
+                for outcome in outcomes:
                     on_run(outcome)
             # a retried run's partitions count once: its root run's size, done when the last try ends
             on_partitions(sum(n for rid, n in sizes.items() if _chain_done(records, rid)), sum(sizes.values()))
             if daemon is None and not _other_daemon_alive(instance, log_path.parent, max_age_s=120):
                 raise RuntimeError("the Dagster daemon this pass was waiting for stopped heart-beating; run media-assets process again")
-            if active or done or not _sensors_ticking(instance, since):
+            return bool(active or done or not _sensors_ticking(instance, since))
+
+        while True:
+            if daemon is not None and daemon.poll() is not None:
+                tail = log_path.read_text()[-2000:] if log_path.exists() else ""
+                raise RuntimeError(f"dagster-daemon exited with status {daemon.returncode}:\n{tail}")
+            try:
+                activity = busy()
+                unreachable_since = None
+            except Exception as exc:
+                # the instance's database dropped this poll's connection (a restart, a failover):
+                # poll again; only a database gone for DB_OUTAGE_S fails the pass
+                if storage_unreachable(exc) is None:
+                    raise
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > DB_OUTAGE_S:
+                    raise
+                activity = True
+            if activity:
                 last_activity = time.monotonic()
             elif time.monotonic() - last_activity > quiet_s:
                 return

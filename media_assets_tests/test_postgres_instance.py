@@ -152,3 +152,29 @@ def test_postgres_restart_mid_run(tmp_path, pg, pg_instance, media):
     assert not (data / "video-avi" / "long.avi").exists()
     mats = pg_instance.fetch_materializations(dg.AssetRecordsFilter(dg.AssetKey("mp4_clips"), asset_partitions=["long.avi"]), limit=10).records
     assert len(mats) == 1, "converted twice"
+
+
+@pytest.mark.slow
+def test_postgres_outage_while_the_pass_waits(tmp_path, pg, pg_instance, media):
+    """PostgreSQL is down for 15 s after the run succeeded, while the pass polls the instance
+    for quiet -- longer than dagster-postgres' own connection retries (about 6 s): the pass
+    keeps polling (a database gone for up to 120 s is an outage, not the end of the pass) and
+    ends normally, reporting the run once."""
+    data = tmp_path / "data"
+    (data / "video-avi").mkdir(parents=True)
+    shutil.copy(media["bikes"], data / "video-avi" / "bikes.avi")
+    proc = _process(tmp_path / "home", data, pg.env)
+    deadline = time.monotonic() + 300
+    while not pg_instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    pg.stop()
+    time.sleep(15)
+    assert proc.poll() is None, proc.communicate()
+    pg.start()
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    assert "1 runs, 0 failed" in out, out[-3000:]
+    (run,) = pg_instance.get_runs(filters=dg.RunsFilter(job_name="video_conversion"))
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    assert not (data / "video-avi" / "bikes.avi").exists()
