@@ -135,8 +135,8 @@ def test_decode_pass_hands_on_finished_clips_and_frames_while_it_encodes(tmp_pat
     from media_assets.kernels.frames import collect_labeling, labeling_branch
     from media_assets.kernels.video_pass import ClipPlan, LabelingPlan, decode_once
 
-    src = tmp_path / "src.avi"  # 12 s of 640x360 24 fps with sound: 4 clips of 3 s
-    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=24:duration=12", "-f", "lavfi", "-i", "sine=frequency=440:duration=12",
+    src = tmp_path / "src.avi"  # 12 s of 1280x720 24 fps with sound: 4 clips of 3 s, seconds of encoding
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=24:duration=12", "-f", "lavfi", "-i", "sine=frequency=440:duration=12",
                 "-c:v", "mpeg4", "-q:v", "4", "-c:a", "libmp3lame", "-shortest", "-f", "avi", str(src)])
     info = probe(src)
     clips_dir = tmp_path / "pass" / "clips"
