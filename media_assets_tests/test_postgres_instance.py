@@ -130,18 +130,25 @@ def test_wrong_postgres_password_is_named_without_the_password(tmp_path, pg_env)
     assert "wrong-secret-4711" not in out + err
 
 
+def _pass_until_a_run_is(status: dg.DagsterRunStatus, tmp_path: Path, data: Path, avi: Path, pg, pg_instance) -> subprocess.Popen:
+    """``media-assets process`` on ``avi`` (put in ``data/video-avi/``), returned once a run of
+    it has ``status``."""
+    (data / "video-avi").mkdir(parents=True)
+    shutil.copy(avi, data / "video-avi" / avi.name)
+    proc = _process(tmp_path / "home", data, pg.env)
+    deadline = time.monotonic() + 300
+    while not pg_instance.get_runs(filters=dg.RunsFilter(statuses=[status])):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    return proc
+
+
 @pytest.mark.slow
 def test_postgres_restart_mid_run(tmp_path, pg, pg_instance, media):
     """PostgreSQL restarts (fast shutdown: every connection dropped) while a run converts a
     250 s AVI: the pass still ends with the video converted once and its AVI removed."""
     data = tmp_path / "data"
-    (data / "video-avi").mkdir(parents=True)
-    shutil.copy(media["long"], data / "video-avi" / "long.avi")
-    proc = _process(tmp_path / "home", data, pg.env)
-    deadline = time.monotonic() + 300
-    while not pg_instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.5)
+    proc = _pass_until_a_run_is(dg.DagsterRunStatus.STARTED, tmp_path, data, media["long"], pg, pg_instance)
     time.sleep(2)
     pg.restart()
     out, err = proc.communicate(timeout=900)
@@ -161,13 +168,7 @@ def test_postgres_outage_while_the_pass_waits(tmp_path, pg, pg_instance, media):
     keeps polling (a database gone for up to 120 s is an outage, not the end of the pass) and
     ends normally, reporting the run once."""
     data = tmp_path / "data"
-    (data / "video-avi").mkdir(parents=True)
-    shutil.copy(media["bikes"], data / "video-avi" / "bikes.avi")
-    proc = _process(tmp_path / "home", data, pg.env)
-    deadline = time.monotonic() + 300
-    while not pg_instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.5)
+    proc = _pass_until_a_run_is(dg.DagsterRunStatus.SUCCESS, tmp_path, data, media["bikes"], pg, pg_instance)
     pg.stop()
     time.sleep(15)
     assert proc.poll() is None, proc.communicate()
