@@ -31,6 +31,10 @@ class VideoSource:
     def out_key(self, folder: str, name: str) -> str:
         return f"{self._folder(folder)}/{self.stem}/{name}"
 
+    def sample_key(self, index: int) -> str:
+        """``<prefix>/samples/<stem>/<index>.jpg``: sample ``index`` (the frame at ``index / fps`` s)."""
+        return self.out_key("samples", f"{index}.jpg")
+
     def embeddings_key(self) -> str:
         """``<prefix>/embeddings/<stem>.parquet``, the ``keyframe_embeddings`` table."""
         return f"{self._folder('embeddings')}/{self.stem}.parquet"
@@ -102,6 +106,11 @@ class KeyframeSettings(dg.ConfigurableResource):
         return VideoSource("direct", bucket, key, bucket, folder, stem)
 
 
+def listed_samples(store, src: VideoSource) -> list[str]:
+    """Keys of every sample JPEG in ``src``'s samples folder (committed or left by a killed run)."""
+    return listed_children(store, src.out_bucket, src.out_key("samples", ""), ".jpg", numbered=True)
+
+
 def keyframe_manifest_key(src: VideoSource) -> str:
     """Key (in ``src.out_bucket``) of the ``key_frames`` manifest of one video, written last."""
     return f".manifests/{src.out_key('selected_frames', 'manifest.json')}"
@@ -146,12 +155,10 @@ class KeyframeTables(ParquetTables):
         try:
             try:
                 stored = read_parquet_bytes(store.get_bytes(src.out_bucket, src.embeddings_key()))
-                referenced = {src.out_key("samples", f"{i}.jpg") for i in stored["frame_index"].to_pylist()}
+                referenced = {src.sample_key(i) for i in stored["frame_index"].to_pylist()}
             except ObjectNotFoundError:
                 referenced = set()  # no table yet: no sample is referenced
-            unreferenced = [k for k in listed_children(store, src.out_bucket, src.out_key("samples", ""), ".jpg", numbered=True)
-                            if k not in referenced]
-            for key in unreferenced:
+            for key in [k for k in listed_samples(store, src) if k not in referenced]:
                 store.delete(src.out_bucket, key)
         except Exception as err:  # noqa: BLE001 - the rollback must not mask the storing error
             context.log.warning(f"could not roll back the samples of {src.key} ({err}); the next commit removes them")

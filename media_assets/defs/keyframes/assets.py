@@ -37,7 +37,7 @@ def _same_view(store: ObjectStore, src: VideoSource, sample_indices: np.ndarray,
     def local(i: int) -> Path:
         path = tmp / f"{int(sample_indices[i])}.jpg"
         if not path.exists():
-            path.write_bytes(store.get_bytes(src.out_bucket, src.out_key("samples", path.name)))
+            path.write_bytes(store.get_bytes(src.out_bucket, src.sample_key(int(sample_indices[i]))))
         return path
 
     return lambda a, b: views_overlap(local(a), local(b))
@@ -95,7 +95,7 @@ def key_frames(context: dg.AssetExecutionContext, keyframe_embeddings: pa.Table,
     with OutputSet(store, src.out_bucket, context.log, previous=(previous or {}).get("keys", []), leftovers=leftovers,
                    concurrency=ks.transfer_concurrency) as out:
         for i, key in zip(kept_indices, keys):
-            out.copy(src.out_bucket, src.out_key("samples", f"{i}.jpg"), key)
+            out.copy(src.out_bucket, src.sample_key(i), key)
         out.commit(lambda: write_manifest(store, src.out_bucket, manifest_key, {"video": src.key, "keys": keys, "frame_indices": kept_indices}))
 
     missing = [k for k in keys if not store.exists(src.out_bucket, k)]

@@ -21,9 +21,9 @@ from ...kernels.image_embedding import EmbeddingError
 from ...kernels.keyframes import Samples, analysis_rate_for, extract_samples
 from ...kernels.probe import MediaError, probe
 from ...resources.embedder import ImageEmbedderResource
-from ...resources.keyframes import KeyframeSettings, VideoSource
+from ...resources.keyframes import KeyframeSettings, VideoSource, listed_samples
 from ...resources.video import VideoConversionSettings
-from ...storage import ObjectNotFoundError, ObjectStore, listed_children, safe_local_name
+from ...storage import ObjectNotFoundError, ObjectStore, safe_local_name
 from ..common import input_failure
 from ..output_set import OutputSet
 from ..video.clips import verified_clips
@@ -171,10 +171,10 @@ def commit_embeddings(context: dg.AssetExecutionContext, store: ObjectStore, src
     table = _table(src, indices, [i / ks.fps for i in indices], embed.dead, shot, flash, emb)
     # every sample already in the folder counts as the previous set: kept if this attempt
     # fails (the previous table refers to them), removed after the commit unless rewritten
-    existing = listed_children(store, src.out_bucket, src.out_key("samples", ""), ".jpg", numbered=True)
+    existing = listed_samples(store, src)
     with OutputSet(store, src.out_bucket, context.log, previous=existing, concurrency=ks.transfer_concurrency) as out:
         for p, i in zip(paths, indices):
-            out.upload(p, src.out_key("samples", f"{i}.jpg"), "image/jpeg")
+            out.upload(p, src.sample_key(i), "image/jpeg")
         out.wait()
         wall = time.perf_counter() - started
         output = dg.Output(table, output_name="keyframe_embeddings", metadata={
