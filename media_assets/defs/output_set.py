@@ -98,9 +98,9 @@ class OutputSet:
         for f in self._futures:
             f.cancel()
         self._pool.shutdown(wait=True)  # no transfer may land after the cleanup below
-        written = set(self.written)
         if self.abandoned:
             return
+        written = set(self.written)
         if self.committed:
             self._delete(sorted((self.previous | self.leftovers) - written))
         else:

@@ -79,7 +79,7 @@ class ClipUploads:
 
     def __init__(self, context: dg.AssetExecutionContext, store: ObjectStore, settings: VideoConversionSettings, key: str,
                  previous: dict | None):
-        self.context, self.store, self.settings, self.key = context, store, settings, key
+        self.context, self.store, self.settings = context, store, settings
         self.prefix = settings.video_prefix(key)
         self.out = OutputSet(store, settings.mp4_bucket, context.log, previous=[c["key"] for c in (previous or {}).get("clips", [])],
                              leftovers=listed_children(store, settings.mp4_bucket, self.prefix, ".mp4"), concurrency=2)

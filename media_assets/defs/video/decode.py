@@ -93,8 +93,7 @@ def video_decode(context: dg.AssetExecutionContext, object_store: ObjectStoreRes
         results = []
         # both upload sets are committed (or rolled back) before anything is yielded: Dagster
         # may leave this generator suspended at a yield, and only garbage collection closes it
-        with contextlib.ExitStack() as stack:
-            labeling = stack.enter_context(LabelingUploads(context, store, settings, key)) if "labeling_frames" in selected else None
+        with LabelingUploads(context, store, settings, key) if "labeling_frames" in selected else contextlib.nullcontext() as labeling:
             if "mp4_clips" in selected:
                 result, made = _clips(context, store, settings, ks, embed, tmp, labeling=labeling,
                                       sampling="keyframe_embeddings" in selected and src.kind == "converted", check=CLIP_CHECK in checks)
