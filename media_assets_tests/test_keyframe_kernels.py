@@ -115,6 +115,13 @@ def test_local_model_is_the_real_pretrained_network(footage, tmp_path):
     emb = model.embed_jpegs(bikes.paths)
     assert emb.shape == (10, 1280) and emb.dtype == np.float32
     assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    # embed_jpegs decodes the 1024x576 samples at half scale: the same embedding as a full decode
+    full = []
+    for p in bikes.paths:
+        with Image.open(p) as img:
+            full.append(img.convert("RGB"))
+    assert full[0].size == (1024, 576)
+    assert float(np.min(np.sum(model.embed_images(full) * emb, axis=1))) > 0.995
     # consecutive seconds of one shot are closer than different videos
     car_emb = model.embed_jpegs(car.paths)
     assert float(car_emb[0] @ car_emb[1]) > float(car_emb[0] @ emb[0])
