@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Self
 
 from ..storage import ObjectInfo, ObjectStore
 
@@ -113,3 +114,18 @@ class OutputSet:
             except Exception as err:  # noqa: BLE001 - cleanup must not mask the original error
                 self.log.warning(f"could not remove {self.bucket}/{key}: {err}")
 
+
+class OutputSetUploads:
+    """Base of a class that writes one asset's objects through ``self.out`` (an
+    :class:`OutputSet`) and is used as a context manager: its block is the set's block, so
+    leaving it without the set's commit rolls back (:class:`~media_assets.defs.video.clips.ClipUploads`,
+    :class:`~media_assets.defs.video.labeling.LabelingUploads`)."""
+
+    out: OutputSet
+
+    def __enter__(self) -> Self:
+        self.out.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.out.__exit__(*exc)

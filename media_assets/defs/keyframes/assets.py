@@ -35,9 +35,10 @@ def _shot_columns(table: pa.Table) -> tuple[np.ndarray | None, list[bool]]:
 def _same_view(store: ObjectStore, src: VideoSource, sample_indices: np.ndarray, tmp: Path):
     """``same_view(a, b)`` over positions in ``sample_indices``, reading the samples' JPEGs."""
     def local(i: int) -> Path:
-        path = tmp / f"{int(sample_indices[i])}.jpg"
+        index = int(sample_indices[i])
+        path = tmp / f"{index}.jpg"
         if not path.exists():
-            path.write_bytes(store.get_bytes(src.out_bucket, src.sample_key(int(sample_indices[i]))))
+            path.write_bytes(store.get_bytes(src.out_bucket, src.sample_key(index)))
         return path
 
     return lambda a, b: views_overlap(local(a), local(b))

@@ -14,7 +14,7 @@ from ...kernels.transcode import VerificationError, expected_duration_s, verify_
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectInfo, ObjectStore, listed_children
 from ..common import input_failure, read_manifest, write_manifest
-from ..output_set import OutputSet
+from ..output_set import OutputSet, OutputSetUploads
 
 CLIP_CHECK = "clip_durations_match_source"
 
@@ -69,7 +69,7 @@ def clips_result(manifest: dict, settings: VideoConversionSettings, store: Objec
     )
 
 
-class ClipUploads:
+class ClipUploads(OutputSetUploads):
     """The clips of one source, uploaded to ``mp4_bucket/<video>/`` as the encoder finishes each
     one (:meth:`add`, the ``on_clip`` of the decode pass) and committed by :meth:`commit` after
     the pass. A context manager over an :class:`~media_assets.defs.output_set.OutputSet`:
@@ -84,13 +84,6 @@ class ClipUploads:
         self.out = OutputSet(store, settings.mp4_bucket, context.log, previous=[c["key"] for c in (previous or {}).get("clips", [])],
                              leftovers=listed_children(store, settings.mp4_bucket, self.prefix, ".mp4"), concurrency=2)
         self._uploads: dict[str, object] = {}  # clip file name -> upload future
-
-    def __enter__(self) -> "ClipUploads":
-        self.out.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.out.__exit__(*exc)
 
     def add(self, paths: list[Path]) -> None:
         """Start uploading the finished clip files ``paths`` (not yet verified)."""

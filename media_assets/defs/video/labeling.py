@@ -17,7 +17,7 @@ from ...kernels.frames import DeadFrameThresholds, SampledFrames, classify_dead_
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectStore, listed_children
 from ..common import contact_sheet_markdown, input_failure, read_manifest, spread, write_manifest
-from ..output_set import OutputSet
+from ..output_set import OutputSet, OutputSetUploads
 from .clips import verified_clips
 
 DEAD_FRAME_CHECK = "no_dead_frame_kept"
@@ -70,7 +70,7 @@ def frames_from_clips(store: ObjectStore, settings: VideoConversionSettings, key
         yield frames
 
 
-class LabelingUploads:
+class LabelingUploads(OutputSetUploads):
     """The labeling frames of one source: each batch handed to :meth:`add` (during the decode
     pass: the pass's labeling ``on_batch``; or from the clips) is judged (black, blank,
     frozen: `media_assets.kernels.frames`), its live frames uploaded to
@@ -97,13 +97,6 @@ class LabelingUploads:
                              previous=(previous or {}).get("frame_keys", []),
                              leftovers=listed_children(store, settings.labeling_bucket, self.prefix, ".jpg", numbered=True))
 
-    def __enter__(self) -> "LabelingUploads":
-        self.out.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.out.__exit__(*exc)
-
     def add(self, frames: SampledFrames) -> None:
         """Judge the next frames of the timeline, start uploading the live ones, drop the rest."""
         self.n_sampled += len(frames.paths)
@@ -127,30 +120,28 @@ class LabelingUploads:
         self.out.wait()
         thumbs = np.stack(self.recheck_thumbs) if self.recheck_thumbs else np.zeros((0, 36, 64), np.uint8)
         recheck = [r for r in classify_dead_frames(thumbs, _clearly_dead(self.thresholds)) if r]
-        kept_paths = [p for p, _ in self.kept]
         kept_indices = [i for _, i in self.kept]
-        dropped, n_sampled, dropped_tiles = self.dropped, self.n_sampled, self.dropped_tiles
         kept_tiles = [(p, f"#{i} kept") for p, i in spread(self.kept, 2 * SHOWN_PER_REASON)]
-        preview = (contact_sheet_markdown(kept_tiles, f"kept: {len(kept_paths)} of {n_sampled} sampled frames")
-                   + "\n\n" + contact_sheet_markdown(dropped_tiles, f"dropped: {sum(dropped.values())} ({_reasons(dropped)}); a few of each reason"))
+        preview = (contact_sheet_markdown(kept_tiles, f"kept: {len(self.kept)} of {self.n_sampled} sampled frames")
+                   + "\n\n" + contact_sheet_markdown(self.dropped_tiles, f"dropped: {sum(self.dropped.values())} ({_reasons(self.dropped)}); a few of each reason"))
         uploaded = list(self.out.written)
         manifest = {
             "source_key": self.key, "frame_keys": uploaded, "frame_indices": kept_indices,
-            "dropped": dropped, "n_sampled": n_sampled,
+            "dropped": self.dropped, "n_sampled": self.n_sampled,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": self.context.run.run_id,
         }
         self.out.commit(lambda: write_manifest(self.store, self.settings.mp4_bucket, self.manifest_key, manifest))
         checks = [dg.AssetCheckResult(asset_key="labeling_frames", check_name=DEAD_FRAME_CHECK, passed=not recheck,
-                                      metadata={"frames_checked": len(kept_paths), "dead_found": len(recheck)})] if check else []
+                                      metadata={"frames_checked": len(self.kept), "dead_found": len(recheck)})] if check else []
         return dg.MaterializeResult(
             asset_key="labeling_frames",
             metadata={
-                "frames_sampled": n_sampled,
+                "frames_sampled": self.n_sampled,
                 "frames_kept": len(uploaded),
-                "frames_dropped": sum(dropped.values()),
-                "dropped_black": dropped["black"],
-                "dropped_blank": dropped["blank"],
-                "dropped_frozen": dropped["frozen"],
+                "frames_dropped": sum(self.dropped.values()),
+                "dropped_black": self.dropped["black"],
+                "dropped_blank": self.dropped["blank"],
+                "dropped_frozen": self.dropped["frozen"],
                 "first_frame_keys": uploaded[:10],
                 "frames": dg.MetadataValue.md(preview),
             },
