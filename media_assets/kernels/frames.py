@@ -201,6 +201,16 @@ def luma_thumbnail(image: "Image.Image") -> np.ndarray:
     return np.asarray(image.convert("L").resize((THUMB_W, THUMB_H), Image.BOX), dtype=np.uint8)
 
 
+def jpeg_luma_thumbnail(path: str | os.PathLike) -> np.ndarray:
+    """:func:`luma_thumbnail` of the image file at ``path``: ``(36, 64) uint8``.
+
+    Raises:
+        PIL.UnidentifiedImageError: ``path`` is not an image PIL can read.
+    """
+    with Image.open(path) as image:
+        return luma_thumbnail(image)
+
+
 def dead_reason(thumb: np.ndarray, previous_kept: np.ndarray | None, t: DeadFrameThresholds = DeadFrameThresholds()) -> str | None:
     """Why a frame is dead (``"black"``, ``"blank"``, ``"frozen"``) or ``None`` if it is kept.
 

@@ -13,10 +13,9 @@ import botocore.exceptions
 import dagster as dg
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from ...kernels.ffmpeg import FFmpegError
-from ...kernels.frames import DeadFrameThresholds, dead_reason, luma_thumbnail
+from ...kernels.frames import DeadFrameThresholds, dead_reason, jpeg_luma_thumbnail
 from ...kernels.image_embedding import EmbeddingError
 from ...kernels.keyframes import Samples, analysis_rate_for, extract_samples
 from ...kernels.probe import MediaError, probe
@@ -83,8 +82,7 @@ class SampleEmbedder:
 
 
 def _dead(path: Path) -> str | None:
-    with Image.open(path) as img:
-        return dead_reason(luma_thumbnail(img), None, DeadFrameThresholds())
+    return dead_reason(jpeg_luma_thumbnail(path), None, DeadFrameThresholds())
 
 
 def _stored_videos(store: ObjectStore, src: VideoSource, video: VideoConversionSettings, fps: float) -> list[tuple[str, str, int]]:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ...kernels.ffmpeg import FFmpegError
-from ...kernels.frames import DeadFrameThresholds, SampledFrames, classify_dead_frames, luma_thumbnail, sample_frames
+from ...kernels.frames import DeadFrameThresholds, SampledFrames, classify_dead_frames, jpeg_luma_thumbnail, sample_frames
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectStore, listed_children
 from ..common import contact_sheet_markdown, input_failure, read_manifest, spread, write_manifest
@@ -46,11 +46,6 @@ def _small(path: Path, width: int = 160) -> Image.Image:
 
 def _reasons(dropped: dict[str, int]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in dropped.items() if n) or "none"
-
-
-def _jpeg_thumbnail(path: Path) -> np.ndarray:
-    with Image.open(path) as img:
-        return luma_thumbnail(img)
 
 
 def frames_from_clips(store: ObjectStore, settings: VideoConversionSettings, key: str, tmp: Path) -> Iterator[SampledFrames]:
@@ -111,7 +106,7 @@ class LabelingUploads(OutputSetUploads):
             self._last_kept = thumb
             self.kept.append((path, int(idx)))
             self.out.upload(path, f"{self.prefix}/{int(idx)}.jpg", "image/jpeg")
-            self.recheck_thumbs.append(_jpeg_thumbnail(path))  # the JPEG as uploaded, decoded again
+            self.recheck_thumbs.append(jpeg_luma_thumbnail(path))  # the JPEG as uploaded, decoded again
 
     def finish(self, check: bool = True) -> dg.MaterializeResult:
         """Wait for the uploads, commit the frames manifest, and return the ``labeling_frames``
