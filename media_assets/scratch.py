@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import psutil
+
 _PID = re.compile(r"-pid(\d+)-")
 
 
@@ -30,17 +32,20 @@ def scratch_dir(name: str) -> tempfile.TemporaryDirectory:
 
 
 def _alive(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie. A SIGKILLed process stays in the
+    process table as a zombie until its parent (or, once that is gone too, init) collects its
+    exit status; it can no longer touch its files, so it counts as dead here."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def is_orphaned(name: str) -> bool:
-    """True when ``name`` carries a pid (``-pid<pid>-``) of a process that no longer exists."""
+    """True when ``name`` carries a pid (``-pid<pid>-``) of a process that no longer exists
+    or is a zombie (killed, not yet reaped)."""
     m = _PID.search(name)
     return bool(m) and not _alive(int(m.group(1)))
 

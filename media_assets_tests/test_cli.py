@@ -11,7 +11,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -31,6 +33,17 @@ def _env(env_root: Path, **extra) -> dict:
 def _cli(env_root: Path, *args: str, **extra) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("media-assets")
     return subprocess.run([str(exe), *args], env=_env(env_root, **extra), capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def own_temp_dir(monkeypatch) -> Iterator[str]:
+    """A temp folder of this test's own: this process's ``tempfile`` folder, and the ``TMPDIR`` a
+    test gives the processes it starts. Scratch folders live under the temp folder, so those
+    of another test's killed runs (tests run two at a time) are not seen here."""
+    path = tempfile.mkdtemp(prefix="ma-")  # short: Unix socket paths under it stay < 108 bytes
+    monkeypatch.setattr(tempfile, "tempdir", path)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _instance(env_root: Path, monkeypatch) -> dg.DagsterInstance:
@@ -149,14 +162,14 @@ def _scratch_of_group(name: str, pgid: int) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypatch):
+def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypatch, own_temp_dir):
     """SIGKILL the whole pass (driver, daemon, run worker) while the 250 s video is in its decode pass:
     the next pass reports the stranded run failed, Dagster's run retry re-executes it, and the
     source is removed only once every output exists. No run stays STARTED."""
     src = tmp_path / "data" / "video-avi"
     src.mkdir(parents=True)
     shutil.copy(media["long"], src / "long.avi")
-    env = _env(tmp_path, MEDIA_ASSETS_VIDEO_SOURCE_REMOVAL="delete")
+    env = _env(tmp_path, MEDIA_ASSETS_VIDEO_SOURCE_REMOVAL="delete", TMPDIR=own_temp_dir)
     exe = Path(sys.executable).with_name("media-assets")
     driver = subprocess.Popen([str(exe), "process"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     home = tmp_path / "home"
@@ -172,7 +185,7 @@ def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypat
         assert (src / "long.avi").exists()
         assert [r.status for r in instance.get_runs()] == [dg.DagsterRunStatus.STARTED]
 
-        done = _cli(tmp_path, "process", MEDIA_ASSETS_VIDEO_SOURCE_REMOVAL="delete")
+        done = _cli(tmp_path, "process", MEDIA_ASSETS_VIDEO_SOURCE_REMOVAL="delete", TMPDIR=own_temp_dir)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "reported 1 run(s) of an interrupted pass as failed" in done.stdout
         runs = instance.get_runs()
@@ -190,7 +203,7 @@ def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypat
     assert "scratch folder(s) of killed runs" in done.stdout
 
 
-def test_scratch_folders_of_dead_processes_are_removed():
+def test_scratch_folders_of_dead_processes_are_removed(own_temp_dir):
     from media_assets.scratch import remove_orphaned, scratch_dir, scratch_root
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
@@ -199,6 +212,26 @@ def test_scratch_folders_of_dead_processes_are_removed():
     with scratch_dir("labeling_frames") as mine:
         removed = remove_orphaned()
         assert orphan in removed and not orphan.exists() and Path(mine).is_dir()
+
+
+def test_scratch_folder_of_a_killed_unreaped_process_is_removed(own_temp_dir):
+    """A SIGKILLed run worker stays a zombie until its parent, or init once the parent is gone
+    too, reaps it: its folder is an orphan already (the next pass cleans it up, not a later one)."""
+    import psutil
+
+    from media_assets.scratch import remove_orphaned, scratch_root
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        orphan = scratch_root() / f"video_decode-pid{proc.pid}-test"
+        (orphan / "x").mkdir(parents=True)
+        assert remove_orphaned() == [] and orphan.exists()  # alive: kept
+        proc.kill()  # not waited for: a zombie until proc.wait() below
+        _wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE, 30, "the killed process to be a zombie")
+        assert remove_orphaned() == [orphan] and not orphan.exists()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.slow
