@@ -11,38 +11,59 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .ffmpeg import FFmpegError, ffmpeg_exe
+from .ffmpeg import FFmpegTimeoutError, ffmpeg_exe, ffmpeg_failure
+from .limits import AudioLimits, check_audio_limits
 from .probe import MediaError, probe
 
 
-def check_audio(path: str | os.PathLike) -> float:
-    """Duration in seconds of the first audio stream of ``path``.
+def check_audio(path: str | os.PathLike, limits: AudioLimits | None = None, name: str | None = None) -> float:
+    """Duration in seconds of the first audio stream of ``path``, from its header; with
+    ``limits``, the header is checked against them (``name``, e.g. the object key, names the
+    file in the message).
 
     Raises:
         MediaError: empty, unreadable, or no decodable audio stream (e.g. a text file named
             ``.flac``: libavformat guesses FLAC from the name but finds no sample rate).
+        LimitExceededError: over a bound of ``limits`` (size or declared duration).
     """
     info = probe(path)
     if info.audio is None or info.audio.sample_rate <= 0 or info.audio.channels <= 0:
         raise MediaError(f"{Path(path).name}: no decodable audio stream (container {info.format_name!r})")
+    if limits is not None:
+        check_audio_limits(name or Path(path).name, info, limits)
     return info.duration_s
 
 
-def iter_audio_chunks(path: str | os.PathLike, *, sample_rate: int = 16_000, chunk_s: float = 600.0) -> Iterator[tuple[float, np.ndarray]]:
+def iter_audio_chunks(path: str | os.PathLike, *, sample_rate: int = 16_000, chunk_s: float = 600.0,
+                      timeout_s: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(start seconds, (n,) float32 mono samples in [-1, 1])`` chunks of ``chunk_s``
-    seconds (the last shorter) at ``sample_rate`` Hz.
+    seconds (the last shorter) at ``sample_rate`` Hz. ``timeout_s``: ffmpeg is killed this
+    many seconds after it started (the consumer's time between chunks counts too).
 
     Raises:
         FFmpegError: ffmpeg cannot decode ``path`` (raised after the chunks it did decode).
+        FFmpegInterruptedError: ffmpeg was killed or ran out of disk, memory or I/O.
+        FFmpegTimeoutError: ffmpeg was still running after ``timeout_s`` seconds.
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
            "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    killed = threading.Event()
+
+    def kill() -> None:
+        killed.set()
+        proc.kill()
+
+    timer = None if timeout_s is None else threading.Timer(timeout_s, kill)
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     chunk_bytes = int(chunk_s * sample_rate) * 4
     start = 0.0
     try:
@@ -54,17 +75,22 @@ def iter_audio_chunks(path: str | os.PathLike, *, sample_rate: int = 16_000, chu
             yield start, samples
             start += len(samples) / sample_rate
     finally:
+        if timer is not None:
+            timer.cancel()
         proc.stdout.close()
         stderr = proc.stderr.read().decode("utf-8", "replace")
         proc.stderr.close()
         code = proc.wait()
+    if killed.is_set() and code < 0:
+        raise FFmpegTimeoutError(timeout_s)
     if code != 0:
-        raise FFmpegError(cmd, code, stderr)
+        raise ffmpeg_failure(cmd, code, stderr)
 
 
-def decode_audio(path: str | os.PathLike, *, sample_rate: int = 16_000) -> np.ndarray:
-    """The whole file as ``(n,) float32`` mono at ``sample_rate`` Hz (for short files)."""
-    chunks = [c for _, c in iter_audio_chunks(path, sample_rate=sample_rate)]
+def decode_audio(path: str | os.PathLike, *, sample_rate: int = 16_000, timeout_s: float | None = None) -> np.ndarray:
+    """The whole file as ``(n,) float32`` mono at ``sample_rate`` Hz (for short files); raises
+    as :func:`iter_audio_chunks`."""
+    chunks = [c for _, c in iter_audio_chunks(path, sample_rate=sample_rate, timeout_s=timeout_s)]
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 

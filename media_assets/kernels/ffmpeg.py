@@ -8,12 +8,17 @@ ffmpeg >= 5.1 (``-fps_mode`` appeared in 5.1).
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from .limits import TimeLimitError
 
 
 class FFmpegError(RuntimeError):
@@ -25,6 +30,56 @@ class FFmpegError(RuntimeError):
         self.stderr_tail = "\n".join(lines[-15:])
         super().__init__(f"ffmpeg exited with status {returncode}: {lines[-1] if lines else 'no output'}")
         self.args_list = list(args)
+
+
+class FFmpegInterruptedError(RuntimeError):
+    """ffmpeg stopped for a reason outside its input: killed by a signal (the OOM killer's
+    SIGKILL, a container stop) or out of a resource (disk, memory, an I/O error). An
+    infrastructure failure: retried, never reported as bad input. ``returncode`` is the exit
+    status (negative: the signal), ``stderr_tail`` the last lines of ffmpeg's log."""
+
+    def __init__(self, message: str, returncode: int, stderr_tail: str):
+        super().__init__(message)
+        self.returncode, self.stderr_tail = returncode, stderr_tail
+
+
+class FFmpegTimeoutError(TimeLimitError):
+    """ffmpeg ran past its wall-clock limit and was killed (a stalled read, a starved worker):
+    an infrastructure failure, retried."""
+
+    def __init__(self, limit_s: float):
+        super().__init__(f"ffmpeg still running after its wall-clock limit of {limit_s:,.1f} s; killed (retried)")
+        self.limit_s = limit_s
+
+
+# errno values ffmpeg reports as its exit status (AVERROR(e) & 0xff = 256 - e) when the machine,
+# not the input, ran out: disk, quota, memory, or the device failed
+_RESOURCE_ERRNOS = {errno.ENOSPC: "no space left on the scratch disk", errno.EDQUOT: "disk quota exceeded",
+                    errno.ENOMEM: "out of memory", errno.EIO: "I/O error on the scratch disk"}
+_RESOURCE_MESSAGES = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+                      "Cannot allocate memory": errno.ENOMEM, "Input/output error": errno.EIO}
+
+
+def ffmpeg_failure(args: Sequence[str], returncode: int, stderr: str) -> Exception:
+    """The exception for an ffmpeg that exited with ``returncode`` (non-zero) and log ``stderr``:
+    :class:`FFmpegInterruptedError` when the evidence says infrastructure (killed by a signal,
+    or an exit status or log line of disk, memory or I/O exhaustion), else :class:`FFmpegError`
+    (the input could not be decoded)."""
+    err = FFmpegError(args, returncode, stderr)
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return FFmpegInterruptedError(f"ffmpeg was killed by signal {name} (out of memory, or the worker was stopped); "
+                                      "not the input's fault, retried", returncode, err.stderr_tail)
+    code = next((e for text, e in _RESOURCE_MESSAGES.items() if text in stderr), None)
+    if code is None and 256 - returncode in _RESOURCE_ERRNOS:
+        code = 256 - returncode
+    if code is not None:
+        return FFmpegInterruptedError(f"ffmpeg stopped: {_RESOURCE_ERRNOS[code]} (exit status {returncode}); not the input's fault, "
+                                      "retried", returncode, err.stderr_tail)
+    return err
 
 
 @functools.cache
@@ -47,19 +102,23 @@ def run_ffmpeg(args: Sequence[str], *, capture_stdout: bool = False, timeout_s: 
     """Run ``ffmpeg -hide_banner -nostdin -y <args>``; return stdout (if captured).
 
     Raises:
-        FFmpegError: non-zero exit status, with the tail of ffmpeg's log.
-        subprocess.TimeoutExpired: the process ran longer than ``timeout_s`` seconds.
+        FFmpegError: non-zero exit status, with the tail of ffmpeg's log (the input).
+        FFmpegInterruptedError: killed by a signal, or out of disk, memory or I/O (infrastructure).
+        FFmpegTimeoutError: still running after ``timeout_s`` seconds; it was killed.
     """
     cmd = _command(args)
-    proc = subprocess.run(
-        cmd,
-        stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        timeout=timeout_s,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            cmd,
+            stdout=subprocess.PIPE if capture_stdout else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise FFmpegTimeoutError(timeout_s) from None
     if proc.returncode != 0:
-        raise FFmpegError(cmd, proc.returncode, proc.stderr.decode("utf-8", "replace"))
+        raise ffmpeg_failure(cmd, proc.returncode, proc.stderr.decode("utf-8", "replace"))
     return proc.stdout if capture_stdout else b""
 
 
@@ -86,7 +145,7 @@ class FileBatches:
             self.handed = len(ready)
 
 
-def run_ffmpeg_streaming(args: Sequence[str], watchers: Sequence, poll_s: float = 0.2) -> None:
+def run_ffmpeg_streaming(args: Sequence[str], watchers: Sequence, poll_s: float = 0.2, timeout_s: float | None = None) -> None:
     """Run ffmpeg like :func:`run_ffmpeg` while ``watchers`` hand its finished outputs on, so
     work on them (embedding, uploads) overlaps the decode and the encode.
 
@@ -97,14 +156,18 @@ def run_ffmpeg_streaming(args: Sequence[str], watchers: Sequence, poll_s: float 
     fifth of a second keeps that small and still hands each output on well before the next.
 
     Raises:
-        FFmpegError: non-zero exit status, with the tail of ffmpeg's log.
+        FFmpegError, FFmpegInterruptedError: as :func:`run_ffmpeg`.
+        FFmpegTimeoutError: still running after ``timeout_s`` seconds (it is killed).
         Whatever a watcher raises (ffmpeg is killed first).
     """
     cmd = _command(args)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
         try:
             while proc.poll() is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise FFmpegTimeoutError(timeout_s)
                 for watcher in watchers:
                     watcher.poll(False)
                 try:
@@ -117,6 +180,6 @@ def run_ffmpeg_streaming(args: Sequence[str], watchers: Sequence, poll_s: float 
                 proc.wait()
         if proc.returncode != 0:
             err.seek(0)
-            raise FFmpegError(cmd, proc.returncode, err.read().decode("utf-8", "replace"))
+            raise ffmpeg_failure(cmd, proc.returncode, err.read().decode("utf-8", "replace"))
     for watcher in watchers:
         watcher.poll(True)

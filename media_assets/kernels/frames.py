@@ -69,6 +69,7 @@ def sample_frames(
     every_n: int = 10,
     start_index: int = 0,
     jpeg_quality: int = 2,
+    timeout_s: float | None = None,
 ) -> SampledFrames:
     """Write every ``every_n``-th frame of ``path`` as JPEG into ``out_dir``.
 
@@ -80,6 +81,7 @@ def sample_frames(
 
     Args:
         jpeg_quality: ffmpeg ``-q:v`` for MJPEG (2 = high quality, 31 = lowest).
+        timeout_s: wall-clock limit of the ffmpeg run, seconds (``None``: none).
 
     Returns:
         :class:`SampledFrames`; JPEGs are named ``<frame index>.jpg``.
@@ -87,10 +89,11 @@ def sample_frames(
     Raises:
         ValueError: ``every_n < 1`` or ``start_index < 0``.
         FFmpegError: ffmpeg cannot decode ``path``.
+        FFmpegInterruptedError, FFmpegTimeoutError: infrastructure (see ``kernels.ffmpeg``).
     """
     out_dir = Path(out_dir)
     graph, outputs = labeling_branch("0:v:0", out_dir, every_n=every_n, start_index=start_index, jpeg_quality=jpeg_quality)
-    run_ffmpeg(["-i", str(path), "-filter_complex", graph, *outputs])
+    run_ffmpeg(["-i", str(path), "-filter_complex", graph, *outputs], timeout_s=timeout_s)
     return collect_labeling(out_dir, every_n=every_n, start_index=start_index)
 
 

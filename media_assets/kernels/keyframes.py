@@ -78,7 +78,7 @@ class Samples:
 def extract_samples(path: str | os.PathLike, out_dir: str | os.PathLike, *, fps: float = 1.0, width: int = 1024,
                     height: int = 576, start_index: int = 0, jpeg_quality: int = 3, skip_bidir: bool = False,
                     on_batch: Callable[[list[Path]], None] | None = None, batch_size: int = 8,
-                    analysis_rate: int | None = None) -> Samples:
+                    analysis_rate: int | None = None, timeout_s: float | None = None) -> Samples:
     """Sample ``path`` at ``fps`` frames/s scaled to ``width``x``height`` (``fps=1,scale=1024:576``
     in one ffmpeg pass) as JPEGs ``<index>.jpg`` in ``out_dir``; index = ``start_index`` + i.
 
@@ -99,16 +99,17 @@ def extract_samples(path: str | os.PathLike, out_dir: str | os.PathLike, *, fps:
     given, makes the same decode also write every frame at that rate as a 64x36 grey
     thumbnail (``fps=R:round=up``, so sample i is analysis frame ``i * R / fps`` exactly) and
     returns :func:`analyse_shots` of them as ``Samples.shots``. Hard cuts need every frame:
-    combine it with ``skip_bidir=False``.
+    combine it with ``skip_bidir=False``. ``timeout_s``: wall-clock limit of the ffmpeg run.
 
     Raises:
         FFmpegError: ffmpeg cannot decode ``path``.
+        FFmpegInterruptedError, FFmpegTimeoutError: infrastructure (see ``kernels.ffmpeg``).
     """
     out_dir = Path(out_dir)
     graph, outputs = sample_branch("0:v:0", out_dir, fps=fps, width=width, height=height, jpeg_quality=jpeg_quality,
                                    analysis_rate=analysis_rate)
     run_ffmpeg_streaming([*(["-skip_frame", "bidir"] if skip_bidir else []), "-i", str(path), "-filter_complex", graph, *outputs],
-                         [FileBatches(out_dir, SAMPLE_PATTERN, on_batch, batch_size)] if on_batch else [])
+                         [FileBatches(out_dir, SAMPLE_PATTERN, on_batch, batch_size)] if on_batch else [], timeout_s=timeout_s)
     return collect_samples(out_dir, fps=fps, start_index=start_index, analysis_rate=analysis_rate)
 
 

@@ -88,18 +88,20 @@ class PassOutputs:
 
 
 def decode_once(src: str | os.PathLike, out_dir: str | os.PathLike, info: MediaInfo, *, clips: ClipPlan | None = None,
-                labeling: LabelingPlan | None = None, samples: SamplePlan | None = None) -> PassOutputs:
+                labeling: LabelingPlan | None = None, samples: SamplePlan | None = None, timeout_s: float | None = None) -> PassOutputs:
     """Decode ``src`` once and make the outputs of every plan given, in one ffmpeg process.
 
     Outputs go to ``out_dir/clips``, ``out_dir/labeling`` and ``out_dir/samples``. Odd frame
     dimensions are made even before the split (as the encode needs), so every consumer sees
-    the frames the clips hold.
+    the frames the clips hold. ``timeout_s``: wall-clock limit of the ffmpeg process, seconds.
 
     Raises:
         ValueError: no plan given, or a plan's parameters are invalid (``every_n < 1``,
             ``analysis_rate`` not a multiple of ``fps``).
         NoVideoStreamError: ``info`` (the probe of ``src``) has no video stream.
         FFmpegError: ffmpeg cannot decode ``src``; nothing of the pass is usable then.
+        FFmpegInterruptedError, FFmpegTimeoutError: ffmpeg was killed, ran out of disk or
+            memory, or ran past ``timeout_s`` (infrastructure, see ``kernels.ffmpeg``).
         Whatever an ``on_clip`` / ``on_batch`` callback raises (ffmpeg is killed first).
     """
     if clips is None and labeling is None and samples is None:
@@ -133,7 +135,7 @@ def decode_once(src: str | os.PathLike, out_dir: str | os.PathLike, info: MediaI
         watchers.append(frames)
     if samples is not None and samples.on_batch is not None:
         watchers.append(FileBatches(out_dir / "samples", SAMPLE_PATTERN, samples.on_batch, samples.batch_size))
-    run_ffmpeg_streaming(["-i", str(src), "-sn", "-dn", "-filter_complex", ";".join(graph), *outputs], watchers)
+    run_ffmpeg_streaming(["-i", str(src), "-sn", "-dn", "-filter_complex", ";".join(graph), *outputs], watchers, timeout_s=timeout_s)
     return PassOutputs(
         clips=clip_paths(out_dir / "clips", clips.stem, info, clips.max_duration_s) if clips else None,
         labeling=frames.collected() if frames else None,
