@@ -8,6 +8,7 @@ import numpy as np
 
 from ..kernels.asr import FasterWhisperRecognizer, OpenAIWhisperRecognizer
 from ..kernels.audio_tokens import EncodecTokenizer, mulaw_encode
+from ..kernels.limits import GIB, AudioLimits, time_limit_s
 from ..storage.tables import ParquetTables
 
 _CACHE: dict[tuple, object] = {}
@@ -49,6 +50,14 @@ class AudioSettings(dg.ConfigurableResource):
         silence_dbfs: text on audio quieter than this (dBFS) is flagged ``text_on_silence``.
         max_speech_loss_share: the ``speech_not_lost`` check of ``transcripts`` fails when more
             than this share of a day's speech files is flagged for lost speech (0.02).
+        max_source_bytes / max_source_duration_s: bounds of an untrusted audio object (bytes,
+            from the listing, before the download; seconds, from the header, before decoding):
+            4 GiB and 12 h (:mod:`media_assets.kernels.limits`). A file over one gets an
+            ``error`` row naming the bound and is not decoded; the object is kept.
+        asr_time_base_s / asr_time_per_media_s: wall-clock limit of decoding and transcribing
+            one file (or one batch of short files), ``base + per_media * duration`` seconds:
+            ffmpeg is killed at it and the step fails as infrastructure (retried). 1 s per
+            second of audio is ~10x slower than Whisper base runs on 2 CPU cores.
     """
 
     source_bucket: str = "audio"
@@ -66,6 +75,18 @@ class AudioSettings(dg.ConfigurableResource):
     max_s_per_word: float = 3.0
     silence_dbfs: float = -55.0
     max_speech_loss_share: float = 0.02
+    max_source_bytes: int = 4 * GIB
+    max_source_duration_s: float = 43_200.0
+    asr_time_base_s: float = 120.0
+    asr_time_per_media_s: float = 1.0
+
+    def limits(self) -> AudioLimits:
+        """The source bounds as :class:`~media_assets.kernels.limits.AudioLimits`."""
+        return AudioLimits(max_bytes=self.max_source_bytes, max_duration_s=self.max_source_duration_s)
+
+    def asr_time_limit_s(self, duration_s: float) -> float:
+        """Wall-clock limit, seconds, of decoding and transcribing ``duration_s`` seconds of audio."""
+        return time_limit_s(duration_s, base_s=self.asr_time_base_s, per_media_s=self.asr_time_per_media_s)
 
     def work_key(self, name: str, day: str, suffix: str = ".parquet") -> str:
         """Key in ``work_bucket`` of one day's intermediate: ``<work_prefix><name>/<day><suffix>``.
@@ -132,9 +153,17 @@ class SpeechRecognizerResource(dg.ConfigurableResource):
 
 
 class AudioTokenizerResource(dg.ConfigurableResource):
-    """Waveform -> int16 tokens. ``tokenizer``: ``mulaw`` (default; G.711 mu-law at
-    ``mulaw_sample_rate`` Hz, 8 kHz as telephony) or ``encodec`` (24 kHz EnCodec from the local
-    snapshot ``encodec_model_dir``, ``bandwidth_kbps``, first ``n_codebooks`` codebooks)."""
+    """Waveform -> int16 tokens (``MEDIA_ASSETS_TOKENIZER_<FIELD>``).
+
+    Attributes:
+        tokenizer: ``mulaw`` (default; ITU-T G.711 mu-law, tokens in [0, 255]) or ``encodec``
+            (EnCodec codes at 24 kHz, Defossez et al. 2022, frame-major).
+        mulaw_sample_rate: Hz the audio is resampled to before mu-law (8000, as telephony).
+        encodec_model_dir: local snapshot of an EnCodec model (``facebook/encodec_24khz``
+            layout); required with ``encodec``, never downloaded.
+        bandwidth_kbps: EnCodec target bandwidth in kbit/s (1.5, 3, 6, 12 or 24).
+        n_codebooks: keep only the first this many codebooks (``None``: all the bandwidth gives).
+    """
 
     tokenizer: str = "mulaw"
     mulaw_sample_rate: int = 8_000

@@ -6,6 +6,8 @@ from typing import Literal
 import dagster as dg
 
 from ..kernels.frames import DeadFrameThresholds
+from ..kernels.limits import GIB, H264_MAX_FRAME_PIXELS, VideoLimits, time_limit_s
+from ..kernels.probe import MediaInfo
 from ..kernels.transcode import EncodeSettings
 
 
@@ -33,6 +35,16 @@ class VideoConversionSettings(dg.ConfigurableResource):
             (S3 -> SQS or EventBridge -> SQS); set, the sensor reads it instead of listing (event
             mode, see :mod:`media_assets.defs.object_sensor`); ``None`` = polling.
         upload_concurrency: parallel uploads of frames.
+        max_source_bytes / max_source_duration_s / max_frame_pixels / max_frame_rate: bounds
+            of an untrusted source (bytes; seconds; width x height in pixels; frames/s),
+            checked from HEAD and the container header before any decode; a source over one
+            is an input failure naming the bound, and is kept. Defaults and their reasons:
+            :mod:`media_assets.kernels.limits` (64 GiB, 6 h, H.264's largest frame, 240 fps).
+        ffmpeg_time_base_s / ffmpeg_time_per_media_s: wall-clock limit of each ffmpeg run on a
+            source, ``base + per_media * duration`` seconds, scaled up for pixel rates above
+            1080p30 (:func:`media_assets.kernels.limits.time_limit_s`); past it ffmpeg is
+            killed and the step fails as infrastructure (retried). 4 s per second of 1080p30
+            is ~4x slower than a 2-core worker encodes it.
     """
 
     source_bucket: str = "video-avi"
@@ -55,6 +67,21 @@ class VideoConversionSettings(dg.ConfigurableResource):
     max_runs_per_tick: int = 1000
     events_queue_url: str | None = None
     upload_concurrency: int = 8
+    max_source_bytes: int = 64 * GIB
+    max_source_duration_s: float = 21_600.0
+    max_frame_pixels: int = H264_MAX_FRAME_PIXELS
+    max_frame_rate: float = 240.0
+    ffmpeg_time_base_s: float = 120.0
+    ffmpeg_time_per_media_s: float = 4.0
+
+    def limits(self) -> VideoLimits:
+        """The source bounds as :class:`~media_assets.kernels.limits.VideoLimits`."""
+        return VideoLimits(max_bytes=self.max_source_bytes, max_duration_s=self.max_source_duration_s,
+                           max_frame_pixels=self.max_frame_pixels, max_frame_rate=self.max_frame_rate)
+
+    def ffmpeg_time_limit_s(self, info: MediaInfo) -> float:
+        """Wall-clock limit, seconds, of one ffmpeg run over the probed media ``info``."""
+        return time_limit_s(info.duration_s, base_s=self.ffmpeg_time_base_s, per_media_s=self.ffmpeg_time_per_media_s, info=info)
 
     def encode_settings(self) -> EncodeSettings:
         return EncodeSettings(preset=self.x264_preset, crf=self.x264_crf, audio_bitrate=self.audio_bitrate)

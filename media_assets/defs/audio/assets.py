@@ -15,11 +15,12 @@ from ...kernels.asr import LOSS_REASONS, SAMPLE_RATE, WINDOW_S, FasterWhisperRec
 from ...kernels.audio import check_audio, decode_audio, iter_audio_chunks
 from ...kernels.ffmpeg import FFmpegError
 from ...kernels.hive import write_hive_parquet
+from ...kernels.limits import Deadline, LimitExceededError, check_size
 from ...kernels.probe import MediaError
 from ...resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
 from ...scratch import scratch_dir
 from ...storage import ObjectInfo, ObjectStore, ObjectStoreResource, safe_local_name
-from ..common import write_manifest
+from ..common import TRANSIENT_RETRY, write_manifest
 from ..output_set import OutputSet
 from .partitions import audio_partitions
 
@@ -59,6 +60,7 @@ def _reasons(t: Transcript, parts: list[Transcript], settings: AudioSettings) ->
 
 @dg.asset(
     deps=[audio_objects], partitions_def=audio_partitions, group_name="audio", kinds={"whisper", "parquet"}, pool="asr",
+    retry_policy=TRANSIENT_RETRY,
     io_manager_key="audio_tables",
     check_specs=[dg.AssetCheckSpec(
         "speech_not_lost", asset="transcripts",
@@ -96,9 +98,17 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
         audio_s += t.duration_s
 
     def flush() -> None:
+        deadline = Deadline(settings.asr_time_limit_s(sum(len(a) for _, a in short) / SAMPLE_RATE), f"a batch of {len(short)} short files")
         for (row, _), t in zip(short, recognizer.transcribe_files([a for _, a in short])):
             record(row, t)
+        deadline.check()
         short.clear()
+
+    def failed(row: dict, err: Exception) -> None:
+        nonlocal errors
+        errors += 1
+        row["error"] = str(err)[:1000]
+        context.log.warning(f"{row['Key']}: {err}")
 
     with scratch_dir("transcripts") as tmp:
         for obj in objects_of_day(store, settings, day):
@@ -107,21 +117,27 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
             rows.append(row)
             if not _is_flac(obj.key):
                 continue
+            try:
+                check_size(obj.key, obj.size, settings.max_source_bytes, "MEDIA_ASSETS_AUDIO_MAX_SOURCE_BYTES")
+            except LimitExceededError as err:
+                failed(row, err)
+                continue
             local = store.download(settings.source_bucket, obj.key, Path(tmp) / safe_local_name(obj.key, ".flac"))
             try:
-                duration = check_audio(local)
+                duration = check_audio(local, settings.limits(), name=obj.key)
+                limit_s = settings.asr_time_limit_s(duration)
                 if batchable and duration <= WINDOW_S - 0.5:
-                    short.append((row, decode_audio(local, sample_rate=SAMPLE_RATE)))
+                    short.append((row, decode_audio(local, sample_rate=SAMPLE_RATE, timeout_s=limit_s)))
                     if len(short) >= settings.asr_batch_files:
                         flush()
                 else:
                     long_form = recognizer.transcribe_long if batchable and speech_recognizer.long_form == "batched" else recognizer.transcribe
-                    parts = [long_form(chunk, start) for start, chunk in iter_audio_chunks(local, sample_rate=SAMPLE_RATE, chunk_s=settings.chunk_s)]
+                    # ffmpeg's limit covers the whole file: it stays open while the chunks are transcribed
+                    chunks = iter_audio_chunks(local, sample_rate=SAMPLE_RATE, chunk_s=settings.chunk_s, timeout_s=limit_s)
+                    parts = [long_form(chunk, start) for start, chunk in chunks]
                     record(row, merge_transcripts(parts), parts if len(parts) > 1 else ())
             except (MediaError, FFmpegError) as err:
-                errors += 1
-                row["error"] = str(err)[:1000]
-                context.log.warning(f"{obj.key}: {err}")
+                failed(row, err)
             finally:
                 local.unlink(missing_ok=True)
         if short:
@@ -151,7 +167,7 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
     )
 
 
-@dg.asset(partitions_def=audio_partitions, group_name="audio", kinds={"numpy", "parquet"}, pool="asr",
+@dg.asset(partitions_def=audio_partitions, group_name="audio", kinds={"numpy", "parquet"}, pool="asr", retry_policy=TRANSIENT_RETRY,
           io_manager_key="audio_tables")
 def audio_tokens(context: dg.AssetExecutionContext, transcripts: pa.Table, object_store: ObjectStoreResource, audio_settings: AudioSettings,
                  audio_tokenizer: AudioTokenizerResource) -> dg.Output:
@@ -241,6 +257,7 @@ def _dataset_preview(table: pa.Table) -> dict:
     partitions_def=audio_partitions,
     group_name="audio",
     kinds={"parquet"},
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[
         dg.AssetCheckSpec("every_object_once", asset="audio_dataset", description="Every object of the day appears exactly once."),
         dg.AssetCheckSpec("tokens_are_int16", asset="audio_dataset", description="The tokens column is list<int16>."),

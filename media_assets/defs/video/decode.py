@@ -19,6 +19,7 @@ import dagster as dg
 
 from ...kernels.ffmpeg import FFmpegError
 from ...kernels.keyframes import analysis_rate_for
+from ...kernels.limits import LimitExceededError, check_size, check_video
 from ...kernels.probe import MediaError, MediaInfo, probe
 from ...kernels.video_pass import ClipPlan, LabelingPlan, PassOutputs, SamplePlan, decode_once
 from ...resources.embedder import ImageEmbedderResource
@@ -26,14 +27,12 @@ from ...resources.keyframes import KeyframeSettings
 from ...resources.video import VideoConversionSettings
 from ...scratch import scratch_dir
 from ...storage import ObjectInfo, ObjectNotFoundError, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
-from ..common import input_failure, read_manifest
+from ..common import TRANSIENT_RETRY, input_failure, read_manifest
 from ..keyframes.embeddings import SampleEmbedder, commit_embeddings, sample_stored
 from .assets import observe_source, raw_videos
 from .clips import CLIP_CHECK, ClipUploads, clips_result
 from .labeling import DEAD_FRAME_CHECK, LabelingUploads, frames_from_clips
 from .partitions import video_partitions
-
-RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 MP4_CLIPS = dg.AssetSpec(
     "mp4_clips", deps=[raw_videos], group_name="video", kinds={"ffmpeg", "mp4"},
@@ -75,7 +74,7 @@ KEYFRAME_EMBEDDINGS = dg.AssetSpec(
     partitions_def=video_partitions,
     can_subset=True,
     pool="ffmpeg",
-    retry_policy=RETRY,
+    retry_policy=TRANSIENT_RETRY,
 )
 def video_decode(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, video_settings: VideoConversionSettings,
                  keyframe_settings: KeyframeSettings, image_embedder: ImageEmbedderResource) -> Iterator[dg.MaterializeResult | dg.Output]:
@@ -151,18 +150,27 @@ def _clips(context: dg.AssetExecutionContext, store, settings: VideoConversionSe
     if isinstance(source, str):
         return clips_result(previous, settings, store, check=check, note=source), PassOutputs(None, None, None)
     started = time.perf_counter()
-    local = store.download(source.bucket, source.key, tmp / safe_local_name(source.key, ".avi"))
+    name, limits = f"{source.bucket}/{source.key}", settings.limits()
+    try:
+        check_size(name, source.size, limits.max_bytes, limits.settings + "MAX_SOURCE_BYTES")
+        local = store.download(source.bucket, source.key, tmp / safe_local_name(source.key, ".avi"))
+        info = probe(local)
+        check_video(name, info, limits)
+    except LimitExceededError as err:
+        raise input_failure(f"{err}. The source object is kept.", source=name, error=type(err).__name__) from err
+    except MediaError as err:
+        raise input_failure(f"{name}: {err}. The source object is kept.", source=name, error=type(err).__name__) from err
     with ClipUploads(context, store, settings, source.key, previous) as clips:
         try:
-            info = probe(local)
             made = decode_once(local, tmp / "pass", info,
                                clips=ClipPlan(stem=Path(settings.video_prefix(source.key)).name or "video", max_duration_s=settings.max_duration_s,
                                               clip_s=settings.clip_s, settings=settings.encode_settings(), on_clip=clips.add),
                                labeling=LabelingPlan(every_n=settings.every_n_frames, on_batch=labeling.add) if labeling else None,
-                               samples=_sample_plan(ks, info, embed) if sampling else None)
+                               samples=_sample_plan(ks, info, embed) if sampling else None,
+                               timeout_s=settings.ffmpeg_time_limit_s(info))
         except (MediaError, FFmpegError) as err:
-            raise input_failure(f"{source.bucket}/{source.key}: {err}. The source object is kept.", source=f"{source.bucket}/{source.key}",
-                                error=type(err).__name__, ffmpeg_log=getattr(err, "stderr_tail", "")) from err
+            raise input_failure(f"{name}: {err}. The source object is kept.", source=name, error=type(err).__name__,
+                                ffmpeg_log=getattr(err, "stderr_tail", "")) from err
         pass_s = time.perf_counter() - started
         local.unlink()
         manifest = clips.commit(source, info, made.clips)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from ...kernels.ffmpeg import FFmpegError
 from ...kernels.frames import DeadFrameThresholds, SampledFrames, classify_dead_frames, jpeg_luma_thumbnail, sample_frames
+from ...kernels.probe import MediaError, probe
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectStore, listed_children
 from ..common import contact_sheet_markdown, input_failure, read_manifest, spread, write_manifest
@@ -58,9 +59,10 @@ def frames_from_clips(store: ObjectStore, settings: VideoConversionSettings, key
     for clip in verified_clips(store, settings, key)["clips"]:
         local = store.download(settings.mp4_bucket, clip["key"], tmp / f"clip_{clip['index']}.mp4")
         try:
-            frames = sample_frames(local, tmp / f"frames_{clip['index']}", every_n=settings.every_n_frames, start_index=clip["first_frame_index"])
-        except FFmpegError as err:
-            raise input_failure(f"{settings.mp4_bucket}/{clip['key']}: cannot sample frames: {err}", ffmpeg_log=err.stderr_tail) from err
+            frames = sample_frames(local, tmp / f"frames_{clip['index']}", every_n=settings.every_n_frames, start_index=clip["first_frame_index"],
+                                   timeout_s=settings.ffmpeg_time_limit_s(probe(local)))
+        except (MediaError, FFmpegError) as err:
+            raise input_failure(f"{settings.mp4_bucket}/{clip['key']}: cannot sample frames: {err}", ffmpeg_log=getattr(err, "stderr_tail", "")) from err
         local.unlink()
         yield frames
 
