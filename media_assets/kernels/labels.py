@@ -89,6 +89,29 @@ def validate_batch(batch: Any, name: str, d_v: int | None = None) -> dict:
     return batch
 
 
+def check_batch_size(batch: Any, name: str, *, max_bytes: int, max_rows: int) -> None:
+    """Bound a loaded batch before anything reads its arrays: the rows of ``video_embeddings``
+    and the bytes all its arrays declare. A pickle can call ``numpy.ndarray(shape)``: the
+    memory is reserved but untouched until read, so a 100-byte pickle could otherwise make the
+    first ``isfinite`` touch gigabytes.
+
+    Raises:
+        BatchFormatError: more than ``max_rows`` rows, or arrays of more than ``max_bytes``
+            bytes (settings ``MEDIA_ASSETS_LABELS_MAX_BATCH_ROWS`` / ``_MAX_BATCH_BYTES``).
+    """
+    if not isinstance(batch, dict):
+        return
+    arrays = {id(v): v for v in batch.values() if isinstance(v, np.ndarray)}
+    declared = sum(a.nbytes for a in arrays.values())
+    if declared > max_bytes:
+        raise BatchFormatError(f"{name}: its arrays declare {declared:,} bytes, over the limit of {max_bytes:,} bytes "
+                               "(setting MEDIA_ASSETS_LABELS_MAX_BATCH_BYTES)")
+    emb = batch.get("video_embeddings")
+    if isinstance(emb, np.ndarray) and emb.ndim >= 1 and emb.shape[0] > max_rows:
+        raise BatchFormatError(f"{name}: {emb.shape[0]:,} rows is over the limit of {max_rows:,} rows "
+                               "(setting MEDIA_ASSETS_LABELS_MAX_BATCH_ROWS)")
+
+
 def _describe(x: Any) -> str:
     if isinstance(x, np.ndarray):
         return f"ndarray {x.shape} {x.dtype}"

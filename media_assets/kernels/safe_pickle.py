@@ -49,10 +49,21 @@ class UnsafePickleError(pickle.UnpicklingError):
     """The pickle references a global outside the allow-list (nothing was called)."""
 
 
+def _bytearray(source: Any = b"", *args: Any) -> bytearray:
+    """``bytearray`` for unpickling: from bytes or a string (what pickles of a bytearray hold),
+    never from a size: ``bytearray(10**11)`` in a 40-byte pickle would zero 100 GB."""
+    if not isinstance(source, (bytes, bytearray, str)):
+        raise UnsafePickleError(f"refusing bytearray({type(source).__name__}): a pickled bytearray is built from its bytes, not a size")
+    return bytearray(source, *args)
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` whose ``find_class`` admits only :data:`ALLOWED_GLOBALS`."""
+    """``pickle.Unpickler`` whose ``find_class`` admits only :data:`ALLOWED_GLOBALS` (and
+    ``bytearray`` only from bytes)."""
 
     def find_class(self, module: str, name: str) -> Any:
+        if module in ("builtins", "__builtin__") and name == "bytearray":
+            return _bytearray
         if (module, name) in ALLOWED_GLOBALS or (module in _NUMPY_DTYPE_MODULES and name.endswith("DType")):
             return super().find_class(module, name)
         raise UnsafePickleError(f"refusing to load global {module}.{name}: not a numpy/pandas/builtin data type")
@@ -62,7 +73,8 @@ def safe_loads(data: bytes) -> Any:
     """Unpickle ``data`` admitting only the allow-listed data types.
 
     Raises:
-        UnsafePickleError: a global outside the allow-list is referenced.
+        UnsafePickleError: a global outside the allow-list is referenced, or a bytearray is
+            made from a size.
         pickle.UnpicklingError, EOFError, ValueError: the data is not a valid pickle.
     """
     return RestrictedUnpickler(io.BytesIO(data)).load()

@@ -34,6 +34,11 @@ class LabelCorrectionSettings(dg.ConfigurableResource):
         events_queue_url: SQS queue of S3 ``ObjectCreated`` notifications for the watched prefix
             (S3 -> SQS or EventBridge -> SQS); set, the sensor reads it instead of listing (event
             mode, see :mod:`media_assets.defs.object_sensor`); ``None`` = polling.
+        max_batch_bytes / max_batch_rows: bounds of an untrusted batch pickle: its size in
+            bytes (from HEAD, before the download) and, once loaded, its rows and the bytes its
+            arrays declare (a pickle can declare an array far larger than itself). 1 GiB and
+            1,000,000 rows (:mod:`media_assets.kernels.limits`); a batch over one fails alone,
+            named with the bound, and is kept.
     """
 
     bucket: str = "training-batches"
@@ -51,6 +56,8 @@ class LabelCorrectionSettings(dg.ConfigurableResource):
     transfer_concurrency: int = 8
     max_runs_per_tick: int = 25
     events_queue_url: str | None = None
+    max_batch_bytes: int = 1024**3
+    max_batch_rows: int = 1_000_000
 
     def batch_number(self, key: str) -> int | None:
         """The batch number of ``key``, or ``None`` if ``key`` is not a batch."""

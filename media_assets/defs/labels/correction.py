@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...kernels.labels import BatchFormatError, TargetsTable, VideoEmbeddingIndex, correct_batch
+from ...kernels.labels import BatchFormatError, TargetsTable, VideoEmbeddingIndex, check_batch_size, correct_batch
 from ...kernels.safe_pickle import safe_loads
 from ...resources.labels import LabelCorrectionSettings
 from ...storage import ObjectNotFoundError, ObjectStore
@@ -46,16 +46,22 @@ def correct_one(store: ObjectStore, settings: LabelCorrectionSettings, key: str,
     first 200 row indices) and ``same_layout`` (keys, shapes and dtypes unchanged).
 
     Raises:
-        BatchFormatError: not a loadable pickle, refused by the restricted unpickler, or
-            breaks the batch contract.
+        BatchFormatError: not a loadable pickle, refused by the restricted unpickler, over
+            ``max_batch_bytes`` (the object, or the arrays it declares) or ``max_batch_rows``,
+            or breaks the batch contract.
         ObjectNotFoundError: the batch object is gone.
     """
-    etag = store.head(settings.bucket, key).etag
+    info = store.head(settings.bucket, key)
+    etag = info.etag
+    if info.size > settings.max_batch_bytes:
+        raise BatchFormatError(f"{key}: size {info.size:,} bytes is over the limit of {settings.max_batch_bytes:,} bytes "
+                               "(setting MEDIA_ASSETS_LABELS_MAX_BATCH_BYTES); not downloaded, the object is kept")
     data = store.get_bytes(settings.bucket, key)
     try:
         batch = safe_loads(data)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as err:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, MemoryError) as err:
         raise BatchFormatError(f"{key}: not a loadable batch pickle ({err})") from err
+    check_batch_size(batch, key, max_bytes=settings.max_batch_bytes, max_rows=settings.max_batch_rows)
     corrected, report = correct_batch(batch, index, targets, master_to_target, tolerance=settings.tolerance, name=key)
     out_key = settings.corrected_key(key)
     store.put_bytes(pickle.dumps(corrected, protocol=pickle.HIGHEST_PROTOCOL), settings.bucket, out_key)
