@@ -19,10 +19,13 @@ WORKDIR /opt/media_assets/src
 COPY pyproject.toml README.md ./
 COPY media_assets ./media_assets
 COPY deploy ./deploy
+# tini: PID 1 that forwards SIGTERM to the Dagster process and reaps its children (run workers,
+# ffmpeg), so `docker stop` ends it cleanly within the grace period
+RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
 # ffmpeg is the imageio-ffmpeg wheel's static build; the models ship in wheels (pyproject.toml)
 RUN python -m venv /opt/venv \
  && deploy/install.sh /opt/venv/bin/python \
- && mkdir -p "$DAGSTER_HOME" \
+ && mkdir -p "$DAGSTER_HOME/storage" \
  && cp deploy/dagster.postgres.yaml "$DAGSTER_HOME/dagster.yaml" \
  && cp deploy/workspace.yaml "$DAGSTER_HOME/workspace.yaml" \
  && useradd --create-home --uid 10001 media \
@@ -31,6 +34,9 @@ RUN python -m venv /opt/venv \
 USER media
 WORKDIR /opt/dagster/home
 EXPOSE 3000 4000
+ENTRYPOINT ["/usr/bin/tini", "--"]
+# per role (code server, daemon, webserver), see deploy/healthcheck.sh
+HEALTHCHECK --interval=30s --timeout=20s --start-period=60s --retries=3 CMD ["/opt/media_assets/src/deploy/healthcheck.sh"]
 # webserver: dagster-webserver -h 0.0.0.0 -p 3000 -w workspace.yaml
 # daemon:    dagster-daemon run -w workspace.yaml
 CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", \

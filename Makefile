@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export MEDIA_ASSETS_DATA_ROOT ?= $(CURDIR)/data
 
-.PHONY: install system-deps demo test test-fast ui bench clean
+.PHONY: install demo-deps system-deps demo test test-fast ui bench clean
 
 $(VENV)/.installed: pyproject.toml deploy/install.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,22 +18,28 @@ install: $(VENV)/.installed
 	mkdir -p $(DAGSTER_HOME)
 	cp -u dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-demo: install system-deps
+demo: install demo-deps
 	$(VENV)/bin/media-assets demo
 
-# Debian packages: espeak-ng synthesizes the speech of the demo and of the cheap audio tests;
-# pocketsphinx-testdata ships real read speech with reference transcripts (LibriVox, CMU);
-# postgresql: the production instance's storage, started by the tests on 127.0.0.1;
-# chromium: the browser Playwright drives to check that the UI shows the media
+# Debian packages, installed only when missing (apt-get as root, else sudo):
+#   the demo: espeak-ng, the synthetic voice of its sample speech
+#   the tests, besides: pocketsphinx-testdata (real read speech with reference transcripts:
+#   LibriVox, CMU), postgresql (the production instance's storage, started by the tests on
+#   127.0.0.1), chromium (the browser Playwright drives through the UI), docker-compose (reads
+#   docker-compose.yaml as Compose does; no Docker engine needed)
 SPEECH_DATA := /usr/share/pocketsphinx/test/data/librivox/transcription
-system-deps:
-	@missing=""; command -v espeak-ng >/dev/null || missing="espeak-ng"; \
-	test -f $(SPEECH_DATA) || missing="$$missing pocketsphinx-testdata"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	if [ -n "$$missing" ]; then \
+APT_INSTALL = if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq $$missing; fi; fi
+demo-deps:
+	@missing=""; command -v espeak-ng >/dev/null || missing="espeak-ng"; $(APT_INSTALL)
+
+system-deps: demo-deps
+	@missing=""; test -f $(SPEECH_DATA) || missing="$$missing pocketsphinx-testdata"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	$(APT_INSTALL)
 
 test: install system-deps
 	$(PY) -m pytest -n 2 -p no:logging media_assets_tests
