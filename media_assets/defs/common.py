@@ -12,6 +12,12 @@ from PIL import Image
 from ..storage import ObjectNotFoundError, ObjectStore
 
 
+# every asset's retry policy: a step that raised anything but an input failure (S3 or network
+# trouble after botocore's own retries, ffmpeg killed or out of disk, a wall-clock limit) runs
+# again twice, 2 s then ~4 s later; input failures (``allow_retries=False``) never
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
 def input_failure(message: str, **metadata) -> dg.Failure:
     """A failure that is the input's fault: clear description, no retries."""
     return dg.Failure(description=message, metadata={k: str(v) for k, v in metadata.items()}, allow_retries=False)

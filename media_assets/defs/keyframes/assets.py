@@ -18,7 +18,7 @@ from ...resources.keyframes import KeyframeSettings, VideoSource, keyframe_manif
 from ...resources.video import VideoConversionSettings
 from ...scratch import scratch_dir
 from ...storage import ObjectStore, ObjectStoreResource, listed_children
-from ..common import contact_sheet_markdown, input_failure, read_manifest, spread, write_manifest
+from ..common import TRANSIENT_RETRY, contact_sheet_markdown, input_failure, read_manifest, spread, write_manifest
 from ..output_set import OutputSet
 from ..video.partitions import video_partitions
 
@@ -52,6 +52,7 @@ MAX_SHEET_FRAMES = 32  # tiles in the UI's contact sheet (8 per row); more key f
     partitions_def=video_partitions,
     group_name="keyframes",
     kinds={"jpeg"},
+    retry_policy=TRANSIENT_RETRY,
     check_specs=[
         dg.AssetCheckSpec("at_least_one_key_frame", asset="key_frames", description="A non-empty video has at least one key frame."),
         dg.AssetCheckSpec("uploaded_keys_exist", asset="key_frames", description="Every key-frame object listed in the metadata exists."),

@@ -25,6 +25,7 @@ from ...kernels.safe_pickle import safe_loads
 from ...resources.labels import LabelCorrectionSettings
 from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource
 from ...storage.tables import ALLOW_MISSING
+from ..common import TRANSIENT_RETRY
 from .correction import BatchResult, correct_batches, layout
 from .partitions import batch_partitions
 
@@ -78,6 +79,7 @@ MASTER_ETAG = b"master_etag"  # schema metadata of the index table: the master v
 @dg.asset(
     deps=[master_video_embeddings],
     group_name="labels",
+    retry_policy=TRANSIENT_RETRY,
     kinds={"numpy", "parquet"},
     automation_condition=dg.AutomationCondition.eager(),
     io_manager_key="label_tables",
@@ -207,6 +209,7 @@ def _record_result(context: dg.AssetExecutionContext, settings: LabelCorrectionS
     group_name="labels",
     kinds={"numpy", "pickle"},
     pool="label_correction",
+    retry_policy=TRANSIENT_RETRY,
     output_required=False,
 )
 def corrected_batches(context: dg.AssetExecutionContext, video_embedding_index: pa.Table | None, object_store: ObjectStoreResource,

@@ -12,7 +12,7 @@ import dagster as dg
 from ...resources.keyframes import KeyframeSettings, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectInfo, ObjectNotFoundError, ObjectStoreResource
-from ..common import read_manifest
+from ..common import TRANSIENT_RETRY, read_manifest
 from .partitions import video_partitions
 
 raw_videos = dg.AssetSpec(
@@ -65,7 +65,7 @@ def _verified_outputs(store, settings: VideoConversionSettings, keyframe_manifes
     deps=[dg.AssetKey("labeling_frames"), dg.AssetKey("key_frames")],
     partitions_def=video_partitions,
     group_name="video",
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    retry_policy=TRANSIENT_RETRY,
 )
 def source_video_removal(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, video_settings: VideoConversionSettings,
                          keyframe_settings: KeyframeSettings) -> dg.MaterializeResult:
