@@ -17,7 +17,7 @@ processes) for, in the same run:
   naive      the original's per-row Python loop with np.array_equal over the master table,
              timed on a sample of rows and extrapolated
 ``--planned-events per-run`` runs both rows with Dagster's one-planned-event-per-run switch
-(README, "Large label backfills"). Targets: whole backfill < 600 s; platform <= 1.25x the I/O floor. ``--instance postgres`` runs the
+(docs/architecture.md, "Large label backfills"). Targets: whole backfill < 600 s; platform <= 1.25x the I/O floor. ``--instance postgres`` runs the
 platform and events rows on the production instance file (deploy/dagster.postgres.yaml) against
 a PostgreSQL server started for the run.
 """
@@ -91,7 +91,7 @@ def main() -> None:
     p.add_argument("--postgres", action="store_true", help="the same as --instance postgres")
     p.add_argument("--skip-events-only", action="store_true", help="skip the events-only row")
     p.add_argument("--planned-events", choices=["per-partition", "per-run"], default="per-partition",
-                   help="per-run sets DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true (README: one planned event "
+                   help="per-run sets DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true (docs/architecture.md: one planned event "
                    "per ranged run instead of one per partition; failed partitions then show as missing)")
     args = p.parse_args()
     if args.planned_events == "per-run":

@@ -24,26 +24,31 @@ from .resources.video import VideoConversionSettings
 from .storage import object_store_from_env
 
 
+# every resource configured from the environment: (resource key, class, variable prefix); field
+# ``foo`` of a class is set by ``<prefix>FOO`` (docs/configuration.md is generated from this table)
+RESOURCE_ENV: list[tuple[str, type[dg.ConfigurableResource], str]] = [
+    ("video_settings", VideoConversionSettings, "MEDIA_ASSETS_VIDEO_"),
+    ("label_settings", LabelCorrectionSettings, "MEDIA_ASSETS_LABELS_"),
+    ("keyframe_settings", KeyframeSettings, "MEDIA_ASSETS_KEYFRAMES_"),
+    ("image_embedder", ImageEmbedderResource, "MEDIA_ASSETS_EMBEDDER_"),
+    ("step_functions", StepFunctionsResource, "MEDIA_ASSETS_SFN_"),
+    ("audio_settings", AudioSettings, "MEDIA_ASSETS_AUDIO_"),
+    ("speech_recognizer", SpeechRecognizerResource, "MEDIA_ASSETS_ASR_"),
+    ("audio_tokenizer", AudioTokenizerResource, "MEDIA_ASSETS_TOKENIZER_"),
+    ("reconcile_settings", ReconcileSettings, "MEDIA_ASSETS_RECONCILE_"),
+    # region and endpoint default to boto3's own (AWS_REGION, AWS_ENDPOINT_URL), as the object store's
+    ("event_queue", EventQueueResource, "MEDIA_ASSETS_EVENTS_"),
+]
+
+
 def build_resources(as_env_vars: bool = False) -> dict:
     """Resource instances configured from the current environment.
 
     ``as_env_vars=True`` (the code location): ``str``/``int`` settings set in the environment are
     bound as ``dg.EnvVar`` and read by each run at run time (see ``resources.env``); ``False``
     (the ``seed`` command, outside Dagster): plain values."""
-    return {
-        "object_store": object_store_from_env(),
-        "video_settings": resource_from_env(VideoConversionSettings, "MEDIA_ASSETS_VIDEO_", as_env_vars=as_env_vars),
-        "label_settings": resource_from_env(LabelCorrectionSettings, "MEDIA_ASSETS_LABELS_", as_env_vars=as_env_vars),
-        "keyframe_settings": resource_from_env(KeyframeSettings, "MEDIA_ASSETS_KEYFRAMES_", as_env_vars=as_env_vars),
-        "image_embedder": resource_from_env(ImageEmbedderResource, "MEDIA_ASSETS_EMBEDDER_", as_env_vars=as_env_vars),
-        "step_functions": resource_from_env(StepFunctionsResource, "MEDIA_ASSETS_SFN_", as_env_vars=as_env_vars),
-        "audio_settings": resource_from_env(AudioSettings, "MEDIA_ASSETS_AUDIO_", as_env_vars=as_env_vars),
-        "speech_recognizer": resource_from_env(SpeechRecognizerResource, "MEDIA_ASSETS_ASR_", as_env_vars=as_env_vars),
-        "audio_tokenizer": resource_from_env(AudioTokenizerResource, "MEDIA_ASSETS_TOKENIZER_", as_env_vars=as_env_vars),
-        "reconcile_settings": resource_from_env(ReconcileSettings, "MEDIA_ASSETS_RECONCILE_", as_env_vars=as_env_vars),
-        # region and endpoint default to boto3's own (AWS_REGION, AWS_ENDPOINT_URL), as the object store's
-        "event_queue": resource_from_env(EventQueueResource, "MEDIA_ASSETS_EVENTS_", as_env_vars=as_env_vars),
-    }
+    return {"object_store": object_store_from_env(),
+            **{key: resource_from_env(cls, prefix, as_env_vars=as_env_vars) for key, cls, prefix in RESOURCE_ENV}}
 
 
 def build_definitions() -> dg.Definitions:

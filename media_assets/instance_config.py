@@ -14,7 +14,7 @@ DAGSTER_YAML = """\
 # Local instance (copied into DAGSTER_HOME by `make`; `media-assets` writes the same file into a
 # fresh DAGSTER_HOME): Dagster's stock SQLite storage under DAGSTER_HOME, the queued run
 # coordinator with the project's pools, run monitoring and run retries on, telemetry off.
-# Production (Postgres, ECS, Kubernetes) instances are described in the README.
+# Production (Postgres, ECS, Kubernetes) instances are described in docs/deployment.md.
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator

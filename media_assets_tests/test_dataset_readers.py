@@ -1,6 +1,6 @@
 """The outputs read cleanly with the readers data scientists use: DuckDB, polars,
 pyarrow.dataset and Hugging Face ``datasets``, each with its natural glob over the output root.
-The README's "Reading the outputs" snippets are the bodies of the ``read_*`` functions here."""
+docs/architecture.md's "Reading the outputs" snippets are the bodies of the ``read_*`` functions here."""
 
 from __future__ import annotations
 

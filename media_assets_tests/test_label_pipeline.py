@@ -135,7 +135,7 @@ def test_missing_master_or_targets_fails_clearly(instance, local_resource, missi
 
 @pytest.mark.parametrize("per_run", [False, True], ids=["per-partition", "per-run"])
 def test_planned_events_of_a_ranged_run(instance, local_resource, monkeypatch, per_run):
-    """What `DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS` (README, "Large label backfills")
+    """What `DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS` (benchmarks/README.md, "Label correction")
     changes for a ranged run: one planned event per run instead of one per partition (the
     cost at 16,889 batches), the same per-partition materializations; the price is that a
     batch that fails is shown as missing, not failed (the run and the `process` summary still

@@ -109,7 +109,7 @@ class SpeechRecognizerResource(dg.ConfigurableResource):
     Attributes:
         backend: ``faster-whisper`` (default) or ``openai-whisper``.
         model: empty = bundled Whisper ``base`` (offline, WER 0.063 on the real read-speech set,
-            see the README); ``bundled:tiny.en`` = the fast preset (about 2x faster, WER 0.095);
+            benchmarks/README.md); ``bundled:tiny.en`` = the fast preset (about 2x faster, WER 0.095);
             else a local model folder / checkpoint, or a hub name such as ``small`` or
             ``large-v3`` (downloads at first use: production only).
         language: ISO 639-1 code of the audio (``en``); empty = detected per file.

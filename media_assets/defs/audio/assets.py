@@ -270,7 +270,7 @@ def audio_dataset(context: dg.AssetExecutionContext, transcripts: pa.Table, audi
     LastModifiedMinute=…/` in the dataset prefix, which holds nothing else: DuckDB
     `read_parquet('<root>/**/*.parquet', hive_partitioning=true)`, polars `scan_parquet`,
     `pyarrow.dataset` and Hugging Face `load_dataset("parquet", ...)` read it with one glob
-    (see the README). Values are percent-encoded, a root-level object's folder is
+    (docs/architecture.md). Values are percent-encoded, a root-level object's folder is
     `__HIVE_DEFAULT_PARTITION__` (null), and the partition columns are also inside every file.
     Columns (`DATASET_SCHEMA`, the same on every day): Key, LastModified, Size, ETag, text,
     language, segments, duration_s, no_speech_prob, suspect, error, tokens (list<int16>),
