@@ -65,7 +65,7 @@ def summary(result) -> str:
         parts.append(f"CHECK FAILED {line}")
     failed = result.failed
     parts.append(f"{len(result.runs)} runs, {len(failed)} failed, {len(checks)} failed checks, {len(result.sensor_errors)} sensor errors, "
-                 f"{result.seconds:.1f} s total")
+                 f"{result.seconds:.1f} s total ({result.fixed_s:.1f} s of it with no run queued or in progress: daemon start, sensor ticks, idle check)")
     return "\n\n".join(parts)
 
 

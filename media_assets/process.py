@@ -10,8 +10,10 @@ Nothing here evaluates a sensor or executes a run. The driver:
 3. starts ``dagster-daemon run`` on a workspace of this package (the sensors are on by default,
    the queued run coordinator applies the pools and run limits of ``dagster.yaml``, the default
    run launcher starts each run in its own process, the retry daemon retries dead runs);
-4. waits until no run is queued or in progress and no run was created for longer than the
-   longest sensor interval (every sensor has had a tick that requested nothing);
+4. waits until no run is queued or in progress or about to be retried, and every sensor that
+   is on has had a tick that began after the last run ended and requested nothing (read from
+   the sensors' tick records in the instance): the pass ends one sensor interval, at most,
+   after its last run;
 5. stops the daemon and returns what the runs of this pass did, read back through the public
    ``DagsterInstance`` API.
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -85,6 +86,7 @@ class PassResult:
     sensor_errors: list[str]
     recovered_runs: list[str]
     seconds: float
+    fixed_s: float = 0.0  # seconds of the pass with no run queued or in progress (daemon start, sensor ticks, idle check, stop)
 
     @property
     def failed(self) -> list[RunOutcome]:
@@ -170,11 +172,6 @@ def recover(instance: dg.DagsterInstance, home: Path, log: Callable[[str], None]
     return recovered
 
 
-def sensor_interval_s(defs: dg.Definitions) -> int:
-    """The longest ``minimum_interval_seconds`` of the code location's sensors."""
-    return max((s.minimum_interval_seconds or 30 for s in defs.sensors), default=30)
-
-
 def _partition(tags: dict) -> str:
     if "dagster/partition" in tags:
         return tags["dagster/partition"]
@@ -247,23 +244,58 @@ def collect(instance: dg.DagsterInstance, since: dt.datetime, run_ids: set[str] 
     return out
 
 
-_SENSOR_FAILED = re.compile(r"Error occurred during the execution of evaluation_fn for sensor (\w+)")
-_USER_ERROR = re.compile(r"^((?!dagster\.)[\w.]+(?:Error|Exception)): (.+)$")
+# Sensor tick records. `DagsterInstance.all_instigator_state` and `get_ticks` are the storage
+# API the daemon writes and the UI's sensor pages read; Dagster exports no public type for the
+# records, so their fields are read here by name (enum members by `.value`), in this one place.
+_SENSOR_TYPES = ("SENSOR", "AUTO_MATERIALIZE")
+_QUIET_TICKS = ("SKIPPED", "SUCCESS", "FAILURE")
 
 
-def sensor_errors(log_text: str) -> list[str]:
-    """One line per sensor whose ticks failed during the pass, with the error its code raised
-    (e.g. ``new_audio_sensor: BucketNotFoundError: bucket 'audio' does not exist ...``), read from
-    the daemon's log."""
-    found: dict[str, str] = {}
-    lines = log_text.splitlines()
-    for i, line in enumerate(lines):
-        m = _SENSOR_FAILED.search(line)
-        if not m or m.group(1) in found:
-            continue
-        cause = next((u for u in (_USER_ERROR.match(x.strip()) for x in lines[i + 1 : i + 80]) if u), None)
-        found[m.group(1)] = f"{cause.group(1).rpartition('.')[2]}: {cause.group(2)}" if cause else "see the daemon log"
-    return [f"{name}: {why}" for name, why in sorted(found.items())]
+def _sensor_states(instance: dg.DagsterInstance, defs: dg.Definitions) -> tuple[list, set[str]]:
+    """``(states, missing)``: the stored states of this code location's sensors that are on
+    (its own and Dagster's automation condition sensor), and the names of sensors on by default
+    in code that have no stored state yet (their first tick is still to come)."""
+    sensors = defs.get_repository_def().sensor_defs
+    ours = {s.name for s in sensors}
+    states = [st for st in instance.all_instigator_state() if st.instigator_type.value in _SENSOR_TYPES and st.instigator_name in ours]
+    stored = {st.instigator_name for st in states}
+    default_on = {s.name for s in sensors if s.default_status == dg.DefaultSensorStatus.RUNNING}
+    return [st for st in states if st.status.value != "STOPPED"], default_on - stored
+
+
+def _ticks_since(instance: dg.DagsterInstance, state, after: float) -> list:
+    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after))
+
+
+def sensors_quiet_since(instance: dg.DagsterInstance, defs: dg.Definitions, after: float) -> bool:
+    """True when every sensor that is on has finished a tick that began after ``after`` (epoch
+    seconds) and requested no run: nothing is pending that a sensor would still request."""
+    states, missing = _sensor_states(instance, defs)
+    if missing:
+        return False
+    for state in states:
+        ticks = _ticks_since(instance, state, after)
+        if not any(t.status.value in _QUIET_TICKS and not t.run_ids for t in ticks):
+            return False
+    return True
+
+
+def sensor_errors(instance: dg.DagsterInstance, defs: dg.Definitions, after: float) -> list[str]:
+    """One line per sensor whose ticks failed after ``after`` (epoch seconds), with the error its
+    code raised (e.g. ``new_audio_sensor: BucketNotFoundError: bucket 'audio' does not exist``),
+    from the sensors' tick records."""
+    states, _ = _sensor_states(instance, defs)
+    out = []
+    for state in sorted(states, key=lambda st: st.instigator_name):
+        failed = [t for t in _ticks_since(instance, state, after) if t.status.value == "FAILURE" and t.error is not None]
+        if failed:
+            error = failed[-1].error
+            while error.cause is not None:  # Dagster wraps the code's exception: report the code's own
+                error = error.cause
+            first = (error.message.strip().splitlines() or [""])[0]
+            prefix, sep, rest = first.partition(": ")
+            out.append(f"{state.instigator_name}: {error.cls_name}: {rest if sep and prefix.endswith(error.cls_name) else first}")
+    return out
 
 
 def run_pass(
@@ -283,7 +315,7 @@ def run_pass(
         RuntimeError: the daemon exited on its own (its log's tail is in the message).
     """
     home = ensure_dagster_home()
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     lock = filelock.FileLock(str(home / "process.lock"))
     try:
         lock.acquire(timeout=0)
@@ -311,16 +343,32 @@ def run_pass(
         else:
             on_progress("a Dagster daemon is already running on this instance (make ui?); waiting for it to go idle")
         try:
-            _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, poll_s)
+            _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, poll_s, quiet_after=started_at)
         finally:
             if daemon is not None:
                 _stop_group(daemon.pid, daemon)
                 (logs / "daemon.stopped").write_text(repr(time.time()))
                 (home / "process.json").unlink(missing_ok=True)
+        ended_at = time.time()
         with dg.DagsterInstance.get() as instance:
             runs = collect(instance, since)
-        errors = sensor_errors(log_path.read_text()) if log_path.exists() else []
-        return PassResult(runs=runs, sensor_errors=errors, recovered_runs=recovered, seconds=time.monotonic() - started)
+            errors = sensor_errors(instance, defs, started_at)
+            busy_s = _busy_seconds(instance, since, started_at, ended_at)
+        seconds = time.monotonic() - started
+        return PassResult(runs=runs, sensor_errors=errors, recovered_runs=recovered, seconds=seconds, fixed_s=max(0.0, seconds - busy_s))
+
+
+def _busy_seconds(instance: dg.DagsterInstance, since: dt.datetime, start: float, end: float) -> float:
+    """Seconds of ``[start, end]`` (epoch) during which at least one run of the pass was queued,
+    starting or in progress: the union of the runs' creation-to-end intervals."""
+    spans = sorted((max(r.create_timestamp.timestamp(), start), min(r.end_time or end, end))
+                   for r in instance.get_run_records(filters=dg.RunsFilter(created_after=since)))
+    total, reach = 0.0, start
+    for a, b in spans:
+        a = max(a, reach)
+        if b > a:
+            total, reach = total + b - a, b
+    return total
 
 
 def _chain_done(records, root_id: str) -> bool:
@@ -357,14 +405,15 @@ def partitions_of_run(defs: dg.Definitions, instance: dg.DagsterInstance, run: d
 DB_OUTAGE_S = 120.0  # how long the pass keeps polling an instance database it cannot reach
 
 
-def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, poll_s) -> None:
-    """Return once the sensor daemon runs, no run of the pass is active and none was created
-    or finished for longer than the longest sensor interval (plus 10 s). Reports each
-    finished run (``on_run``) and partitions finished / requested (``on_partitions``)."""
-    quiet_s = sensor_interval_s(defs) + 10
+def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, poll_s, quiet_after: float) -> None:
+    """Return once the sensor daemon runs, no run of the pass is active or about to be retried,
+    and every sensor that is on has finished a tick that began after the last run of the pass
+    ended (or after ``quiet_after``, epoch seconds, the pass's start) and requested nothing
+    (:func:`sensors_quiet_since`). Reports each finished run (``on_run``) and partitions
+    finished / requested (``on_partitions``)."""
     reported: set[str] = set()
     sizes: dict[str, int] = {}
-    last_activity = time.monotonic()
+    last_activity = quiet_after
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     unreachable_since = None
     with dg.DagsterInstance.get() as instance:
@@ -386,7 +435,10 @@ def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, 
             on_partitions(sum(n for rid, n in sizes.items() if _chain_done(records, rid)), sum(sizes.values()))
             if daemon is None and not _other_daemon_alive(instance, log_path.parent, max_age_s=120):
                 raise RuntimeError("the Dagster daemon this pass was waiting for stopped heart-beating; run media-assets process again")
-            return bool(active or done or not _sensors_ticking(instance, since))
+            retry_pending = any(r.dagster_run.tags.get("dagster/will_retry") == "true"
+                                and not any(c.dagster_run.tags.get("dagster/parent_run_id") == r.dagster_run.run_id for c in records)
+                                for r in records if r.dagster_run.status == dg.DagsterRunStatus.FAILURE)
+            return bool(active or done or retry_pending or not _sensors_ticking(instance, since))
 
         while True:
             if daemon is not None and daemon.poll() is not None:
@@ -405,8 +457,8 @@ def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, 
                     raise
                 activity = True
             if activity:
-                last_activity = time.monotonic()
-            elif time.monotonic() - last_activity > quiet_s:
+                last_activity = time.time()
+            elif sensors_quiet_since(instance, defs, last_activity):
                 return
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"not idle after {timeout_s:.0f} s; the next media-assets process finishes the work")

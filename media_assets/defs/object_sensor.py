@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from ..settings import SENSOR_INTERVAL_S
 from ..storage import ObjectInfo
 from ..storage.s3_events import MalformedEventError, parse_notification
 from .reconcile import Source, due, stranded_requests
@@ -197,7 +198,7 @@ def partitioned_object_sensor(
     required_resource_keys: set[str],
     description: str,
     partition_key: Callable[[ObjectInfo], str] = lambda o: o.key,
-    minimum_interval_seconds: int = 30,
+    minimum_interval_seconds: int = SENSOR_INTERVAL_S,
 ) -> dg.SensorDefinition:
     """A sensor that adds one dynamic partition per new object and requests one run for it.
 

@@ -5,6 +5,7 @@ import re
 
 import dagster as dg
 
+from ..settings import LABELS_PARTITIONS_PER_RUN
 from ..storage.tables import ParquetTables
 
 
@@ -28,7 +29,9 @@ class LabelCorrectionSettings(dg.ConfigurableResource):
             Parquet (``.media_assets/video_embedding_index.parquet``; must end in ``.parquet``).
         tolerance: minimum cosine similarity of an approximate match (0.9999).
         max_unmatched_share: asset-check bound on the share of unmatched rows per batch (0.05).
-        partitions_per_run: batches per run in backfills and sensor ranges (500).
+        partitions_per_run: batches per run in sensor ranges (500); its variable,
+            ``MEDIA_ASSETS_LABELS_PARTITIONS_PER_RUN``, also sets the backfill policy at load
+            (:mod:`media_assets.settings`), so both always agree.
         transfer_concurrency: concurrent batch downloads/uploads inside a run (8).
         max_runs_per_tick: cap on run requests one sensor evaluation emits (25; polling).
         events_queue_url: SQS queue of S3 ``ObjectCreated`` notifications for the watched prefix
@@ -52,7 +55,7 @@ class LabelCorrectionSettings(dg.ConfigurableResource):
     index_key: str = ".media_assets/video_embedding_index.parquet"
     tolerance: float = 0.9999
     max_unmatched_share: float = 0.05
-    partitions_per_run: int = 500
+    partitions_per_run: int = LABELS_PARTITIONS_PER_RUN
     transfer_concurrency: int = 8
     max_runs_per_tick: int = 25
     events_queue_url: str | None = None

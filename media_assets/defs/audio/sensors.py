@@ -7,6 +7,7 @@ import time
 
 import dagster as dg
 
+from ...settings import SENSOR_INTERVAL_S
 from ..object_sensor import ObjectCursor, WatchedPrefix, next_objects, run_key_for
 from ..reconcile import Source, due, stranded_requests
 from .jobs import audio_job
@@ -16,7 +17,7 @@ from .partitions import audio_partitions
 @dg.sensor(
     name="new_audio_sensor",
     job=audio_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     required_resource_keys={"object_store", "audio_settings", "reconcile_settings", "event_queue"},
     description="Polls the audio bucket (or reads its S3 notifications from `MEDIA_ASSETS_AUDIO_EVENTS_QUEUE_URL`); requests an `audio` run for each UTC day (on LastModified) "

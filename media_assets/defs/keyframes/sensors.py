@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ...resources.step_functions import StepFunctionsResource
+from ...settings import SENSOR_INTERVAL_S
 from ..object_sensor import WatchedPrefix, partitioned_object_sensor
 from ..video.jobs import video_conversion_job
 from ..video.partitions import video_partitions
@@ -45,7 +46,7 @@ def key_frames_output(instance: dg.DagsterInstance, run_id: str) -> dict | None:
 
 
 @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[keyframes_job, video_conversion_job],
-                      name="step_functions_task_success", default_status=dg.DefaultSensorStatus.RUNNING, description="Answers SendTaskSuccess for a successful run carrying a task token.")
+                      name="step_functions_task_success", default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=SENSOR_INTERVAL_S, description="Answers SendTaskSuccess for a successful run carrying a task token.")
 def step_functions_task_success(context: dg.RunStatusSensorContext, step_functions: StepFunctionsResource):
     token = context.dagster_run.tags.get(TASK_TOKEN_TAG)
     if not token:
@@ -58,6 +59,7 @@ def step_functions_task_success(context: dg.RunStatusSensorContext, step_functio
 
 
 @dg.run_failure_sensor(monitored_jobs=[keyframes_job, video_conversion_job], name="step_functions_task_failure", default_status=dg.DefaultSensorStatus.RUNNING,
+                       minimum_interval_seconds=SENSOR_INTERVAL_S,
                        description="Answers SendTaskFailure for a failed run carrying a task token.")
 def step_functions_task_failure(context: dg.RunFailureSensorContext, step_functions: StepFunctionsResource):
     token = context.dagster_run.tags.get(TASK_TOKEN_TAG)

@@ -5,7 +5,6 @@ name. Batches are untrusted pickles and are loaded with the allow-list unpickler
 """
 
 import concurrent.futures
-import os
 import pickle
 import time
 
@@ -24,12 +23,13 @@ from ...kernels.labels import (
 from ...kernels.safe_pickle import safe_loads
 from ...resources.labels import LabelCorrectionSettings
 from ...storage import ObjectNotFoundError, ObjectStore, ObjectStoreResource
+from ...settings import LABELS_PARTITIONS_PER_RUN
 from ...storage.tables import ALLOW_MISSING
 from ..common import TRANSIENT_RETRY
 from .correction import BatchResult, correct_batches, layout
 from .partitions import batch_partitions
 
-PARTITIONS_PER_RUN = int(os.environ.get("MEDIA_ASSETS_LABELS_PARTITIONS_PER_RUN", "500"))
+PARTITIONS_PER_RUN = LABELS_PARTITIONS_PER_RUN
 
 
 # External inputs: no code here writes them. `new_batch_sensor` observes both by ETag on every

@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 
+from ...settings import SENSOR_INTERVAL_S
 from ...storage import ObjectInfo, ObjectNotFoundError
 from ..object_sensor import ObjectCursor, WatchedPrefix, next_objects, run_key_for
 from .jobs import label_correction_job, video_embedding_index_job
@@ -31,7 +32,7 @@ def range_request(chunk: list[ObjectInfo]) -> dg.RunRequest:
 @dg.sensor(
     name="new_batch_sensor",
     jobs=[label_correction_job, video_embedding_index_job],
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     required_resource_keys={"object_store", "label_settings", "event_queue"},
     description="Polls the batch bucket (or reads its S3 notifications from `MEDIA_ASSETS_LABELS_EVENTS_QUEUE_URL`). New batches become `training_batches` partitions, added "
