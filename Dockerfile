@@ -39,5 +39,6 @@ ENTRYPOINT ["/usr/bin/tini", "--"]
 HEALTHCHECK --interval=30s --timeout=20s --start-period=60s --retries=3 CMD ["/opt/media_assets/src/deploy/healthcheck.sh"]
 # webserver: dagster-webserver -h 0.0.0.0 -p 3000 -w workspace.yaml
 # daemon:    dagster-daemon run -w workspace.yaml
-CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", \
+# the code server, stopped within 3 s of SIGTERM (deploy/code-server.sh)
+CMD ["/opt/media_assets/src/deploy/code-server.sh", "-h", "0.0.0.0", "-p", "4000", \
      "-m", "media_assets.definitions", "--location-name", "media_assets"]

@@ -12,6 +12,7 @@ import dagster as dg
 # the pipeline packages, not their Definitions objects: Dagster loads the one Definitions
 # object found at this module's scope (`defs`) and refuses a module with several
 from .defs import audio, keyframes, labels, video
+from .defs.run_watchdog import run_worker_watchdog
 from .resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
 from .resources.embedder import ImageEmbedderResource
 from .resources.keyframes import KeyframeSettings
@@ -60,7 +61,8 @@ def build_definitions() -> dg.Definitions:
     3.6 s in process (`media-assets process` on one sample video). Parallelism comes from the
     run queue (`max_concurrent_runs`), limits per resource from the pools."""
     return dg.Definitions.merge(video.defs, keyframes.defs, audio.defs, labels.defs,
-                                dg.Definitions(resources=build_resources(as_env_vars=True), executor=dg.in_process_executor))
+                                dg.Definitions(sensors=[run_worker_watchdog], resources=build_resources(as_env_vars=True),
+                                               executor=dg.in_process_executor))
 
 
 defs = build_definitions()

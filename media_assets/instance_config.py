@@ -27,6 +27,9 @@ run_monitoring:
   enabled: true
   start_timeout_seconds: 180        # a run stuck STARTING (its worker never came up) is failed
   poll_interval_seconds: 30
+  # a run that ends without releasing its pool slots (its worker was killed mid-step) frees them
+  # after 30 s; without this a killed run holds its ffmpeg/asr slot for ever and the queue stalls
+  free_slots_after_run_end_seconds: 30
 run_retries:
   enabled: true
   max_retries: 2

@@ -130,3 +130,47 @@ def test_healthcheck_commands_exist_in_the_installed_dagster():
     assert "grpc-health-check" in script and "liveness-check" in script and "/server_info" in script
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in dockerfile and "HEALTHCHECK" in dockerfile
+
+
+def test_code_server_entrypoint_stops_within_5_s_of_sigterm(tmp_path):
+    """The image's code server command (``deploy/code-server.sh``, as compose and the Dockerfile
+    run it) exits within 5 s of SIGTERM, and no process of it is left; Dagster's own code server
+    takes about a minute, longer than any container stop grace period."""
+    import signal
+    import socket
+    import time
+
+    import psutil
+
+    assert '"/opt/media_assets/src/deploy/code-server.sh"' in (ROOT / "Dockerfile").read_text()
+    assert '"/opt/media_assets/src/deploy/code-server.sh"' in COMPOSE.read_text()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = Path(os.sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    proc = subprocess.Popen(["sh", str(ROOT / "deploy" / "code-server.sh"), "-h", "127.0.0.1", "-p", str(port),
+                             "-m", "media_assets.definitions", "--location-name", "media_assets"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ok = subprocess.run([str(bin_dir / "dagster"), "api", "grpc-health-check", "-p", str(port)], capture_output=True, env=env)
+            if ok.returncode == 0:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("the code server never answered its health check")
+        time.sleep(5)  # the code location is loaded by now
+        family = [proc.pid, *(p.pid for p in psutil.Process(proc.pid).children(recursive=True))]
+        assert len(family) >= 3  # the script, Dagster's proxy server and its code server
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert time.monotonic() - sent < 5.0
+        time.sleep(0.5)
+        assert not [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
