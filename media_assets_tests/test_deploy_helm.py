@@ -100,7 +100,43 @@ def test_values_match_the_platform():
     assert v["runLauncher"]["config"]["k8sRunLauncher"]["resources"]["requests"] == {"cpu": "2", "memory": "8Gi"}
     daemon = v["dagsterDaemon"]
     assert daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"
-    assert set(daemon["runMonitoring"]) <= {"enabled", "startTimeoutSeconds", "pollIntervalSeconds", "maxResumeRunAttempts"}
+    assert set(daemon["runMonitoring"]) <= {"enabled", "startTimeoutSeconds", "pollIntervalSeconds", "maxResumeRunAttempts",
+                                            "freeSlotsAfterRunEndSeconds"}
+    assert daemon["runMonitoring"]["freeSlotsAfterRunEndSeconds"] == 30  # a killed run's pool slots come back
+    # the run limit lives in `concurrency`, never in the queued coordinator's config (Dagster
+    # rejects the two together; the chart renders maxConcurrentRuns into run_coordinator.config)
+    assert "config" not in daemon["runCoordinator"]
+    assert v["additionalInstanceConfig"]["concurrency"]["runs"]["max_concurrent_runs"] == 20
     assert daemon["runRetries"] == {"enabled": True, "maxRetries": 2, "retryOnAssetOrOpFailure": False}
     assert v["computeLogManager"]["type"] == "S3ComputeLogManager" and v["telemetry"]["enabled"] is False
     assert set(v["additionalInstanceConfig"]) == {"concurrency"}
+
+
+def test_instance_sections_the_chart_renders_load_in_dagster():
+    """The run coordinator, run monitoring, run retries and `additionalInstanceConfig` sections of
+    the dagster.yaml the chart's instance ConfigMap renders from these values (its templates:
+    `helpers/instance/_run-coordinator.tpl` writes `config:` only for non-empty
+    `queuedRunCoordinator` values; run monitoring and retries map key by key;
+    `additionalInstanceConfig` is appended as is), loaded by Dagster's instance config
+    validation. The storage and the K8s run launcher are left out: they need a cluster."""
+    import dagster as dg
+
+    v = yaml.safe_load(VALUES.read_text())
+    daemon = v["dagsterDaemon"]
+    queued = {k: val for k, val in daemon["runCoordinator"].get("config", {}).get("queuedRunCoordinator", {}).items() if val}
+    coordinator = {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator"}
+    if queued:
+        coordinator["config"] = {{"maxConcurrentRuns": "max_concurrent_runs", "tagConcurrencyLimits": "tag_concurrency_limits",
+                                  "dequeueIntervalSeconds": "dequeue_interval_seconds"}[k]: val for k, val in queued.items()}
+    mon = daemon["runMonitoring"]
+    rendered = {
+        "run_coordinator": coordinator,
+        "run_monitoring": {"enabled": mon["enabled"], "start_timeout_seconds": mon["startTimeoutSeconds"],
+                           "max_resume_run_attempts": mon["maxResumeRunAttempts"], "poll_interval_seconds": mon["pollIntervalSeconds"],
+                           "free_slots_after_run_end_seconds": mon["freeSlotsAfterRunEndSeconds"]},
+        "run_retries": {"enabled": daemon["runRetries"]["enabled"], "max_retries": daemon["runRetries"]["maxRetries"],
+                        "retry_on_asset_or_op_failure": daemon["runRetries"]["retryOnAssetOrOpFailure"]},
+        **v["additionalInstanceConfig"],
+    }
+    with dg.instance_for_test(overrides=rendered) as instance:
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 20
