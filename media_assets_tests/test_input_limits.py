@@ -266,3 +266,48 @@ def test_bytearray_from_a_size_is_refused():
     assert safe_loads(pickle.dumps(bytearray(b"ab"), protocol=4)) == bytearray(b"ab")
     with pytest.raises(UnsafePickleError, match="bytearray"):
         safe_loads(b"c__builtin__\nbytearray\n(L100000000000L\ntR.")
+
+
+def _corrupt_flac(path, seconds: float = 7.0) -> None:
+    """A FLAC whose header (STREAMINFO: ``seconds`` of audio) is intact and whose frames are
+    random bytes, as a damaged upload is."""
+    import random
+
+    run_ffmpeg(["-f", "lavfi", "-i", f"sine=frequency=300:sample_rate=16000:duration={seconds}", "-c:a", "flac", str(path)])
+    data = bytearray(path.read_bytes())
+    pos, last = 4, False
+    while not last:  # metadata blocks: 1 byte (last flag + type), 3 bytes length
+        last = bool(data[pos] & 0x80)
+        pos += 4 + int.from_bytes(data[pos + 1 : pos + 4], "big")
+    rng = random.Random(7)
+    data[pos:] = bytes(rng.randrange(256) for _ in range(len(data) - pos))
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_flac_is_an_error_not_a_silent_recording(instance, local_resource, tmp_path):
+    """Valid header, garbage frames: ffmpeg decodes next to nothing with exit status 0. The row
+    gets an error naming the shortfall instead of empty text that reads as silence."""
+    import datetime as dt
+
+    from media_assets.defs.audio import defs as audio_defs
+    from media_assets.kernels.audio import check_decoded_duration
+    from media_assets.resources.audio import AudioTokenizerResource, SpeechRecognizerResource
+    from media_assets.resources.events import EventQueueResource
+    from media_assets.resources.reconcile import ReconcileSettings
+
+    check_decoded_duration("ok.flac", 7.1, 7.0)  # frame padding is not a loss
+    with pytest.raises(MediaError, match="decoded 2.00 s of the 7.10 s"):
+        check_decoded_duration("cut.flac", 7.1, 2.0)
+    corrupt = tmp_path / "corrupt.flac"
+    _corrupt_flac(corrupt)
+    assert probe(corrupt).duration_s == pytest.approx(7.0, abs=0.1)
+    store = local_resource.get_store()
+    store.upload(corrupt, "audio", "calls/corrupt.flac")
+    day = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    defs = dg.Definitions.merge(audio_defs, dg.Definitions(resources={
+        "object_store": local_resource, "audio_settings": AudioSettings(), "speech_recognizer": SpeechRecognizerResource(),
+        "audio_tokenizer": AudioTokenizerResource(), "reconcile_settings": ReconcileSettings(), "event_queue": EventQueueResource()}))
+    result = defs.resolve_job_def("audio").execute_in_process(instance=instance, partition_key=day, raise_on_error=False)
+    assert result.success
+    (row,) = result.output_for_node("transcripts").to_pylist()
+    assert row["text"] is None and "corrupt or truncated" in row["error"] and "7.0" in row["error"]

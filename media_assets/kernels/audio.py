@@ -40,6 +40,21 @@ def check_audio(path: str | os.PathLike, limits: AudioLimits | None = None, name
     return info.duration_s
 
 
+def check_decoded_duration(name: str, header_s: float, decoded_s: float) -> None:
+    """Refuse a decode that came up short of the duration the file's header declares: a corrupt
+    or truncated file (valid header, garbage frames) otherwise decodes to a few or zero samples
+    with exit status 0, and its empty transcript looks like a silent recording. Allowed
+    shortfall: 1 s or 5 % of the header's duration, whichever is larger (frame padding, a
+    header rounded to the block). A header of 0 s (unknown) is not checked.
+
+    Raises:
+        MediaError: ``decoded_s`` (seconds of audio decoded) falls short of ``header_s``.
+    """
+    if header_s > 0 and decoded_s < header_s - max(1.0, 0.05 * header_s):
+        raise MediaError(f"{name}: decoded {decoded_s:.2f} s of the {header_s:.2f} s its header declares: "
+                         "the file is corrupt or truncated (nothing of it was transcribed)")
+
+
 def iter_audio_chunks(path: str | os.PathLike, *, sample_rate: int = 16_000, chunk_s: float = 600.0,
                       timeout_s: float | None = None) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(start seconds, (n,) float32 mono samples in [-1, 1])`` chunks of ``chunk_s``

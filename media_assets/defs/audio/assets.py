@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from ...kernels.asr import LOSS_REASONS, SAMPLE_RATE, WINDOW_S, FasterWhisperRecognizer, Transcript, merge_transcripts, suspect_reasons
-from ...kernels.audio import check_audio, decode_audio, iter_audio_chunks
+from ...kernels.audio import check_audio, check_decoded_duration, decode_audio, iter_audio_chunks
 from ...kernels.ffmpeg import FFmpegError
 from ...kernels.hive import write_hive_parquet
 from ...kernels.limits import Deadline, LimitExceededError, check_size
@@ -127,7 +127,9 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
                 duration = check_audio(local, settings.limits(), name=obj.key)
                 limit_s = settings.asr_time_limit_s(duration)
                 if batchable and duration <= WINDOW_S - 0.5:
-                    short.append((row, decode_audio(local, sample_rate=SAMPLE_RATE, timeout_s=limit_s)))
+                    audio = decode_audio(local, sample_rate=SAMPLE_RATE, timeout_s=limit_s)
+                    check_decoded_duration(obj.key, duration, len(audio) / SAMPLE_RATE)
+                    short.append((row, audio))
                     if len(short) >= settings.asr_batch_files:
                         flush()
                 else:
@@ -135,6 +137,7 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
                     # ffmpeg's limit covers the whole file: it stays open while the chunks are transcribed
                     chunks = iter_audio_chunks(local, sample_rate=SAMPLE_RATE, chunk_s=settings.chunk_s, timeout_s=limit_s)
                     parts = [long_form(chunk, start) for start, chunk in chunks]
+                    check_decoded_duration(obj.key, duration, sum(p.duration_s for p in parts))
                     record(row, merge_transcripts(parts), parts if len(parts) > 1 else ())
             except (MediaError, FFmpegError) as err:
                 failed(row, err)
