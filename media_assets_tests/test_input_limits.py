@@ -126,10 +126,6 @@ def test_audio_over_a_bound_gets_an_error_row_and_is_not_decoded(instance, local
     import datetime as dt
 
     import media_assets.defs.audio.assets as audio_assets
-    from media_assets.defs.audio import defs as audio_defs
-    from media_assets.resources.audio import AudioTokenizerResource, SpeechRecognizerResource
-    from media_assets.resources.events import EventQueueResource
-    from media_assets.resources.reconcile import ReconcileSettings
 
     def never(*args, **kwargs):
         raise AssertionError("decoded a file that is over a bound")
@@ -142,9 +138,7 @@ def test_audio_over_a_bound_gets_an_error_row_and_is_not_decoded(instance, local
     with open(sparse, "wb") as f:
         f.truncate(5 * limits.GIB)
     day = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    defs = dg.Definitions.merge(audio_defs, dg.Definitions(resources={
-        "object_store": local_resource, "audio_settings": AudioSettings(), "speech_recognizer": SpeechRecognizerResource(),
-        "audio_tokenizer": AudioTokenizerResource(), "reconcile_settings": ReconcileSettings(), "event_queue": EventQueueResource()}))
+    defs = _audio_defs(local_resource)
     result = defs.resolve_job_def("audio").execute_in_process(instance=instance, partition_key=day, raise_on_error=False)
     assert result.success
     rows = {r["Key"]: r for r in result.output_for_node("transcripts").to_pylist()}
@@ -152,6 +146,18 @@ def test_audio_over_a_bound_gets_an_error_row_and_is_not_decoded(instance, local
     assert "46,800.0 s" in rows["calls/declared_13h.flac"]["error"]
     assert "MEDIA_ASSETS_AUDIO_MAX_SOURCE_BYTES" in rows["calls/enormous.flac"]["error"]
     assert rows["calls/enormous.flac"]["text"] is None and store.exists("audio", "calls/enormous.flac")
+
+
+def _audio_defs(resource) -> dg.Definitions:
+    """The audio pipeline with the shipped default settings."""
+    from media_assets.defs.audio import defs as audio_defs
+    from media_assets.resources.audio import AudioTokenizerResource, SpeechRecognizerResource
+    from media_assets.resources.events import EventQueueResource
+    from media_assets.resources.reconcile import ReconcileSettings
+
+    return dg.Definitions.merge(audio_defs, dg.Definitions(resources={
+        "object_store": resource, "audio_settings": AudioSettings(), "speech_recognizer": SpeechRecognizerResource(),
+        "audio_tokenizer": AudioTokenizerResource(), "reconcile_settings": ReconcileSettings(), "event_queue": EventQueueResource()}))
 
 
 def _fifo(tmp_path):
@@ -289,11 +295,7 @@ def test_corrupt_flac_is_an_error_not_a_silent_recording(instance, local_resourc
     gets an error naming the shortfall instead of empty text that reads as silence."""
     import datetime as dt
 
-    from media_assets.defs.audio import defs as audio_defs
     from media_assets.kernels.audio import check_decoded_duration
-    from media_assets.resources.audio import AudioTokenizerResource, SpeechRecognizerResource
-    from media_assets.resources.events import EventQueueResource
-    from media_assets.resources.reconcile import ReconcileSettings
 
     check_decoded_duration("ok.flac", 7.1, 7.0)  # frame padding is not a loss
     with pytest.raises(MediaError, match="decoded 2.00 s of the 7.10 s"):
@@ -304,9 +306,7 @@ def test_corrupt_flac_is_an_error_not_a_silent_recording(instance, local_resourc
     store = local_resource.get_store()
     store.upload(corrupt, "audio", "calls/corrupt.flac")
     day = dt.datetime.now(dt.timezone.utc).date().isoformat()
-    defs = dg.Definitions.merge(audio_defs, dg.Definitions(resources={
-        "object_store": local_resource, "audio_settings": AudioSettings(), "speech_recognizer": SpeechRecognizerResource(),
-        "audio_tokenizer": AudioTokenizerResource(), "reconcile_settings": ReconcileSettings(), "event_queue": EventQueueResource()}))
+    defs = _audio_defs(local_resource)
     result = defs.resolve_job_def("audio").execute_in_process(instance=instance, partition_key=day, raise_on_error=False)
     assert result.success
     (row,) = result.output_for_node("transcripts").to_pylist()

@@ -91,23 +91,28 @@ def check_size(name: str, size_bytes: int, max_bytes: int, setting: str) -> None
         raise _over(name, "size", f"{size_bytes:,} bytes", f"{max_bytes:,} bytes", setting)
 
 
+def _check_size_and_duration(name: str, info: MediaInfo, limits: VideoLimits | AudioLimits) -> None:
+    s = limits.settings
+    check_size(name, info.size_bytes, limits.max_bytes, s + "MAX_SOURCE_BYTES")
+    if info.duration_s > limits.max_duration_s:
+        raise _over(name, "duration", f"{info.duration_s:,.1f} s", f"{limits.max_duration_s:,.0f} s", s + "MAX_SOURCE_DURATION_S")
+
+
 def check_video(name: str, info: MediaInfo, limits: VideoLimits) -> None:
     """Check a probed video against ``limits`` (size, declared duration, frame size, frame rate).
 
     Raises:
         LimitExceededError: the first bound the header is over, named with its setting.
     """
-    s = limits.settings
-    check_size(name, info.size_bytes, limits.max_bytes, s + "MAX_SOURCE_BYTES")
-    if info.duration_s > limits.max_duration_s:
-        raise _over(name, "duration", f"{info.duration_s:,.1f} s", f"{limits.max_duration_s:,.0f} s", s + "MAX_SOURCE_DURATION_S")
+    _check_size_and_duration(name, info, limits)
     if info.video is not None:
         v = info.video
         if v.width * v.height > limits.max_frame_pixels:
             raise _over(name, "frame size", f"{v.width}x{v.height} ({v.width * v.height:,} px)", f"{limits.max_frame_pixels:,} px",
-                        s + "MAX_FRAME_PIXELS")
+                        limits.settings + "MAX_FRAME_PIXELS")
         if v.frame_rate > limits.max_frame_rate:
-            raise _over(name, "frame rate", f"{v.frame_rate:g} frames/s", f"{limits.max_frame_rate:g} frames/s", s + "MAX_FRAME_RATE")
+            raise _over(name, "frame rate", f"{v.frame_rate:g} frames/s", f"{limits.max_frame_rate:g} frames/s",
+                        limits.settings + "MAX_FRAME_RATE")
 
 
 def check_audio_limits(name: str, info: MediaInfo, limits: AudioLimits) -> None:
@@ -116,10 +121,7 @@ def check_audio_limits(name: str, info: MediaInfo, limits: AudioLimits) -> None:
     Raises:
         LimitExceededError: the first bound the header is over, named with its setting.
     """
-    s = limits.settings
-    check_size(name, info.size_bytes, limits.max_bytes, s + "MAX_SOURCE_BYTES")
-    if info.duration_s > limits.max_duration_s:
-        raise _over(name, "duration", f"{info.duration_s:,.1f} s", f"{limits.max_duration_s:,.0f} s", s + "MAX_SOURCE_DURATION_S")
+    _check_size_and_duration(name, info, limits)
 
 
 def time_limit_s(duration_s: float, *, base_s: float, per_media_s: float, info: MediaInfo | None = None) -> float:
