@@ -42,11 +42,11 @@ system-deps: demo-deps
 	$(APT_INSTALL)
 
 test: install system-deps
-	$(PY) -m pytest -n 2 -p no:logging media_assets_tests
+	$(PY) -m pytest -n 2 --dist worksteal -p no:logging --durations=15 media_assets_tests
 
 # the fast tier: everything but the end-to-end tests that start the daemon and kill processes
 test-fast: install system-deps
-	$(PY) -m pytest -n 2 -p no:logging -m "not slow" media_assets_tests
+	$(PY) -m pytest -n 2 --dist worksteal -p no:logging -m "not slow" media_assets_tests
 
 # run from DAGSTER_HOME, where its dagster.yaml is: `dagster dev` warns about a dagster.yaml in
 # the working folder that is not DAGSTER_HOME (the project's, copied there by install)
