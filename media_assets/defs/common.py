@@ -9,6 +9,8 @@ from pathlib import Path
 import dagster as dg
 from PIL import Image
 
+from ..kernels.limits import VideoLimits, check_source_size, check_video
+from ..kernels.probe import MediaInfo, probe
 from ..storage import ObjectNotFoundError, ObjectStore
 
 
@@ -21,6 +23,24 @@ TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPO
 def input_failure(message: str, **metadata) -> dg.Failure:
     """A failure that is the input's fault: clear description, no retries."""
     return dg.Failure(description=message, metadata={k: str(v) for k, v in metadata.items()}, allow_retries=False)
+
+
+def download_bounded_video(store: ObjectStore, bucket: str, key: str, dst: Path, limits: VideoLimits,
+                           size_bytes: int | None = None) -> tuple[Path, MediaInfo]:
+    """Download an untrusted video to ``dst`` and probe it, within ``limits``: its size (bytes,
+    ``size_bytes`` or a HEAD) is checked before the download, its header before any decode.
+
+    Raises:
+        ObjectNotFoundError: the object is gone.
+        LimitExceededError: over a bound (the message names ``bucket/key``, the bound, the setting).
+        MediaError: not a readable media container.
+    """
+    name = f"{bucket}/{key}"
+    check_source_size(name, store.head(bucket, key).size if size_bytes is None else size_bytes, limits)
+    local = store.download(bucket, key, dst)
+    info = probe(local)
+    check_video(name, info, limits)
+    return local, info
 
 
 def read_manifest(store: ObjectStore, bucket: str, key: str) -> dict | None:

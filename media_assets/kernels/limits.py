@@ -91,11 +91,20 @@ def check_size(name: str, size_bytes: int, max_bytes: int, setting: str) -> None
         raise _over(name, "size", f"{size_bytes:,} bytes", f"{max_bytes:,} bytes", setting)
 
 
+def check_source_size(name: str, size_bytes: int, limits: VideoLimits | AudioLimits) -> None:
+    """:func:`check_size` against a source's ``max_bytes``, named by its setting (``<prefix>MAX_SOURCE_BYTES``).
+
+    Raises:
+        LimitExceededError: ``size_bytes > limits.max_bytes``.
+    """
+    check_size(name, size_bytes, limits.max_bytes, limits.settings + "MAX_SOURCE_BYTES")
+
+
 def _check_size_and_duration(name: str, info: MediaInfo, limits: VideoLimits | AudioLimits) -> None:
-    s = limits.settings
-    check_size(name, info.size_bytes, limits.max_bytes, s + "MAX_SOURCE_BYTES")
+    check_source_size(name, info.size_bytes, limits)
     if info.duration_s > limits.max_duration_s:
-        raise _over(name, "duration", f"{info.duration_s:,.1f} s", f"{limits.max_duration_s:,.0f} s", s + "MAX_SOURCE_DURATION_S")
+        raise _over(name, "duration", f"{info.duration_s:,.1f} s", f"{limits.max_duration_s:,.0f} s",
+                    limits.settings + "MAX_SOURCE_DURATION_S")
 
 
 def check_video(name: str, info: MediaInfo, limits: VideoLimits) -> None:
@@ -144,9 +153,6 @@ class Deadline:
     def __init__(self, limit_s: float, what: str):
         self.limit_s, self.what = limit_s, what
         self.at = time.monotonic() + limit_s
-
-    def remaining_s(self) -> float:
-        return self.at - time.monotonic()
 
     def check(self) -> None:
         """Raises:

@@ -15,7 +15,7 @@ from ...kernels.asr import LOSS_REASONS, SAMPLE_RATE, WINDOW_S, FasterWhisperRec
 from ...kernels.audio import check_audio, check_decoded_duration, decode_audio, iter_audio_chunks
 from ...kernels.ffmpeg import FFmpegError
 from ...kernels.hive import write_hive_parquet
-from ...kernels.limits import Deadline, LimitExceededError, check_size
+from ...kernels.limits import Deadline, LimitExceededError, check_source_size
 from ...kernels.probe import MediaError
 from ...resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
 from ...scratch import scratch_dir
@@ -118,7 +118,7 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
             if not _is_flac(obj.key):
                 continue
             try:
-                check_size(obj.key, obj.size, settings.max_source_bytes, "MEDIA_ASSETS_AUDIO_MAX_SOURCE_BYTES")
+                check_source_size(obj.key, obj.size, settings.limits())
             except LimitExceededError as err:
                 failed(row, err)
                 continue

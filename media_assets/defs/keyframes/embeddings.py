@@ -18,13 +18,13 @@ from ...kernels.ffmpeg import FFmpegError
 from ...kernels.frames import DeadFrameThresholds, dead_reason, jpeg_luma_thumbnail
 from ...kernels.image_embedding import EmbeddingError
 from ...kernels.keyframes import Samples, analysis_rate_for, extract_samples
-from ...kernels.limits import LimitExceededError, check_size, check_video
-from ...kernels.probe import MediaError, probe
+from ...kernels.limits import LimitExceededError
+from ...kernels.probe import MediaError
 from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings, VideoSource, listed_samples
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectNotFoundError, ObjectStore, safe_local_name
-from ..common import input_failure
+from ..common import download_bounded_video, input_failure
 from ..output_set import OutputSet
 from ..video.clips import verified_clips
 
@@ -106,21 +106,15 @@ def sample_stored(store: ObjectStore, src: VideoSource, video: VideoConversionSe
         limits = video.limits()
         for n, (bucket, key, start) in enumerate(_stored_videos(store, src, video, ks.fps)):
             try:
-                check_size(f"{bucket}/{key}", store.head(bucket, key).size, limits.max_bytes, limits.settings + "MAX_SOURCE_BYTES")
-                local = store.download(bucket, key, tmp / f"in_{n}_{safe_local_name(key, '.mp4')}")
-            except ObjectNotFoundError as err:
-                raise input_failure(f"source video {bucket}/{key} does not exist") from err
-            except MediaError as err:
-                raise input_failure(f"{err}. The source object is kept.") from err
-            try:
-                info = probe(local)
+                local, info = download_bounded_video(store, bucket, key, tmp / f"in_{n}_{safe_local_name(key, '.mp4')}", limits)
                 if info.video is None:
                     raise MediaError(f"{key}: no video stream")
-                check_video(f"{bucket}/{key}", info, limits)
                 rate = analysis_rate_for(info.video.frame_rate, ks.fps) if ks.shot_analysis else None
                 parts.append(extract_samples(local, tmp / f"s_{n}", fps=ks.fps, width=ks.width, height=ks.height, start_index=start,
                                              skip_bidir=ks.skip_bidir, on_batch=embed, batch_size=embed.embedder.batch_size,
                                              analysis_rate=rate, timeout_s=video.ffmpeg_time_limit_s(info)))
+            except ObjectNotFoundError as err:
+                raise input_failure(f"source video {bucket}/{key} does not exist") from err
             except (MediaError, FFmpegError) as err:
                 message = f"{err}. The source object is kept." if isinstance(err, LimitExceededError) else f"{bucket}/{key}: {err}"
                 raise input_failure(message, ffmpeg_log=getattr(err, "stderr_tail", "")) from err

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...kernels.labels import BatchFormatError, TargetsTable, VideoEmbeddingIndex, check_batch_size, correct_batch
+from ...kernels.limits import LimitExceededError, check_size
 from ...kernels.safe_pickle import safe_loads
 from ...resources.labels import LabelCorrectionSettings
 from ...storage import ObjectNotFoundError, ObjectStore
@@ -53,9 +54,10 @@ def correct_one(store: ObjectStore, settings: LabelCorrectionSettings, key: str,
     """
     info = store.head(settings.bucket, key)
     etag = info.etag
-    if info.size > settings.max_batch_bytes:
-        raise BatchFormatError(f"{key}: size {info.size:,} bytes is over the limit of {settings.max_batch_bytes:,} bytes "
-                               "(setting MEDIA_ASSETS_LABELS_MAX_BATCH_BYTES); not downloaded, the object is kept")
+    try:
+        check_size(key, info.size, settings.max_batch_bytes, "MEDIA_ASSETS_LABELS_MAX_BATCH_BYTES")
+    except LimitExceededError as err:
+        raise BatchFormatError(f"{err}; not downloaded, the object is kept") from err
     data = store.get_bytes(settings.bucket, key)
     try:
         batch = safe_loads(data)

@@ -19,15 +19,15 @@ import dagster as dg
 
 from ...kernels.ffmpeg import FFmpegError
 from ...kernels.keyframes import analysis_rate_for
-from ...kernels.limits import LimitExceededError, check_size, check_video
-from ...kernels.probe import MediaError, MediaInfo, probe
+from ...kernels.limits import LimitExceededError
+from ...kernels.probe import MediaError, MediaInfo
 from ...kernels.video_pass import ClipPlan, LabelingPlan, PassOutputs, SamplePlan, decode_once
 from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings
 from ...resources.video import VideoConversionSettings
 from ...scratch import scratch_dir
 from ...storage import ObjectInfo, ObjectNotFoundError, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
-from ..common import TRANSIENT_RETRY, input_failure, read_manifest
+from ..common import TRANSIENT_RETRY, download_bounded_video, input_failure, read_manifest
 from ..keyframes.embeddings import SampleEmbedder, commit_embeddings, sample_stored
 from .assets import observe_source, raw_videos
 from .clips import CLIP_CHECK, ClipUploads, clips_result
@@ -150,12 +150,10 @@ def _clips(context: dg.AssetExecutionContext, store, settings: VideoConversionSe
     if isinstance(source, str):
         return clips_result(previous, settings, store, check=check, note=source), PassOutputs(None, None, None)
     started = time.perf_counter()
-    name, limits = f"{source.bucket}/{source.key}", settings.limits()
+    name = f"{source.bucket}/{source.key}"
     try:
-        check_size(name, source.size, limits.max_bytes, limits.settings + "MAX_SOURCE_BYTES")
-        local = store.download(source.bucket, source.key, tmp / safe_local_name(source.key, ".avi"))
-        info = probe(local)
-        check_video(name, info, limits)
+        local, info = download_bounded_video(store, source.bucket, source.key, tmp / safe_local_name(source.key, ".avi"),
+                                             settings.limits(), size_bytes=source.size)
     except LimitExceededError as err:
         raise input_failure(f"{err}. The source object is kept.", source=name, error=type(err).__name__) from err
     except MediaError as err:
