@@ -60,6 +60,8 @@ def summary(result) -> str:
         parts.append("nothing pending")
     for line in result.sensor_errors:
         parts.append(f"SENSOR FAILED {line}")
+    for line in result.sensor_recovered:
+        parts.append(f"sensor recovered {line}")
     checks = [f"{c} (run {r.run_id[:8]})" for r in result.runs for c in r.failed_checks]
     for line in checks:
         parts.append(f"CHECK FAILED {line}")

@@ -86,6 +86,7 @@ class PassResult:
     sensor_errors: list[str]
     recovered_runs: list[str]
     seconds: float
+    sensor_recovered: list[str] = field(default_factory=list)  # sensors whose failed ticks were followed by a successful one
     fixed_s: float = 0.0  # seconds of the pass with no run queued or in progress (daemon start, sensor ticks, idle check, stop)
 
     @property
@@ -280,22 +281,35 @@ def sensors_quiet_since(instance: dg.DagsterInstance, defs: dg.Definitions, afte
     return True
 
 
-def sensor_errors(instance: dg.DagsterInstance, defs: dg.Definitions, after: float) -> list[str]:
-    """One line per sensor whose ticks failed after ``after`` (epoch seconds), with the error its
-    code raised (e.g. ``new_audio_sensor: BucketNotFoundError: bucket 'audio' does not exist``),
-    from the sensors' tick records."""
+def _error_line(name: str, error) -> str:
+    while error.cause is not None:  # Dagster wraps the code's exception: report the code's own
+        error = error.cause
+    first = (error.message.strip().splitlines() or [""])[0]
+    prefix, sep, rest = first.partition(": ")
+    return f"{name}: {error.cls_name}: {rest if sep and prefix.endswith(error.cls_name) else first}"
+
+
+def sensor_errors(instance: dg.DagsterInstance, defs: dg.Definitions, after: float) -> tuple[list[str], list[str]]:
+    """``(failing, recovered)`` from the sensors' tick records after ``after`` (epoch seconds).
+
+    ``failing``: one line per sensor whose latest finished tick failed, with the error its code
+    raised (e.g. ``new_audio_sensor: BucketNotFoundError: bucket 'audio' does not exist``): work
+    it would request is still not requested. ``recovered``: one line per sensor whose ticks failed
+    (e.g. while PostgreSQL restarted) and whose later tick succeeded, with the count of failed
+    ticks and the last error: nothing is left unrequested, but the operator is told."""
     states, _ = _sensor_states(instance, defs)
-    out = []
+    failing, recovered = [], []
     for state in sorted(states, key=lambda st: st.instigator_name):
-        failed = [t for t in _ticks_since(instance, state, after) if t.status.value == "FAILURE" and t.error is not None]
-        if failed:
-            error = failed[-1].error
-            while error.cause is not None:  # Dagster wraps the code's exception: report the code's own
-                error = error.cause
-            first = (error.message.strip().splitlines() or [""])[0]
-            prefix, sep, rest = first.partition(": ")
-            out.append(f"{state.instigator_name}: {error.cls_name}: {rest if sep and prefix.endswith(error.cls_name) else first}")
-    return out
+        finished = [t for t in _ticks_since(instance, state, after) if t.status.value in _QUIET_TICKS]  # newest first
+        failed = [t for t in finished if t.status.value == "FAILURE" and t.error is not None]
+        if not failed:
+            continue
+        line = _error_line(state.instigator_name, failed[0].error)
+        if finished[0] is failed[0]:
+            failing.append(line)
+        else:
+            recovered.append(f"{line} ({len(failed)} failed tick{'s' if len(failed) > 1 else ''}, a later tick succeeded)")
+    return failing, recovered
 
 
 def run_pass(
@@ -352,10 +366,10 @@ def run_pass(
         ended_at = time.time()
         with dg.DagsterInstance.get() as instance:
             runs = collect(instance, since)
-            errors = sensor_errors(instance, defs, started_at)
+            errors, sensors_recovered = sensor_errors(instance, defs, started_at)
             busy_s = _busy_seconds(instance, since, started_at, ended_at)
         seconds = time.monotonic() - started
-        return PassResult(runs=runs, sensor_errors=errors, recovered_runs=recovered, seconds=seconds, fixed_s=max(0.0, seconds - busy_s))
+        return PassResult(runs=runs, sensor_errors=errors, sensor_recovered=sensors_recovered, recovered_runs=recovered, seconds=seconds, fixed_s=max(0.0, seconds - busy_s))
 
 
 def _busy_seconds(instance: dg.DagsterInstance, since: dt.datetime, start: float, end: float) -> float:

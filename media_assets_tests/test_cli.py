@@ -257,20 +257,34 @@ def test_two_passes_at_once_on_a_fresh_home(tmp_path, media, monkeypatch):
 @pytest.mark.slow
 def test_missing_watched_bucket_fails_only_its_sensor(tmp_path, media, moto_endpoint, s3_client, monkeypatch):
     """On S3 with the audio bucket missing, new_audio_sensor's ticks fail with a line naming the
-    bucket; the AVI sensor's run goes on and the summary says what failed."""
+    bucket; the AVI sensor's run goes on and the summary says what failed. Once the bucket
+    exists the next pass is clean, and the sensor counts as recovered, not failing."""
     suffix = f"m{os.getpid()}"
     buckets = {name: f"{name}-{suffix}" for name in ["video-avi", "video-mp4", "unlabeled-images", "media", "training-batches"]}
     for b in buckets.values():
         s3_client.create_bucket(Bucket=b)
     s3_client.upload_file(str(media["bikes"]), buckets["video-avi"], "bikes.avi")
-    out = _cli(
-        tmp_path, "process", AWS_ENDPOINT_URL=moto_endpoint, MEDIA_ASSETS_STORAGE="s3",
+    env = dict(
         MEDIA_ASSETS_VIDEO_SOURCE_BUCKET=buckets["video-avi"], MEDIA_ASSETS_VIDEO_MP4_BUCKET=buckets["video-mp4"],
         MEDIA_ASSETS_VIDEO_LABELING_BUCKET=buckets["unlabeled-images"], MEDIA_ASSETS_KEYFRAMES_DIRECT_BUCKET=buckets["media"],
         MEDIA_ASSETS_KEYFRAMES_OUTPUT_BUCKET=buckets["media"], MEDIA_ASSETS_LABELS_BUCKET=buckets["training-batches"],
         MEDIA_ASSETS_AUDIO_SOURCE_BUCKET=f"audio-{suffix}",
     )
+    started = time.time()
+    out = _cli(tmp_path, "process", AWS_ENDPOINT_URL=moto_endpoint, MEDIA_ASSETS_STORAGE="s3", **env)
     assert out.returncode == 1, out.stdout + out.stderr
     assert re.search(rf"SENSOR FAILED new_audio_sensor: .*audio-{suffix}", out.stdout), out.stdout
     assert "1 runs, 0 failed, 0 failed checks, 1 sensor errors" in out.stdout
     assert s3_client.list_objects_v2(Bucket=buckets["video-mp4"], Prefix="bikes/")["KeyCount"] == 1
+
+    # the bucket is created: the next pass is clean, and over both passes the sensor is reported
+    # as recovered (its failed ticks followed by a successful one), not as failing
+    s3_client.create_bucket(Bucket=f"audio-{suffix}")
+    again = _cli(tmp_path, "process", AWS_ENDPOINT_URL=moto_endpoint, MEDIA_ASSETS_STORAGE="s3", **env)
+    assert again.returncode == 0 and "nothing pending" in again.stdout and "0 sensor errors" in again.stdout, again.stdout
+    from media_assets.definitions import build_definitions
+    from media_assets.process import sensor_errors
+    with _instance(tmp_path, monkeypatch) as instance:
+        failing, recovered = sensor_errors(instance, build_definitions(), after=started)
+    assert failing == [], failing
+    assert len(recovered) == 1 and recovered[0].startswith("new_audio_sensor: ") and f"audio-{suffix}" in recovered[0], recovered
