@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import textwrap
 import warnings
 
 import click
@@ -43,6 +44,14 @@ def _cell(run, asset: str, key: str):
     return run.materializations.get(asset, {}).get(key, "")
 
 
+ERROR_CELL_CHARS = 100  # a table's error cell; the full message is in the run's log and the UI
+
+
+def _cut(error: str | None) -> str:
+    """``error`` on one line, cut at a word boundary to ``ERROR_CELL_CHARS`` with `` …``."""
+    return textwrap.shorten(error, ERROR_CELL_CHARS, placeholder=" …") if error else ""
+
+
 def summary(result) -> str:
     """The pass as text: a table per pipeline, then failures, sensor errors, totals."""
     parts = []
@@ -50,7 +59,7 @@ def summary(result) -> str:
         runs = [r for r in result.runs if r.job == job]
         if runs:
             rows = [[r.partition, r.status.lower(), *(_cell(r, a, k) for a, k in columns.values()), f"{r.seconds:.1f}",
-                     (r.error or "")[:100]] for r in runs]
+                     _cut(r.error)] for r in runs]
             parts.append(f"{title}\n" + tabulate(rows, headers=["partition", "status", *columns, "seconds", "error"]))
     other = [r for r in result.runs if r.job not in PIPELINES]
     if other:
@@ -65,6 +74,8 @@ def summary(result) -> str:
     checks = [f"{c} (run {r.run_id[:8]})" for r in result.runs for c in r.failed_checks]
     for line in checks:
         parts.append(f"CHECK FAILED {line}")
+    if result.stopped:
+        parts.append(f"PASS STOPPED {result.stopped}")
     failed = result.failed
     parts.append(f"{len(result.runs)} runs, {len(failed)} failed, {len(checks)} failed checks, {len(result.sensor_errors)} sensor errors, "
                  f"{result.seconds:.1f} s total ({result.fixed_s:.1f} s of it with no run queued or in progress: daemon start, sensor ticks, idle check)")
@@ -99,7 +110,7 @@ def run_process(verbose: bool = False, timeout_s: float | None = None) -> int:
     click.echo(summary(result) + f" (DAGSTER_HOME={home})")
     if verbose and (home / "media_assets" / "daemon.log").exists():
         click.echo("\n--- dagster-daemon log ---\n" + (home / "media_assets" / "daemon.log").read_text())
-    return 1 if (result.failed or result.sensor_errors or any(r.failed_checks for r in result.runs)) else 0
+    return 1 if (result.stopped or result.failed or result.sensor_errors or any(r.failed_checks for r in result.runs)) else 0
 
 
 @click.group()

@@ -17,6 +17,11 @@ Nothing here evaluates a sensor or executes a run. The driver:
 5. stops the daemon and returns what the runs of this pass did, read back through the public
    ``DagsterInstance`` API.
 
+The daemon dies with the pass: it gets SIGTERM from the kernel when the pass's process ends,
+even by SIGKILL (Linux ``PR_SET_PDEATHSIG``), so no daemon goes on ticking sensors with no
+one watching. A daemon that dies first ends the pass with one line (``PassResult.stopped``)
+and the summary of what its runs did.
+
 If a daemon of another process (``make ui``) is already heart-beating on the instance, no
 second one is started: the pass waits for that one to become idle.
 """
@@ -88,12 +93,38 @@ class PassResult:
     seconds: float
     sensor_recovered: list[str] = field(default_factory=list)  # sensors whose failed ticks were followed by a successful one
     fixed_s: float = 0.0  # seconds of the pass with no run queued or in progress (daemon start, sensor ticks, idle check, stop)
+    stopped: str | None = None  # why the pass ended before the instance was idle (its daemon died, --timeout), one line
 
     @property
     def failed(self) -> list[RunOutcome]:
         """Runs that failed and were not retried to success within the pass."""
         retried = {r.retry_of for r in self.runs if r.retry_of}
         return [r for r in self.runs if not r.success and r.run_id not in retried]
+
+
+class PassStopped(Exception):
+    """The pass ends before the instance is idle; the message is the one line to print."""
+
+
+def _exit_reason(returncode: int) -> str:
+    """``exited with status 1`` / ``was killed by SIGKILL`` for a child's return code."""
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def _terminate_with_parent() -> None:
+    """In the daemon's child process before exec: ask Linux for SIGTERM when the pass's process
+    dies (``prctl(PR_SET_PDEATHSIG)``, prctl(2)), so a killed pass leaves no daemon behind.
+    A no-op where there is no prctl (macOS): there :func:`recover` stops the orphan next pass."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
 def _pgid_alive(pgid: int) -> bool:
@@ -323,10 +354,9 @@ def run_pass(
 ) -> PassResult:
     """Run the daemon until everything pending is processed; see the module docstring.
 
-    Raises:
-        TimeoutError: ``timeout_s`` passed before the instance became idle (the daemon is
-            stopped; the next pass finishes the work).
-        RuntimeError: the daemon exited on its own (its log's tail is in the message).
+    A pass that cannot finish (``timeout_s`` passed; the daemon exited or stopped
+    heart-beating) stops its daemon and returns what its runs did, with the reason in
+    ``PassResult.stopped``; the next pass finishes the work.
     """
     home = ensure_dagster_home()
     started, started_at = time.monotonic(), time.time()
@@ -352,12 +382,16 @@ def run_pass(
                 daemon = subprocess.Popen(
                     [str(exe), "run", "-w", str(home / "workspace.yaml")],
                     stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
+                    preexec_fn=_terminate_with_parent,
                 )
             (home / "process.json").write_text(json.dumps({"pgid": daemon.pid, "started": since.isoformat()}))
         else:
             on_progress("a Dagster daemon is already running on this instance (make ui?); waiting for it to go idle")
+        stopped = None
         try:
             _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, poll_s, quiet_after=started_at)
+        except PassStopped as exc:
+            stopped = str(exc)
         finally:
             if daemon is not None:
                 _stop_group(daemon.pid, daemon)
@@ -369,7 +403,7 @@ def run_pass(
             errors, sensors_recovered = sensor_errors(instance, defs, started_at)
             busy_s = _busy_seconds(instance, since, started_at, ended_at)
         seconds = time.monotonic() - started
-        return PassResult(runs=runs, sensor_errors=errors, sensor_recovered=sensors_recovered, recovered_runs=recovered, seconds=seconds, fixed_s=max(0.0, seconds - busy_s))
+        return PassResult(runs=runs, sensor_errors=errors, sensor_recovered=sensors_recovered, recovered_runs=recovered, seconds=seconds, fixed_s=max(0.0, seconds - busy_s), stopped=stopped)
 
 
 def _busy_seconds(instance: dg.DagsterInstance, since: dt.datetime, start: float, end: float) -> float:
@@ -448,7 +482,7 @@ def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, 
             # a retried run's partitions count once: its root run's size, done when the last try ends
             on_partitions(sum(n for rid, n in sizes.items() if _chain_done(records, rid)), sum(sizes.values()))
             if daemon is None and not _other_daemon_alive(instance, log_path.parent, max_age_s=120):
-                raise RuntimeError("the Dagster daemon this pass was waiting for stopped heart-beating; run media-assets process again")
+                raise PassStopped("the Dagster daemon this pass was waiting for stopped heart-beating; run media-assets process again")
             retry_pending = any(r.dagster_run.tags.get("dagster/will_retry") == "true"
                                 and not any(c.dagster_run.tags.get("dagster/parent_run_id") == r.dagster_run.run_id for c in records)
                                 for r in records if r.dagster_run.status == dg.DagsterRunStatus.FAILURE)
@@ -456,8 +490,8 @@ def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, 
 
         while True:
             if daemon is not None and daemon.poll() is not None:
-                tail = log_path.read_text()[-2000:] if log_path.exists() else ""
-                raise RuntimeError(f"dagster-daemon exited with status {daemon.returncode}:\n{tail}")
+                raise PassStopped(f"dagster-daemon {_exit_reason(daemon.returncode)} before the work was done (its log: {log_path}); "
+                                  "run media-assets process again to finish it")
             try:
                 activity = busy()
                 unreachable_since = None
@@ -475,5 +509,5 @@ def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, 
             elif sensors_quiet_since(instance, defs, last_activity):
                 return
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"not idle after {timeout_s:.0f} s; the next media-assets process finishes the work")
+                raise PassStopped(f"not idle after {timeout_s:.0f} s (--timeout); the next media-assets process finishes the work")
             time.sleep(poll_s)

@@ -288,3 +288,57 @@ def test_missing_watched_bucket_fails_only_its_sensor(tmp_path, media, moto_endp
         failing, recovered = sensor_errors(instance, build_definitions(), after=started)
     assert failing == [], failing
     assert len(recovered) == 1 and recovered[0].startswith("new_audio_sensor: ") and f"audio-{suffix}" in recovered[0], recovered
+
+
+def _group_alive(pgid: int) -> bool:
+    """A process of group ``pgid`` that is not a zombie (a zombie waits for a reaper, it runs nothing)."""
+    import psutil
+
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return False
+
+
+@pytest.mark.slow
+def test_daemon_and_pass_never_outlive_each_other(tmp_path):
+    """SIGKILL of the daemon ends the pass with one line naming the signal and the summary (exit
+    1, no traceback); SIGKILL of the pass makes the kernel stop its daemon (no sensor goes on
+    ticking with no one watching)."""
+    (tmp_path / "data" / "video-avi").mkdir(parents=True)
+    exe = str(Path(sys.executable).with_name("media-assets"))
+    home = tmp_path / "home"
+
+    def start() -> tuple[subprocess.Popen, int]:
+        driver = subprocess.Popen([exe, "process"], env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_for(lambda: (home / "process.json").exists(), 120, "the daemon to start")
+        return driver, json.loads((home / "process.json").read_text())["pgid"]
+
+    driver, pgid = start()
+    os.killpg(pgid, signal.SIGKILL)
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 1, out + err
+    assert "PASS STOPPED dagster-daemon was killed by SIGKILL before the work was done" in out, out
+    assert "run media-assets process again" in out and "0 runs, 0 failed" in out and "Traceback" not in err, out + err
+
+    driver, pgid = start()
+    driver.kill()
+    driver.communicate()
+    _wait_for(lambda: not _group_alive(pgid), 60, "the daemon to stop with its pass")
+
+
+def test_summary_cuts_long_errors_at_a_word():
+    from media_assets.cli import ERROR_CELL_CHARS, summary
+    from media_assets.process import PassResult, RunOutcome
+
+    error = "failure: " + " ".join(f"word{i:03d}" for i in range(60)) + "; the source object is kept"
+    run = RunOutcome(run_id="r" * 36, job="video_conversion", partition="cam/a.avi", status="FAILURE", seconds=1.0, error=error)
+    text = summary(PassResult(runs=[run], sensor_errors=[], recovered_runs=[], seconds=2.0))
+    line = next(row for row in text.splitlines() if row.startswith("cam/a.avi"))
+    cell = line[line.index("failure: "):].rstrip()
+    assert cell.endswith(" …") and len(cell) <= ERROR_CELL_CHARS
+    assert all(re.fullmatch(r"word\d{3}", w) for w in cell.removeprefix("failure: ").removesuffix(" …").split()), cell
+    assert "1 runs, 1 failed" in text

@@ -2,8 +2,8 @@
 ``deploy/dagster.postgres.yaml``: moto's S3 server, PostgreSQL, the project's code server
 (``dagster code-server start``), ``dagster-daemon run`` and ``dagster-webserver`` with a
 ``deploy/workspace.yaml`` pointing at the gRPC server. The AVI sensor is switched on through the
-webserver's GraphQL API; an uploaded AVI is converted by a run the daemon launches. Then the
-code server is killed mid-run (its process group: the run worker goes with it) and restarted,
+webserver's GraphQL API; an uploaded AVI becomes a run the daemon launches, and the
+code server is killed while it runs (its process group: the run worker goes with it) and restarted,
 and later a run worker alone is SIGKILLed. The default run launcher cannot health-check a
 worker (the ECS and Kubernetes launchers can): ``run_worker_watchdog`` fails each lost run and
 Dagster's run retries finish it, with the deploy files exactly as shipped (no shortened
@@ -130,15 +130,8 @@ def test_webserver_daemon_code_server_on_postgres(tmp_path, media, monkeypatch):
             assert started["sensorState"]["status"] == "RUNNING", started
 
             with dg.DagsterInstance.from_config(str(home)) as instance:
-                # 1. an upload becomes a run the daemon launches; outputs land, the AVI goes last
-                s3.upload_file(str(media["bunny"]), "video-avi", "bunny.avi")
-                run = _wait("the bunny run to succeed", lambda: _finished(instance, "bunny.avi"), 300, logs, 2)
-                assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
-                assert s3.list_objects_v2(Bucket="video-mp4", Prefix="bunny/")["KeyCount"] == 1
-                assert s3.list_objects_v2(Bucket="unlabeled-images", Prefix="bunny/")["KeyCount"] >= 1
-                assert s3.list_objects_v2(Bucket="video-avi")["KeyCount"] == 0
-
-                # 2. the code server dies mid-run (its run worker with it) and comes back
+                # 1. an upload becomes a run the daemon launches; the code server dies mid-run (its
+                # run worker with it) and comes back; a retry finishes the work, the AVI goes last
                 s3.upload_file(str(media["long"]), "video-avi", "long.avi")
                 _wait("the long run to start", lambda: _started(instance, "long.avi"), 300, logs, 1)
                 time.sleep(3)
@@ -149,7 +142,7 @@ def test_webserver_daemon_code_server_on_postgres(tmp_path, media, monkeypatch):
                 assert time.monotonic() - lost_at < LOST_RUN_DEADLINE_S
                 _assert_recovered(s3, instance, "long.avi", "long")
 
-                # 3. the run worker alone is SIGKILLed (the OOM killer's way); the code server lives on
+                # 2. the run worker alone is SIGKILLed (the OOM killer's way); the code server lives on
                 s3.upload_file(str(media["long"]), "video-avi", "again/long.avi")
                 _wait("the second long run to start", lambda: _started(instance, "again/long.avi"), 300, logs, 1)
                 time.sleep(3)
@@ -174,11 +167,6 @@ def _try(fn):
 
 def _runs(instance: dg.DagsterInstance, partition: str) -> list[dg.DagsterRun]:
     return list(reversed(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": partition}))))  # oldest first
-
-
-def _finished(instance, partition):
-    runs = [r for r in _runs(instance, partition) if r.is_finished]
-    return runs[-1] if runs else None
 
 
 def _started(instance, partition):
