@@ -7,12 +7,24 @@ PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export MEDIA_ASSETS_DATA_ROOT ?= $(CURDIR)/data
 
-.PHONY: install demo-deps system-deps demo test test-fast ui bench clean
+.PHONY: install runtime demo-deps system-deps demo test test-fast ui bench clean
 
 $(VENV)/.installed: pyproject.toml deploy/install.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	deploy/install.sh $(PY) -e '.[test]'
 	touch $@
+
+# the container image's environment, built the image's way: deploy/install.sh (what the
+# Dockerfile runs) into a venv of its own, runtime dependencies only, the package installed
+# (not editable), the models in its own cache; refreshed when the package changes (then pip
+# reinstalls only the package). test_install_script checks it.
+RUNTIME := .venv-runtime
+$(RUNTIME)/.installed: pyproject.toml deploy/install.sh $(shell find media_assets -type f -not -path '*/__pycache__/*')
+	test -x $(RUNTIME)/bin/python || $(PYTHON) -m venv $(RUNTIME)
+	XDG_CACHE_HOME=$(CURDIR)/$(RUNTIME)/cache deploy/install.sh $(RUNTIME)/bin/python
+	touch $@
+
+runtime: $(RUNTIME)/.installed
 
 install: $(VENV)/.installed
 	mkdir -p $(DAGSTER_HOME)
@@ -41,7 +53,7 @@ system-deps: demo-deps
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	$(APT_INSTALL)
 
-test: install system-deps
+test: install runtime system-deps
 	$(PY) -m pytest -n 2 --dist worksteal -p no:logging --durations=15 media_assets_tests
 
 # the fast tier: everything but the end-to-end tests that start the daemon and kill processes

@@ -74,10 +74,14 @@ def summary(result) -> str:
     checks = [f"{c} (run {r.run_id[:8]})" for r in result.runs for c in r.failed_checks]
     for line in checks:
         parts.append(f"CHECK FAILED {line}")
+    warned = [f"{c} (run {r.run_id[:8]})" for r in result.runs for c in r.warned_checks]
+    for line in warned:
+        parts.append(f"check warning {line}")
     if result.stopped:
         parts.append(f"PASS STOPPED {result.stopped}")
     failed = result.failed
-    parts.append(f"{len(result.runs)} runs, {len(failed)} failed, {len(checks)} failed checks, {len(result.sensor_errors)} sensor errors, "
+    parts.append(f"{len(result.runs)} runs, {len(failed)} failed, {len(checks)} failed checks (ERROR), {len(warned)} check warnings (WARN), "
+                 f"{len(result.sensor_errors)} sensor errors, "
                  f"{result.seconds:.1f} s total ({result.fixed_s:.1f} s of it with no run queued or in progress: daemon start, sensor ticks, idle check)")
     return "\n\n".join(parts)
 
@@ -95,7 +99,8 @@ def run_process(verbose: bool = False, timeout_s: float | None = None) -> int:
 
     def line(run) -> None:
         tqdm.write(f"{run.status.lower():8} {run.job} [{run.partition}] {run.seconds:.1f} s" + (f": {run.error}" if run.error else "")
-                   + "".join(f"; check failed: {c}" for c in run.failed_checks), file=sys.stdout)
+                   + "".join(f"; check failed: {c}" for c in run.failed_checks)
+                   + "".join(f"; check warning: {c}" for c in run.warned_checks), file=sys.stdout)
 
     def partitions(done: int, requested: int) -> None:
         bar.total = requested

@@ -66,8 +66,9 @@ class RunOutcome:
     """One run of the pass: job, partition (or ``first..last`` range), final status, seconds,
     the first error line for a failed run, the metadata of each asset it materialized
     (``{asset: metadata}``, the last partition's) with ``counts`` (materializations per asset),
-    and ``failed_checks``: one line per asset check of ERROR severity that did not pass
-    (``asset.check [partition]: description``), e.g. speech lost in transcripts."""
+    ``failed_checks``: one line per asset check of ERROR severity that did not pass
+    (``asset.check [partition]: description``), e.g. speech lost in transcripts, and
+    ``warned_checks``: the same for checks of WARN severity (reported, not a failure)."""
 
     run_id: str
     job: str
@@ -79,6 +80,7 @@ class RunOutcome:
     materializations: dict[str, dict] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     failed_checks: list[str] = field(default_factory=list)
+    warned_checks: list[str] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -239,18 +241,20 @@ def _run_materializations(instance: dg.DagsterInstance, run_id: str) -> dict[str
         cursor = conn.cursor
 
 
-def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """Asset checks of ERROR severity that failed in the run, one line each."""
-    out, cursor = [], None
+def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str], list[str]]:
+    """``(errors, warnings)``: asset checks that did not pass in the run, one line each, by
+    severity (ERROR, WARN)."""
+    out: dict[dg.AssetCheckSeverity, list[str]] = {dg.AssetCheckSeverity.ERROR: [], dg.AssetCheckSeverity.WARN: []}
+    cursor = None
     while True:
         conn = instance.get_records_for_run(run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=10_000)
         for rec in conn.records:
             ev = rec.event_log_entry.dagster_event.asset_check_evaluation_data
-            if not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR:
+            if not ev.passed:
                 where = f" [{ev.partition}]" if ev.partition else ""
-                out.append(f"{ev.asset_key.to_user_string()}.{ev.check_name}{where}" + (f": {ev.description}" if ev.description else ""))
+                out[ev.severity].append(f"{ev.asset_key.to_user_string()}.{ev.check_name}{where}" + (f": {ev.description}" if ev.description else ""))
         if not conn.has_more:
-            return out
+            return out[dg.AssetCheckSeverity.ERROR], out[dg.AssetCheckSeverity.WARN]
         cursor = conn.cursor
 
 
@@ -264,6 +268,7 @@ def collect(instance: dg.DagsterInstance, since: dt.datetime, run_ids: set[str] 
         run = rec.dagster_run
         start, end = rec.start_time, rec.end_time
         mats = _run_materializations(instance, run.run_id)
+        errors, warnings = _failed_checks(instance, run.run_id)
         out.append(RunOutcome(
             run_id=run.run_id, job=run.job_name, partition=_partition(run.tags), status=run.status.value,
             seconds=(end - start) if start and end else 0.0,
@@ -271,7 +276,8 @@ def collect(instance: dg.DagsterInstance, since: dt.datetime, run_ids: set[str] 
             retry_of=run.tags.get("dagster/parent_run_id"),
             materializations={a: m for a, (_, m) in mats.items()},
             counts={a: n for a, (n, _) in mats.items()},
-            failed_checks=_failed_checks(instance, run.run_id),
+            failed_checks=errors,
+            warned_checks=warnings,
         ))
     return out
 

@@ -24,7 +24,8 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 # The daemon passes of the slow tests tick every 5 s instead of the shipped 15 s: what they
 # prove (a pass ends only when every sensor has finished a quiet tick after the last run;
 # nothing requested late is missed) holds at any interval, the interval only sets how long a
-# pass waits. test_production_topology keeps the shipped interval.
+# pass waits, and how soon a lost run is detected (run_worker_watchdog ticks at it too). The
+# deploy files themselves are loaded as shipped.
 os.environ.setdefault("MEDIA_ASSETS_SENSOR_INTERVAL_S", "5")
 
 

@@ -64,3 +64,17 @@ def test_readme_is_a_short_guide():
     lines = (ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= 150
     assert sum(1 for line in lines[:12] if line.startswith(("make demo", "make test"))) == 2
+
+
+def test_sensor_descriptions_are_plain_text():
+    """The UI shows a sensor's description as plain text (no Markdown): no backticks or asterisks
+    that would show raw, and each says what the sensor does in one or more sentences."""
+    from media_assets.definitions import defs
+
+    sensors = defs.get_repository_def().sensor_defs
+    assert len(sensors) >= 6
+    for sensor in sensors:
+        if sensor.name.startswith("default_automation"):
+            continue
+        assert sensor.description and sensor.description.rstrip().endswith("."), sensor.name
+        assert not re.search(r"[`*]", sensor.description), f"{sensor.name}: {sensor.description}"

@@ -102,8 +102,7 @@ def test_webserver_daemon_code_server_on_postgres(tmp_path, media, monkeypatch):
     with postgres_server() as pg:
         for name, value in pg.items():  # this process reads the same instance
             monkeypatch.setenv(name, value)
-        shipped = {k: v for k, v in os.environ.items() if k != "MEDIA_ASSETS_SENSOR_INTERVAL_S"}  # the shipped 15 s
-        env = {**shipped, **pg, "DAGSTER_HOME": str(home), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+        env = {**os.environ, **pg, "DAGSTER_HOME": str(home), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
                "MEDIA_ASSETS_STORAGE": "s3", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_DEFAULT_REGION": "us-east-1", "PYTHONUNBUFFERED": "1",
                "MEDIA_ASSETS_CODE_SERVER_HOST": "127.0.0.1", "MEDIA_ASSETS_CODE_SERVER_PORT": str(grpc_port)}

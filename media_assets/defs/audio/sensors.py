@@ -20,9 +20,9 @@ from .partitions import audio_partitions
     minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     required_resource_keys={"object_store", "audio_settings", "reconcile_settings", "event_queue"},
-    description="Polls the audio bucket (or reads its S3 notifications from `MEDIA_ASSETS_AUDIO_EVENTS_QUEUE_URL`); requests an `audio` run for each UTC day (on LastModified) "
+    description="Polls the audio bucket (or reads its S3 notifications from MEDIA_ASSETS_AUDIO_EVENTS_QUEUE_URL); requests an audio run for each UTC day (on LastModified) "
     "that new or re-uploaded objects fall in. A late object re-requests its day; a day whose run "
-    "failed for a non-input reason is requested again (reconciliation, every `MEDIA_ASSETS_RECONCILE_INTERVAL_S`).",
+    "failed for a non-input reason is requested again (reconciliation, every MEDIA_ASSETS_RECONCILE_INTERVAL_S).",
 )
 def new_audio_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     settings = context.resources.audio_settings

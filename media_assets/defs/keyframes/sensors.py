@@ -28,8 +28,8 @@ new_video_sensor = partitioned_object_sensor(
     skip_reason=source_skip_reason,  # listing already filtered by the configured suffixes
     max_runs_per_tick=lambda ctx: ctx.resources.keyframe_settings.max_runs_per_tick,
     required_resource_keys={"object_store", "keyframe_settings", "video_settings"},
-    description="Polls `media/video_in/` (or reads its S3 notifications from `MEDIA_ASSETS_KEYFRAMES_EVENTS_QUEUE_URL`) for new or re-uploaded videos; adds a `videos` partition "
-    "per object and requests one `keyframes` run for it (run key = key@ETag).",
+    description="Polls media/video_in/ (or reads its S3 notifications from MEDIA_ASSETS_KEYFRAMES_EVENTS_QUEUE_URL) for new or re-uploaded videos; adds a videos partition "
+    "per object and requests one keyframes run for it (run key = key@ETag).",
 )
 
 

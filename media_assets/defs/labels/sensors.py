@@ -35,10 +35,10 @@ def range_request(chunk: list[ObjectInfo]) -> dg.RunRequest:
     minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     required_resource_keys={"object_store", "label_settings", "event_queue"},
-    description="Polls the batch bucket (or reads its S3 notifications from `MEDIA_ASSETS_LABELS_EVENTS_QUEUE_URL`). New batches become `training_batches` partitions, added "
-    "in batch-number order and requested as ranges of `partitions_per_run` (one run each, not one "
+    description="Polls the batch bucket (or reads its S3 notifications from MEDIA_ASSETS_LABELS_EVENTS_QUEUE_URL). New batches become training_batches partitions, added "
+    "in batch-number order and requested as ranges of partitions_per_run (one run each, not one "
     "run per batch); re-uploaded batches get a run of their own. Also observes the master table "
-    "and targets by ETag and requests `video_embedding_index` when the master table changes.",
+    "and targets by ETag and requests video_embedding_index when the master table changes.",
 )
 def new_batch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     settings = context.resources.label_settings

@@ -74,6 +74,6 @@ new_avi_sensor = partitioned_object_sensor(
     skip_reason=source_skip_reason,  # listing already filtered by the configured suffixes
     max_runs_per_tick=lambda ctx: ctx.resources.video_settings.max_runs_per_tick,
     required_resource_keys={"object_store", "video_settings", "keyframe_settings"},
-    description="Polls the source bucket (or reads its S3 notifications from `MEDIA_ASSETS_VIDEO_EVENTS_QUEUE_URL`) for new or re-uploaded AVI objects; adds a `videos` "
-    "partition per object and requests one `video_conversion` run for it (run key = key@ETag).",
+    description="Polls the source bucket (or reads its S3 notifications from MEDIA_ASSETS_VIDEO_EVENTS_QUEUE_URL) for new or re-uploaded AVI objects; adds a videos "
+    "partition per object and requests one video_conversion run for it (run key = key@ETag).",
 )
