@@ -14,7 +14,6 @@ import inspect
 import re
 import sys
 import types
-import typing
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "configuration.md"

@@ -6,7 +6,6 @@ import datetime as dt
 import os
 import time
 
-import dagster as dg
 import pytest
 
 from media_assets.defs.object_sensor import ObjectCursor, select_new_objects
