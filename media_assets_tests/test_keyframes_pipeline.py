@@ -64,6 +64,11 @@ def _materialization(instance, asset, partition):
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
+def _kept(instance, partition, column="frame_index"):
+    """One column of the partition's ``key_frame_list`` table (what the UI shows)."""
+    return [r.data[column] for r in _materialization(instance, "key_frames", partition)["key_frame_list"].records]
+
+
 def test_direct_upload_key_frames_at_the_cuts(instance, local_resource, reel):
     store = local_resource.get_store()
     store.upload(reel, "media", "video_in/reel.mp4")
@@ -72,7 +77,9 @@ def test_direct_upload_key_frames_at_the_cuts(instance, local_resource, reel):
     assert [(o.job, o.partition, o.success) for o in outcomes] == [("keyframes", "video_in/reel.mp4", True)]
 
     meta = _materialization(instance, "key_frames", "video_in/reel.mp4")
-    kept = meta["kept_indices"]
+    kept = [r.data["frame_index"] for r in meta["key_frame_list"].records]
+    assert [r.data["timestamp_s"] for r in meta["key_frame_list"].records] == [float(k) for k in kept]  # 1 FPS samples
+    assert meta["manifest"] == "media/.manifests/video_in/selected_frames/reel/manifest.json"
     assert kept[0] <= 1 and any(4 <= k <= 5 for k in kept) and any(7 <= k <= 8 for k in kept), kept
     assert len(kept) <= 4, kept  # about one per shot, not one per second
     keys = sorted(o.key for o in store.list_objects("media", "video_in/selected_frames/reel/"))
@@ -128,7 +135,7 @@ def test_reupload_replaces_every_derived_object_exactly(instance, local_resource
     samples = sorted(o.key for o in store.list_objects("media", "video_in/samples/reel/"))
     assert samples == ["video_in/samples/reel/0.jpg", "video_in/samples/reel/1.jpg", "video_in/samples/reel/2.jpg",
                        "video_in/samples/reel/deeper/0.jpg"]
-    kept = _materialization(instance, "key_frames", "video_in/reel.mp4")["kept_indices"]
+    kept = _kept(instance, "video_in/reel.mp4")
     selected = sorted(o.key for o in store.list_objects("media", "video_in/selected_frames/reel/"))
     assert selected == sorted(f"video_in/selected_frames/reel/{k}.jpg" for k in kept) and all(k <= 2 for k in kept)
 
@@ -336,10 +343,14 @@ def test_task_token_answered_on_success_and_failure(instance, local_resource, re
     client = boto3.client("stepfunctions", region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
     monkeypatch.setattr(StepFunctionsResource, "client", lambda self: client)
     sfn = StepFunctionsResource(region_name="us-east-1")
-    kept = _materialization(instance, "key_frames", "video_in/reel.mp4")["selected_frame_keys"]
+    kept = _kept(instance, "video_in/reel.mp4", "key")
+    assert sorted(kept) == sorted(o.key for o in store.list_objects("media", "video_in/selected_frames/reel/"))
+    manifest = "media/.manifests/video_in/selected_frames/reel/manifest.json"
+    assert json.loads(store.get_bytes("media", manifest.removeprefix("media/")))["keys"] == kept
     with Stubber(client) as stub:
         stub.add_response("send_task_success", {}, {"taskToken": "tok-ok", "output": json.dumps(
-            {"bucket": "media", "video_key": "video_in/reel.mp4", "selected_frame_keys": kept, "frames_kept": len(kept)})})
+            {"bucket": "media", "video_key": "video_in/reel.mp4", "selected_frame_keys": kept, "frames_kept": len(kept),
+             "manifest": manifest})})
         ctx = dg.build_run_status_sensor_context(
             sensor_name="step_functions_task_success", dagster_instance=instance, dagster_run=ok.dagster_run,
             dagster_event=ok.get_run_success_event(), resources={"step_functions": sfn},

@@ -212,8 +212,10 @@ def test_dead_frames_are_dropped_and_counted(instance, local_resource, media):
     assert frames["dropped_black"] == 5 and frames["dropped_frozen"] >= 9
     # the UI: a sheet of kept frames and one of dropped frames, each captioned with its reason
     kept_md, dropped_md = frames["frames"].split("\n\n**dropped")
-    assert kept_md.startswith(f"**kept: {frames['frames_kept']} of {frames['frames_sampled']} sampled frames**")
+    assert kept_md.startswith(f"**kept: {frames['frames_kept']} of {frames['frames_sampled']} sampled frames (8 of {frames['frames_kept']} shown)**")
     assert f"{frames['dropped_black']} black" in dropped_md and f"{frames['dropped_frozen']} frozen" in dropped_md
+    n_dropped = frames["dropped_black"] + frames["dropped_frozen"] + frames.get("dropped_blank", 0)
+    assert f"(8 of {n_dropped} shown), a few of each reason**" in dropped_md  # the sheet says it is a sample
     sheet = _sheet(dropped_md)
     assert sheet.width == 8 * (160 + 4)  # 4 black + 4 frozen tiles in one row
     keys = {o.key for o in store.list_objects("unlabeled-images", "dead/")}

@@ -87,9 +87,15 @@ def contact_sheet(tiles: list[tuple[Path | Image.Image, str]], columns: int = 8,
     return buf.getvalue()
 
 
-def contact_sheet_markdown(tiles: list[tuple[Path | Image.Image, str]], title: str, columns: int = 8, width: int = 160) -> str:
+def contact_sheet_markdown(tiles: list[tuple[Path | Image.Image, str]], title: str, columns: int = 8, width: int = 160,
+                           total: int | None = None, suffix: str = "") -> str:
     """Markdown for the UI: ``title`` and the :func:`contact_sheet` of ``tiles`` inline (a
-    ``data:`` URI, so it shows on every storage backend)."""
+    ``data:`` URI, so it shows on every storage backend). When the sheet shows fewer tiles than
+    the ``total`` frames it stands for, the title says so: ``title (8 of 175 shown)``; then
+    ``suffix``."""
+    if total is not None and len(tiles) < total:
+        title += f" ({len(tiles)} of {total} shown)"
+    title += suffix
     if not tiles:
         return f"**{title}**: none"
     data = base64.b64encode(contact_sheet(tiles, columns, width)).decode()

@@ -45,6 +45,20 @@ def _same_view(store: ObjectStore, src: VideoSource, sample_indices: np.ndarray,
 
 
 MAX_SHEET_FRAMES = 32  # tiles in the UI's contact sheet (8 per row); more key frames are spread over them
+MAX_LISTED = 500  # rows of the key-frame table in the UI; the manifest lists every key frame
+KEY_FRAME_TABLE = dg.TableSchema(columns=[
+    dg.TableColumn("frame_index", "int", description="index of the 1 FPS sample"),
+    dg.TableColumn("timestamp_s", "float", description="seconds from the start of the video"),
+    dg.TableColumn("key", "string", description="object key of the key-frame JPEG"),
+])
+
+
+def key_frame_table(frame_indices: list[int], keys: list[str], fps: float) -> dg.TableMetadataValue:
+    """The first ``MAX_LISTED`` key frames as a table (frame index, timestamp in seconds at
+    ``fps`` samples per second, object key): one row each, rendered as a table in the UI."""
+    rows = [dg.TableRecord({"frame_index": i, "timestamp_s": round(i / fps, 3), "key": k})
+            for i, k in list(zip(frame_indices, keys))[:MAX_LISTED]]
+    return dg.MetadataValue.table(rows, schema=KEY_FRAME_TABLE)
 
 
 @dg.asset(
@@ -107,17 +121,15 @@ def key_frames(context: dg.AssetExecutionContext, keyframe_embeddings: pa.Table,
             p = Path(tmp) / Path(k).name
             p.write_bytes(store.get_bytes(src.out_bucket, k))
             tiles.append((p, f"{i / ks.fps:.0f} s"))
-        title = f"{len(keys)} key frames" + (f" ({len(tiles)} shown)" if len(tiles) < len(keys) else "")
-        preview = contact_sheet_markdown(tiles, title)
+        preview = contact_sheet_markdown(tiles, f"{len(keys)} key frames", total=len(keys))
     return dg.MaterializeResult(
         metadata={
             "bucket": src.out_bucket,
             "video_key": src.key,
             "frames_sampled": len(indices),
             "frames_kept": len(keys),
-            "kept_indices": kept_indices[:500],
-            "kept_timestamps_s": [round(float(i) / ks.fps, 3) for i in kept_indices[:500]],
-            "selected_frame_keys": keys[:500],
+            "key_frame_list": key_frame_table(kept_indices, keys, ks.fps),
+            "manifest": dg.MetadataValue.path(f"{src.out_bucket}/{manifest_key}"),
             "threshold": threshold,
             "mode": ks.mode,
             "key_frames": dg.MetadataValue.md(preview),

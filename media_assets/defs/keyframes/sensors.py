@@ -34,14 +34,17 @@ new_video_sensor = partitioned_object_sensor(
 
 
 def key_frames_output(instance: dg.DagsterInstance, run_id: str) -> dict | None:
-    """``{bucket, video_key, selected_frame_keys}`` from the run's ``key_frames`` materialization."""
+    """``{bucket, video_key, selected_frame_keys, frames_kept, manifest}`` from the run's
+    ``key_frames`` materialization: the keys of its ``key_frame_list`` table (the first 500;
+    ``frames_kept`` is the total, the manifest at ``manifest`` lists them all)."""
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
     for record in records:
         mat = record.event_log_entry.asset_materialization
         if mat and mat.asset_key == dg.AssetKey("key_frames"):
             meta = {k: v.value for k, v in mat.metadata.items()}
-            return {"bucket": meta["bucket"], "video_key": meta["video_key"], "selected_frame_keys": meta["selected_frame_keys"],
-                    "frames_kept": meta["frames_kept"]}
+            return {"bucket": meta["bucket"], "video_key": meta["video_key"],
+                    "selected_frame_keys": [r.data["key"] for r in meta["key_frame_list"].records],
+                    "frames_kept": meta["frames_kept"], "manifest": meta["manifest"]}
     return None
 
 

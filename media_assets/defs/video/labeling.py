@@ -119,8 +119,10 @@ class LabelingUploads(OutputSetUploads):
         recheck = [r for r in classify_dead_frames(thumbs, _clearly_dead(self.thresholds)) if r]
         kept_indices = [i for _, i in self.kept]
         kept_tiles = [(p, f"#{i} kept") for p, i in spread(self.kept, 2 * SHOWN_PER_REASON)]
-        preview = (contact_sheet_markdown(kept_tiles, f"kept: {len(self.kept)} of {self.n_sampled} sampled frames")
-                   + "\n\n" + contact_sheet_markdown(self.dropped_tiles, f"dropped: {sum(self.dropped.values())} ({_reasons(self.dropped)}); a few of each reason"))
+        n_dropped = sum(self.dropped.values())
+        preview = (contact_sheet_markdown(kept_tiles, f"kept: {len(self.kept)} of {self.n_sampled} sampled frames", total=len(self.kept))
+                   + "\n\n" + contact_sheet_markdown(self.dropped_tiles, f"dropped: {n_dropped} ({_reasons(self.dropped)})",
+                                                       total=n_dropped, suffix=", a few of each reason"))
         uploaded = list(self.out.written)
         manifest = {
             "source_key": self.key, "frame_keys": uploaded, "frame_indices": kept_indices,
