@@ -30,8 +30,9 @@ LOAD_TIME = [
     ("MEDIA_ASSETS_SENSOR_INTERVAL_S", "`15`", "at load",
      "seconds between two ticks of each sensor; also the longest `media-assets process` waits after its last run "
      "(`media_assets/settings.py`)"),
-    ("MEDIA_ASSETS_AUDIO_START_DATE", "`2020-01-01`", "at load",
-     "first day (UTC, `YYYY-MM-DD`) of the audio pipeline's daily partitions"),
+    ("MEDIA_ASSETS_AUDIO_START_DATE", "`2026-01-01`", "at load",
+     "first day (UTC, `YYYY-MM-DD`) of the audio pipeline's daily partitions: set it to the day your audio starts. "
+     "Objects on earlier days are named in a warning in `new_audio_sensor`'s tick log and not processed"),
     ("MEDIA_ASSETS_LABELS_PARTITIONS_PER_RUN", "`500`", "at load",
      "batches per run of a label backfill (the asset's `BackfillPolicy.multi_run`) and of the sensor's ranges"),
     ("MEDIA_ASSETS_FFMPEG", "the `imageio-ffmpeg` wheel's ffmpeg", "per process",

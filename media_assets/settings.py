@@ -37,8 +37,10 @@ def _date(name: str, default: str) -> str:
 # ListObjectsV2 walk): at 15 s, four sensors make ~23,000 LIST requests a day on S3.
 SENSOR_INTERVAL_S = _int("MEDIA_ASSETS_SENSOR_INTERVAL_S", 15)
 
-# first day (UTC) of the audio pipeline's daily partitions
-AUDIO_START_DATE = _date("MEDIA_ASSETS_AUDIO_START_DATE", "2020-01-01")
+# first day (UTC) of the audio pipeline's daily partitions: where the data starts (the
+# platform's first year by default). Objects on earlier days are named in a warning of
+# new_audio_sensor's tick and not processed: set it back to process them.
+AUDIO_START_DATE = _date("MEDIA_ASSETS_AUDIO_START_DATE", "2026-01-01")
 
 # batches per run of a label backfill (BackfillPolicy.multi_run) and per sensor range
 LABELS_PARTITIONS_PER_RUN = _int("MEDIA_ASSETS_LABELS_PARTITIONS_PER_RUN", 500)

@@ -18,7 +18,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
-from media_assets.defs.audio import defs as audio_defs
+from media_assets.defs.audio import defs as audio_defs, new_audio_sensor
 from media_assets_tests.harness import process_pending
 from media_assets.kernels.asr import suspect_reasons
 from media_assets.kernels.audio import check_audio, decode_audio, iter_audio_chunks
@@ -169,6 +169,10 @@ def test_daily_pipeline_to_hive_parquet(instance, local_resource, audio_files, t
         _set_mtime(store, "audio", key, when)
     store.put_bytes(b"notes", "audio", "calls/readme.txt")
     _set_mtime(store, "audio", "calls/readme.txt", day1)
+    # a day before the partitions start (MEDIA_ASSETS_AUDIO_START_DATE): named, not requested,
+    # and the other days go on (a request for it would fail every tick of the sensor)
+    store.upload(audio_files["speech"], "audio", "archive/2025.flac")
+    _set_mtime(store, "audio", "archive/2025.flac", dt.datetime(2025, 12, 31, 23, 0, tzinfo=dt.timezone.utc))
 
     defs = _defs(local_resource)
     outcomes = process_pending(defs, instance)
@@ -218,6 +222,20 @@ def test_daily_pipeline_to_hive_parquet(instance, local_resource, audio_files, t
     assert len(files_after) == len(files_before) and files_after != files_before
     again = pads.dataset(str(store.root / "audio-dataset"), format="parquet", partitioning="hive", exclude_invalid_files=True).to_table()
     assert again.num_rows == 8 and len(set(again["Key"].to_pylist())) == 8
+
+
+def test_objects_before_the_start_date_are_named_not_requested(instance, local_resource, audio_files):
+    from media_assets.settings import AUDIO_START_DATE
+
+    store = local_resource.get_store()
+    store.upload(audio_files["speech"], "audio", "archive/old.flac")
+    _set_mtime(store, "audio", "archive/old.flac", dt.datetime(2025, 12, 31, 23, 0, tzinfo=dt.timezone.utc))
+    defs = _defs(local_resource)
+    with dg.build_sensor_context(instance=instance, resources=dict(defs.resources), definitions=defs, sensor_name=new_audio_sensor.name) as ctx:
+        result = new_audio_sensor.evaluate_tick(ctx)
+    assert AUDIO_START_DATE == "2026-01-01" and not result.run_requests
+    assert result.skip_message == "no new audio objects on the partitions' days (1 outside them)", result.skip_message
+    assert not result.asset_events  # no observation of a day that is no partition
 
 
 def test_batched_transcription_keeps_files_apart(audio_files):

@@ -1,17 +1,16 @@
 """``new_audio_sensor``: new audio objects -> a run for each day they fall in."""
 
-import datetime as dt
 import hashlib
 import json
 import time
 
 import dagster as dg
 
-from ...settings import SENSOR_INTERVAL_S
+from ...settings import AUDIO_START_DATE, SENSOR_INTERVAL_S
 from ..object_sensor import ObjectCursor, WatchedPrefix, next_objects, run_key_for
 from ..reconcile import Source, due, stranded_requests
 from .jobs import audio_job
-from .partitions import audio_partitions
+from .partitions import audio_day, audio_partitions, split_by_day_range
 
 
 @dg.sensor(
@@ -22,7 +21,8 @@ from .partitions import audio_partitions
     required_resource_keys={"object_store", "audio_settings", "reconcile_settings", "event_queue"},
     description="Polls the audio bucket (or reads its S3 notifications from MEDIA_ASSETS_AUDIO_EVENTS_QUEUE_URL); requests an audio run for each UTC day (on LastModified) "
     "that new or re-uploaded objects fall in. A late object re-requests its day; a day whose run "
-    "failed for a non-input reason is requested again (reconciliation, every MEDIA_ASSETS_RECONCILE_INTERVAL_S).",
+    "failed for a non-input reason is requested again (reconciliation, every MEDIA_ASSETS_RECONCILE_INTERVAL_S). "
+    "Objects on days before MEDIA_ASSETS_AUDIO_START_DATE are named in a warning in the tick's log and not processed.",
 )
 def new_audio_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     settings = context.resources.audio_settings
@@ -31,22 +31,31 @@ def new_audio_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     reconcile = context.resources.reconcile_settings
     tick = next_objects(context, WatchedPrefix(settings.source_bucket, settings.source_prefix, queue_url=settings.events_queue_url),
                         previous, limit, reconcile=due(reconcile, previous.reconciled_at))
-    new, cursor = tick.new, tick.cursor
+    new, outside = split_by_day_range(tick.new)
+    cursor = tick.cursor
+    if outside:
+        days = sorted({audio_day(o) for o in outside})
+        context.log.warning(
+            f"{len(outside)} audio objects fall on days outside the audio partitions ({days[0]} to {days[-1]}; "
+            f"the partitions run from MEDIA_ASSETS_AUDIO_START_DATE={AUDIO_START_DATE} to tomorrow, UTC) and are not processed: "
+            f"{', '.join(o.key for o in outside[:10])}{' ...' if len(outside) > 10 else ''}. Set MEDIA_ASSETS_AUDIO_START_DATE "
+            f"to {days[0]} or earlier to process them.")
     requests = [dg.RunRequest(partition_key=s.partition_key, run_key=s.run_key) for s in _day_sources(new)]
     if tick.passed is not None:
-        passed = _day_sources(tick.passed)
+        passed = _day_sources(split_by_day_range(tick.passed)[0])
         requests += stranded_requests(context, job_name=audio_job.name, asset_key=dg.AssetKey("audio_dataset"), partitions_def=audio_partitions,
                                       sources=passed, settings=reconcile, previous_pass=previous.reconciled_at)
         cursor.reconciled_at = time.time()
+    skip = f"no new audio objects on the partitions' days ({len(outside)} outside them)" if outside else "no new audio objects"
     return dg.SensorResult(run_requests=requests, asset_events=_observe_days(new), cursor=cursor.dumps(),
-                           skip_reason=None if requests else "no new audio objects")
+                           skip_reason=None if requests else skip)
 
 
 def _observe_days(objects) -> list[dg.AssetObservation]:
     """One observation of ``audio_objects`` per UTC day of the new ``objects``: how many, bytes."""
     days: dict[str, list] = {}
     for o in objects:
-        days.setdefault(o.last_modified.astimezone(dt.timezone.utc).strftime("%Y-%m-%d"), []).append(o)
+        days.setdefault(audio_day(o), []).append(o)
     return [dg.AssetObservation(asset_key=dg.AssetKey("audio_objects"), partition=day, metadata={
         "new_objects": dg.MetadataValue.int(len(objs)), "new_bytes": dg.MetadataValue.int(sum(o.size for o in objs)),
         "examples": [o.key for o in objs[:10]]}) for day, objs in sorted(days.items())]
@@ -57,5 +66,5 @@ def _day_sources(objects) -> list[Source]:
     ``key@ETag`` of that day among them."""
     days: dict[str, list[str]] = {}
     for obj in objects:
-        days.setdefault(obj.last_modified.astimezone(dt.timezone.utc).date().isoformat(), []).append(run_key_for(obj))
+        days.setdefault(audio_day(obj), []).append(run_key_for(obj))
     return [Source(day, f"{day}@{hashlib.sha1(json.dumps(sorted(keys)).encode()).hexdigest()[:16]}") for day, keys in sorted(days.items())]
