@@ -60,10 +60,12 @@ test: install runtime system-deps
 test-fast: install system-deps
 	$(PY) -m pytest -n 2 --dist worksteal -p no:logging -m "not slow" media_assets_tests
 
-# run from DAGSTER_HOME, where its dagster.yaml is: `dagster dev` warns about a dagster.yaml in
-# the working folder that is not DAGSTER_HOME (the project's, copied there by install)
+# `dg dev` (Dagster's local webserver and daemon; `dagster dev` is superseded by it), run from
+# DAGSTER_HOME, where its dagster.yaml is: Dagster warns about a dagster.yaml in the working
+# folder that is not DAGSTER_HOME (the project's, copied there by install)
+UI_PORT ?= 3000
 ui: install
-	cd $(DAGSTER_HOME) && $(CURDIR)/$(VENV)/bin/dagster dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(VENV)/bin/dg dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
 bench: install system-deps
 	$(PY) -m pip install -q -e '.[test,bench]'

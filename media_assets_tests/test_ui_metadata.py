@@ -7,6 +7,7 @@ chromium (Playwright) on the `key_frames` partition page, where the thumbnails m
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from media_assets_tests.ui_browser import graphql, show_markdown
@@ -40,7 +42,8 @@ EXPECTED = {
                                       "clips_total_s": "FloatMetadataEntry", "clips_total_bytes": "IntMetadataEntry"}),
     "labeling_frames": ("materialization", {"frames": "MarkdownMetadataEntry", "frames_kept": "IntMetadataEntry"}),
     "keyframe_embeddings": ("materialization", {"path": "PathMetadataEntry", "hard_cuts": "IntMetadataEntry"}),
-    "key_frames": ("materialization", {"key_frames": "MarkdownMetadataEntry", "frames_kept": "IntMetadataEntry"}),
+    "key_frames": ("materialization", {"key_frames": "MarkdownMetadataEntry", "frames_kept": "IntMetadataEntry",
+                                       "key_frame_list": "TableMetadataEntry", "manifest": "PathMetadataEntry"}),
     "audio_dataset": ("materialization", {"preview": "TableMetadataEntry", "rows_per_folder": "TableMetadataEntry", "rows": "IntMetadataEntry"}),
     "corrected_batches": ("observation", {"exact_matches": "IntMetadataEntry", "approximate_matches": "IntMetadataEntry",
                                           "unmatched": "IntMetadataEntry", "batches_per_s": "FloatMetadataEntry"}),
@@ -63,11 +66,14 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
     assert seeded.returncode == 0, seeded.stderr
     done = subprocess.run([exe, "process"], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
+    # a healthy demo: no check fails, not even at WARN (the demo's batches are 3.1 % unmatched)
+    assert "0 failed checks (ERROR), 0 check warnings (WARN)" in done.stdout, done.stdout
 
+    # the UI as a user starts it: `make ui` (Dagster's `dg dev`: webserver and daemon)
     port = _port()
     log = open(tmp_path / "webserver.log", "wb")
-    web = subprocess.Popen([str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", str(ROOT / "workspace.yaml")],
-                           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    web = subprocess.Popen(["make", "-s", "-C", str(ROOT), "ui", f"UI_PORT={port}"],
+                           env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         entries = {}
         deadline = time.monotonic() + 180
@@ -91,6 +97,42 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
         sizes = show_markdown(f"http://127.0.0.1:{port}", "key_frames", "bikes.avi")
         assert sizes and all(w > 0 and h > 0 for w, h in sizes), sizes
     finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        web.wait(timeout=30)
+        _interrupt_group(web)
         log.close()
+    # every start-up warning is one the README explains
+    warnings = [line for line in (tmp_path / "webserver.log").read_text().splitlines() if " - WARNING - " in _plain(line)]
+    assert warnings and all(any(w in _plain(line) for w in EXPLAINED_WARNINGS) for line in warnings), warnings
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert all(w in readme for w in EXPLAINED_IN_README), EXPLAINED_IN_README
+
+
+# start-up warnings of `make ui` (log text) and the README's words for each
+EXPLAINED_WARNINGS = ("BetaWarning: Parameter `backfill_policy`", "PreviewWarning: Specifying a partitions_def on an AssetCheckSpec",
+                      "No cursor for event type")
+EXPLAINED_IN_README = ("`BackfillPolicy`", "per-partition asset checks", "`No cursor for event type ... ignoring older events`")
+
+
+def _interrupt_group(proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    """Ctrl-C for ``proc``'s process group (``dg dev`` then stops its webserver, daemon and
+    code server); wait until none of the group runs, SIGKILL what is left after ``timeout_s``."""
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        left = [p for p in psutil.process_iter(["pid"]) if _in_group(p, proc.pid)]
+        if not left:
+            return
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _in_group(p, pgid: int) -> bool:
+    try:
+        return os.getpgid(p.pid) == pgid and p.status() != "zombie"
+    except (OSError, psutil.Error):  # gone meanwhile
+        return False
+
+
+def _plain(line: str) -> str:
+    """``line`` without its ANSI colour codes."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", line)
