@@ -23,6 +23,7 @@ from PIL import Image
 from media_assets.defs.keyframes import TASK_TOKEN_TAG
 from media_assets.defs.keyframes import defs as keyframe_defs
 from media_assets.defs.keyframes.sensors import step_functions_task_failure, step_functions_task_success
+from media_assets.scratch import scratch_root
 from media_assets.defs.video import defs as video_defs
 from media_assets.defs.video import video_partitions
 from media_assets_tests.harness import process_pending
@@ -229,6 +230,7 @@ def test_bad_input_fails_clearly_and_uploads_nothing(instance, local_resource, m
     outcomes = process_pending(_defs(local_resource), instance)
     bad = [o for o in outcomes if o.partition == f"video_in/{name}.mp4"]
     assert len(bad) == 1 and not bad[0].success and match in bad[0].error, bad[0].error
+    assert str(scratch_root()) not in bad[0].error, bad[0].error  # the key, not the scratch copy
     assert all(o.success for o in outcomes if o is not bad[0])
     assert not list(store.list_objects("media", "video_in/selected_frames/"))
     if name != "black":

@@ -13,6 +13,7 @@ from media_assets.defs.video import raw_videos, video_decode, video_partitions
 from media_assets.resources.embedder import ImageEmbedderResource
 from media_assets.resources.keyframes import KeyframeSettings, keyframe_tables_io_manager
 from media_assets.resources.video import VideoConversionSettings
+from media_assets.scratch import scratch_root
 from media_assets.storage import LocalObjectStore
 from media_assets.resources.reconcile import ReconcileSettings
 from media_assets.resources.events import EventQueueResource
@@ -162,7 +163,10 @@ def test_bad_input_fails_clearly_and_keeps_the_source(instance, local_resource, 
     result = _materialize(instance, local_resource, VideoConversionSettings(), f"{name}.avi", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert match in failure.step_failure_data.user_failure_data.description
+    description = failure.step_failure_data.user_failure_data.description
+    assert match in description
+    # for people: the object's key, no scratch path (the local copy's name is the run's business)
+    assert description.startswith(f"video-avi/{name}.avi: ") and str(scratch_root()) not in description, description
     assert store.exists("video-avi", f"{name}.avi")
     assert not list(store.list_objects("video-mp4"))
     assert not list(store.list_objects("unlabeled-images"))

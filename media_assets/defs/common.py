@@ -4,6 +4,7 @@ assets that write objects themselves, see ``output_set``), Parquet objects, mark
 import base64
 import io
 import json
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +12,7 @@ from PIL import Image
 
 from ..kernels.limits import VideoLimits, check_source_size, check_video
 from ..kernels.probe import MediaInfo, probe
+from ..scratch import scratch_root
 from ..storage import ObjectNotFoundError, ObjectStore
 
 
@@ -18,6 +20,16 @@ from ..storage import ObjectNotFoundError, ObjectStore
 # trouble after botocore's own retries, ffmpeg killed or out of disk, a wall-clock limit) runs
 # again twice, 2 s then ~4 s later; input failures (``allow_retries=False``) never
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def object_error(name: str, err: Exception, local: Path) -> str:
+    """``"<name>: <err>"`` for people: the error of work on ``local``, the scratch copy of the
+    object ``name`` (``bucket/key``, or the key where the bucket goes without saying), with
+    the copy's path and file name replaced by ``name`` (said once) and any other scratch path
+    by ``<scratch file>``: scratch names mean nothing to an operator and change every run."""
+    text = str(err).replace(str(local), name).replace(local.name, name).removeprefix(f"{name}: ")
+    text = re.sub(re.escape(str(scratch_root())) + r"""/[^\s'"]*""", "<scratch file>", text)
+    return f"{name}: {text}"
 
 
 def input_failure(message: str, **metadata) -> dg.Failure:

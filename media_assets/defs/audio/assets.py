@@ -20,7 +20,7 @@ from ...kernels.probe import MediaError
 from ...resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
 from ...scratch import scratch_dir
 from ...storage import ObjectInfo, ObjectStore, ObjectStoreResource, safe_local_name
-from ..common import TRANSIENT_RETRY, write_manifest
+from ..common import TRANSIENT_RETRY, object_error, write_manifest
 from ..output_set import OutputSet
 from .partitions import audio_partitions
 
@@ -104,11 +104,12 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
         deadline.check()
         short.clear()
 
-    def failed(row: dict, err: Exception) -> None:
+    def failed(row: dict, err: Exception, local: Path | None = None) -> None:
         nonlocal errors
         errors += 1
-        row["error"] = str(err)[:1000]
-        context.log.warning(f"{row['Key']}: {err}")
+        message = object_error(row["Key"], err, local) if local is not None else str(err)
+        row["error"] = message[:1000]
+        context.log.warning(message)
 
     with scratch_dir("transcripts") as tmp:
         for obj in objects_of_day(store, settings, day):
@@ -140,7 +141,7 @@ def transcripts(context: dg.AssetExecutionContext, object_store: ObjectStoreReso
                     check_decoded_duration(obj.key, duration, sum(p.duration_s for p in parts))
                     record(row, merge_transcripts(parts), parts if len(parts) > 1 else ())
             except (MediaError, FFmpegError) as err:
-                failed(row, err)
+                failed(row, err, local)
             finally:
                 local.unlink(missing_ok=True)
         if short:
@@ -188,7 +189,7 @@ def audio_tokens(context: dg.AssetExecutionContext, transcripts: pa.Table, objec
             try:
                 parts = [audio_tokenizer.tokenize(c) for _, c in iter_audio_chunks(local, sample_rate=audio_tokenizer.sample_rate, chunk_s=settings.chunk_s)]
             except (ValueError, FFmpegError) as err:  # e.g. a .flac that decodes to zero samples
-                context.log.warning(f"{key}: not tokenized: {err}")
+                context.log.warning(f"not tokenized: {object_error(key, err, local)}")
                 continue
             finally:
                 local.unlink(missing_ok=True)

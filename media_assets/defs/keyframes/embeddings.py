@@ -24,7 +24,7 @@ from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings, VideoSource, listed_samples
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectNotFoundError, ObjectStore, safe_local_name
-from ..common import download_bounded_video, input_failure
+from ..common import download_bounded_video, input_failure, object_error
 from ..output_set import OutputSet
 from ..video.clips import verified_clips
 
@@ -105,8 +105,9 @@ def sample_stored(store: ObjectStore, src: VideoSource, video: VideoConversionSe
     try:
         limits = video.limits()
         for n, (bucket, key, start) in enumerate(_stored_videos(store, src, video, ks.fps)):
+            local = tmp / f"in_{n}_{safe_local_name(key, '.mp4')}"
             try:
-                local, info = download_bounded_video(store, bucket, key, tmp / f"in_{n}_{safe_local_name(key, '.mp4')}", limits)
+                local, info = download_bounded_video(store, bucket, key, local, limits)
                 if info.video is None:
                     raise MediaError(f"{key}: no video stream")
                 rate = analysis_rate_for(info.video.frame_rate, ks.fps) if ks.shot_analysis else None
@@ -116,7 +117,7 @@ def sample_stored(store: ObjectStore, src: VideoSource, video: VideoConversionSe
             except ObjectNotFoundError as err:
                 raise input_failure(f"source video {bucket}/{key} does not exist") from err
             except (MediaError, FFmpegError) as err:
-                message = f"{err}. The source object is kept." if isinstance(err, LimitExceededError) else f"{bucket}/{key}: {err}"
+                message = f"{err}. The source object is kept." if isinstance(err, LimitExceededError) else object_error(f"{bucket}/{key}", err, local)
                 raise input_failure(message, ffmpeg_log=getattr(err, "stderr_tail", "")) from err
             local.unlink()
     except (EmbeddingError, botocore.exceptions.ClientError) as err:

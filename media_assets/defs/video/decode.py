@@ -27,7 +27,7 @@ from ...resources.keyframes import KeyframeSettings
 from ...resources.video import VideoConversionSettings
 from ...scratch import scratch_dir
 from ...storage import ObjectInfo, ObjectNotFoundError, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
-from ..common import TRANSIENT_RETRY, download_bounded_video, input_failure, read_manifest
+from ..common import TRANSIENT_RETRY, download_bounded_video, input_failure, object_error, read_manifest
 from ..keyframes.embeddings import SampleEmbedder, commit_embeddings, sample_stored
 from .assets import observe_source, raw_videos
 from .clips import CLIP_CHECK, ClipUploads, clips_result
@@ -151,13 +151,13 @@ def _clips(context: dg.AssetExecutionContext, store, settings: VideoConversionSe
         return clips_result(previous, settings, store, check=check, note=source), PassOutputs(None, None, None)
     started = time.perf_counter()
     name = f"{source.bucket}/{source.key}"
+    local = tmp / safe_local_name(source.key, ".avi")
     try:
-        local, info = download_bounded_video(store, source.bucket, source.key, tmp / safe_local_name(source.key, ".avi"),
-                                             settings.limits(), size_bytes=source.size)
+        local, info = download_bounded_video(store, source.bucket, source.key, local, settings.limits(), size_bytes=source.size)
     except LimitExceededError as err:
         raise input_failure(f"{err}. The source object is kept.", source=name, error=type(err).__name__) from err
     except MediaError as err:
-        raise input_failure(f"{name}: {err}. The source object is kept.", source=name, error=type(err).__name__) from err
+        raise input_failure(f"{object_error(name, err, local)}. The source object is kept.", source=name, error=type(err).__name__) from err
     with ClipUploads(context, store, settings, source.key, previous) as clips:
         try:
             made = decode_once(local, tmp / "pass", info,
@@ -167,7 +167,7 @@ def _clips(context: dg.AssetExecutionContext, store, settings: VideoConversionSe
                                samples=_sample_plan(ks, info, embed) if sampling else None,
                                timeout_s=settings.ffmpeg_time_limit_s(info))
         except (MediaError, FFmpegError) as err:
-            raise input_failure(f"{name}: {err}. The source object is kept.", source=name, error=type(err).__name__,
+            raise input_failure(f"{object_error(name, err, local)}. The source object is kept.", source=name, error=type(err).__name__,
                                 ffmpeg_log=getattr(err, "stderr_tail", "")) from err
         pass_s = time.perf_counter() - started
         local.unlink()

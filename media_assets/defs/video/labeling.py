@@ -17,7 +17,7 @@ from ...kernels.frames import DeadFrameThresholds, SampledFrames, classify_dead_
 from ...kernels.probe import MediaError, probe
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectStore, listed_children
-from ..common import contact_sheet_markdown, input_failure, read_manifest, spread, write_manifest
+from ..common import contact_sheet_markdown, input_failure, object_error, read_manifest, spread, write_manifest
 from ..output_set import OutputSet, OutputSetUploads
 from .clips import verified_clips
 
@@ -62,7 +62,8 @@ def frames_from_clips(store: ObjectStore, settings: VideoConversionSettings, key
             frames = sample_frames(local, tmp / f"frames_{clip['index']}", every_n=settings.every_n_frames, start_index=clip["first_frame_index"],
                                    timeout_s=settings.ffmpeg_time_limit_s(probe(local)))
         except (MediaError, FFmpegError) as err:
-            raise input_failure(f"{settings.mp4_bucket}/{clip['key']}: cannot sample frames: {err}", ffmpeg_log=getattr(err, "stderr_tail", "")) from err
+            raise input_failure(f"cannot sample frames: {object_error(settings.mp4_bucket + '/' + clip['key'], err, local)}",
+                                ffmpeg_log=getattr(err, "stderr_tail", "")) from err
         local.unlink()
         yield frames
 
