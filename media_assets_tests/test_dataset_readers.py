@@ -136,19 +136,21 @@ def test_keyframe_embeddings_read_the_same_in_four_readers(instance, local_resou
 
     store = local_resource.get_store()
     resources = {**build_resources(), "object_store": local_resource, "keyframe_tables": keyframe_tables_io_manager}
-    for key, src in [("video_in/bikes.mp4", "bikes.mp4"), ("video_in/bunny.mp4", "bigbuckbunny.mp4"), ("video_in/cams/bunny.mp4", "bigbuckbunny.mp4")]:
+    # names pyarrow.dataset would skip (a leading "." or "_") get a percent-encoded file name
+    for key, src in [("video_in/bikes.mp4", "bikes.mp4"), ("video_in/bunny.mp4", "bigbuckbunny.mp4"), ("video_in/cams/bunny.mp4", "bigbuckbunny.mp4"),
+                     ("video_in/.hidden.mp4", "bikes.mp4"), ("video_in/_draft.mp4", "bikes.mp4")]:
         run_ffmpeg(["-i", str(footage / src), "-t", "4", "-an", "-c:v", "libx264", "-preset", "ultrafast", str(tmp_path / "v.mp4")])
         store.upload(tmp_path / "v.mp4", "media", key)
         instance.add_dynamic_partitions("videos", [key])
         assert dg.materialize([video_decode], selection=["keyframe_embeddings"], partition_key=key, resources=resources, instance=instance).success
 
     root = store.root / "media" / "video_in" / "embeddings"
-    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["bikes.parquet", "bunny.parquet"]
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == ["%2Ehidden.parquet", "%5Fdraft.parquet", "bikes.parquet", "bunny.parquet"]
     assert [p.name for p in (store.root / "media" / "video_in" / "cams" / "embeddings").iterdir()] == ["bunny.parquet"]
     results = {name: sorted((r["video"], r["frame_index"], len(r["embedding"])) for r in read(str(root))) for name, read in READERS.items()}
     assert results["duckdb"] == results["polars"] == results["pyarrow"] == results["datasets"]
-    assert {v for v, _, _ in results["duckdb"]} == {"video_in/bikes.mp4", "video_in/bunny.mp4"}
-    assert len(results["duckdb"]) == 8  # 4 s at 1 FPS, two videos
+    assert {v for v, _, _ in results["duckdb"]} == {"video_in/bikes.mp4", "video_in/bunny.mp4", "video_in/.hidden.mp4", "video_in/_draft.mp4"}
+    assert len(results["duckdb"]) == 16  # 4 s at 1 FPS, four videos
 
 
 def test_hive_writer_refuses_names_readers_skip(tmp_path):
@@ -157,3 +159,12 @@ def test_hive_writer_refuses_names_readers_skip(tmp_path):
         write_hive_parquet(table, tmp_path, ["p"], "_hidden.parquet")
     with pytest.raises(KeyError):
         write_hive_parquet(table, tmp_path, ["missing"], "f.parquet")
+
+
+def test_table_file_stems_are_visible_to_every_reader_and_distinct():
+    from media_assets.resources.keyframes import table_file_stem
+
+    stems = [".hidden", "%2Ehidden", "_draft", "%5Fdraft", "bikes", "100%", "cams/.x", "cams/x"]
+    names = [table_file_stem(s) for s in stems]
+    assert names == ["%2Ehidden", "%252Ehidden", "%5Fdraft", "%255Fdraft", "bikes", "100%25", "cams/%2Ex", "cams/x"]
+    assert len(set(names)) == len(stems) and not any(n.rpartition("/")[2][0] in "._" for n in names)

@@ -36,8 +36,26 @@ class VideoSource:
         return self.out_key("samples", f"{index}.jpg")
 
     def embeddings_key(self) -> str:
-        """``<prefix>/embeddings/<stem>.parquet``, the ``keyframe_embeddings`` table."""
-        return f"{self._folder('embeddings')}/{self.stem}.parquet"
+        """``<prefix>/embeddings/<stem>.parquet``, the ``keyframe_embeddings`` table, its file
+        name made readable by every reader with :func:`table_file_stem`."""
+        return f"{self._folder('embeddings')}/{table_file_stem(self.stem)}.parquet"
+
+
+# pyarrow.dataset (and Hugging Face datasets, built on it) skips files whose name starts with
+# "." or "_" (its ignore_prefixes); DuckDB and polars read them: the readers would disagree
+_HIDDEN_PREFIXES = {".": "%2E", "_": "%5F"}
+
+
+def table_file_stem(stem: str) -> str:
+    """``stem`` as the name of a table file every Parquet reader reads: ``%`` written ``%25``
+    and a leading ``.`` or ``_`` written ``%2E`` / ``%5F`` (percent-encoding, so two stems never
+    share a file): ``.hidden`` -> ``%2Ehidden``, ``_x`` -> ``%5Fx``, ``bikes`` -> ``bikes``.
+    Only the last path segment is a file name; folders are kept."""
+    folder, slash, name = stem.rpartition("/")
+    name = name.replace("%", "%25")
+    if name[:1] in _HIDDEN_PREFIXES:
+        name = _HIDDEN_PREFIXES[name[0]] + name[1:]
+    return folder + slash + name
 
 
 class KeyframeSettings(dg.ConfigurableResource):
