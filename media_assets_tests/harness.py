@@ -13,8 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
+
+from media_assets.resources.audio import AudioSettings
+from media_assets.resources.keyframes import KeyframeSettings
+from media_assets.resources.labels import LabelCorrectionSettings
+from media_assets.resources.video import VideoConversionSettings
 
 RUN_KEY_TAG = "dagster/run_key"  # the tags Dagster's sensor daemon puts on the runs it launches
 SENSOR_NAME_TAG = "dagster/sensor_name"
@@ -153,3 +159,11 @@ def process_pending(
             if not data.run_requests and new_cursor == cursor:
                 break
     return outcomes
+
+
+def make_watched_buckets(data_root: Path) -> None:
+    """The buckets the four sensors watch (default names), as a deployment creates them: a
+    watched bucket that does not exist fails its sensor's ticks, on S3 and locally."""
+    for bucket in (VideoConversionSettings().source_bucket, KeyframeSettings().direct_bucket,
+                   AudioSettings().source_bucket, LabelCorrectionSettings().bucket):
+        (Path(data_root) / bucket).mkdir(parents=True, exist_ok=True)

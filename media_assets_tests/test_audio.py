@@ -238,6 +238,23 @@ def test_objects_before_the_start_date_are_named_not_requested(instance, local_r
     assert not result.asset_events  # no observation of a day that is no partition
 
 
+def test_a_missing_watched_bucket_fails_the_tick_on_the_local_store(instance, tmp_path):
+    """A typo in MEDIA_ASSETS_AUDIO_SOURCE_BUCKET is an error (as on S3), not "nothing new"."""
+    from media_assets.storage import BucketNotFoundError, ObjectStoreResource
+
+    resource = ObjectStoreResource(backend="local", data_root=str(tmp_path / "bare"))
+    defs = _defs(resource)
+
+    def tick():
+        with dg.build_sensor_context(instance=instance, resources=dict(defs.resources), definitions=defs, sensor_name=new_audio_sensor.name) as ctx:
+            return new_audio_sensor.evaluate_tick(ctx)
+
+    with pytest.raises(BucketNotFoundError, match="bucket 'audio' does not exist: create it or set the setting"):
+        tick()
+    (tmp_path / "bare" / "audio").mkdir(parents=True)
+    assert tick().skip_message == "no new audio objects"  # an empty bucket is just empty
+
+
 def test_batched_transcription_keeps_files_apart(audio_files):
     """Short files decoded together come back one transcript per file, in order, with no
     words from a neighbour; silence is skipped without decoding."""

@@ -19,6 +19,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from media_assets_tests.harness import make_watched_buckets
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,6 +29,8 @@ def _env(env_root: Path, **extra) -> dict:
            "MEDIA_ASSETS_VIDEO_SOURCE_REMOVAL": "keep", **extra}
     if "AWS_ENDPOINT_URL" not in extra:
         env.pop("AWS_ENDPOINT_URL", None)
+    if extra.get("MEDIA_ASSETS_STORAGE", "local") == "local":
+        make_watched_buckets(env_root / "data")
     return env
 
 

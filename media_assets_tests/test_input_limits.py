@@ -244,7 +244,7 @@ def test_batch_pickles_over_a_bound_fail_alone_and_are_kept(local_resource):
     settings = LabelCorrectionSettings()
     # a sparse 1.5 GiB object: refused from HEAD, never downloaded
     path = store.root / settings.bucket / "batch_1_0.pickle"
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         f.truncate(3 * limits.GIB // 2)
     with pytest.raises(BatchFormatError, match="MEDIA_ASSETS_LABELS_MAX_BATCH_BYTES"):

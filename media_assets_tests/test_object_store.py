@@ -48,6 +48,15 @@ def test_round_trip_list_head_copy_delete(store_and_bucket, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_bucket_exists_and_ensure_bucket(store_and_bucket):
+    store, bucket = store_and_bucket
+    other = f"{bucket}-new-{os.getpid()}"
+    assert not store.bucket_exists(other)
+    store.ensure_bucket(other)
+    store.ensure_bucket(other)  # idempotent
+    assert store.bucket_exists(other) and list(store.list_objects(other)) == []
+
+
 def test_rewrite_changes_etag(store_and_bucket):
     store, bucket = store_and_bucket
     first = store.put_bytes(b"one", bucket, "k")

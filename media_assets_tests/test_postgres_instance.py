@@ -20,7 +20,7 @@ from media_assets.defs.labels import batch_partitions
 from media_assets.defs.video import video_partitions
 from media_assets.resources.labels import LabelCorrectionSettings
 from media_assets.resources.video import VideoConversionSettings
-from media_assets_tests.harness import process_pending
+from media_assets_tests.harness import make_watched_buckets, process_pending
 from media_assets_tests.label_data import load_pickle, write_label_dataset
 from media_assets_tests.postgres_server import running_postgres
 from media_assets_tests.test_label_pipeline import _defs as label_defs
@@ -106,6 +106,7 @@ BIN = Path(sys.executable).parent
 def _process(home: Path, data: Path, pg_env: dict, **overrides) -> subprocess.Popen:
     """``media-assets process`` on a DAGSTER_HOME holding the deploy file."""
     home.mkdir(exist_ok=True)
+    make_watched_buckets(data)
     shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
     env = {**os.environ, **pg_env, **overrides, "DAGSTER_HOME": str(home), "MEDIA_ASSETS_DATA_ROOT": str(data), "MEDIA_ASSETS_STORAGE": "local"}
     return subprocess.Popen([str(BIN / "media-assets"), "process"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from ..settings import SENSOR_INTERVAL_S
-from ..storage import ObjectInfo
+from ..storage import BucketNotFoundError, ObjectInfo
 from ..storage.s3_events import MalformedEventError, parse_notification
 from .reconcile import Source, due, stranded_requests
 
@@ -117,7 +117,17 @@ class WatchedPrefix:
         return obj.bucket == self.bucket and obj.key.startswith(self.prefix) and self.accepts(obj)
 
     def list(self, store) -> list[ObjectInfo]:
-        return [o for o in store.list_objects(self.bucket, self.prefix) if self.accepts(o)]
+        """The accepted objects under the prefix.
+
+        Raises:
+            BucketNotFoundError: the bucket does not exist (a typo in its setting), on S3 and on
+                the local store alike: a watched bucket that is not there fails the tick,
+                it is never read as "nothing new".
+        """
+        objects = [o for o in store.list_objects(self.bucket, self.prefix) if self.accepts(o)]
+        if not objects and not store.bucket_exists(self.bucket):
+            raise BucketNotFoundError(self.bucket)
+        return objects
 
 
 @dataclass

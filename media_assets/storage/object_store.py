@@ -114,6 +114,8 @@ class ObjectStore(Protocol):
     def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]: ...
     def head(self, bucket: str, key: str) -> ObjectInfo: ...
     def exists(self, bucket: str, key: str) -> bool: ...
+    def bucket_exists(self, bucket: str) -> bool: ...
+    def ensure_bucket(self, bucket: str) -> None: ...
     def download(self, bucket: str, key: str, dest: Path) -> Path: ...
     def upload(self, src: Path, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo: ...
     def put_bytes(self, data: bytes, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo: ...
@@ -215,6 +217,15 @@ class LocalObjectStore:
 
     def exists(self, bucket: str, key: str) -> bool:
         return self._path(bucket, key).is_file()
+
+    def bucket_exists(self, bucket: str) -> bool:
+        """Whether the bucket's folder exists (writes create it; a watched bucket that does
+        not exist is a misconfiguration, as on S3)."""
+        return self._bucket_dir(bucket).is_dir()
+
+    def ensure_bucket(self, bucket: str) -> None:
+        """Create the bucket's folder if it does not exist."""
+        self._bucket_dir(bucket).mkdir(parents=True, exist_ok=True)
 
     def download(self, bucket: str, key: str, dest: Path) -> Path:
         path = self._path(bucket, key)
@@ -338,6 +349,24 @@ class S3ObjectStore:
             last_modified=r["LastModified"].astimezone(dt.timezone.utc),
             etag=r.get("ETag", "").strip('"'),
         )
+
+    def bucket_exists(self, bucket: str) -> bool:
+        """HeadBucket: ``False`` on 404 / ``NoSuchBucket``; other errors (403, network) raise."""
+        try:
+            self.client.head_bucket(Bucket=bucket)
+            return True
+        except botocore.exceptions.ClientError as err:
+            if str(err.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise
+
+    def ensure_bucket(self, bucket: str) -> None:
+        """CreateBucket (in the client's region) if the bucket does not exist."""
+        if self.bucket_exists(bucket):
+            return
+        region = self.client.meta.region_name
+        where = {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        self.client.create_bucket(Bucket=bucket, **where)
 
     def exists(self, bucket: str, key: str) -> bool:
         try:
