@@ -202,7 +202,7 @@ def test_daily_pipeline_to_hive_parquet(instance, local_resource, audio_files, t
     lazy = pl.scan_parquet(str(store.root / "audio-dataset" / "FolderName=*" / "**" / "*.parquet"), hive_partitioning=True)
     assert lazy.select(pl.len()).collect().item() == 8
 
-    # the UI: the day's first rows and rows per FolderName; the sensor observed audio_objects
+    # the UI: the day's first rows and rows per FolderName; the sensor recorded the day of audio_objects
     (rec,) = instance.fetch_materializations(dg.AssetRecordsFilter(dg.AssetKey("audio_dataset"), asset_partitions=["2026-11-20"]), limit=1).records
     meta = rec.asset_materialization.metadata
     preview = {r.data["Key"]: r.data for r in meta["preview"].value.records}
@@ -211,8 +211,8 @@ def test_daily_pipeline_to_hive_parquet(instance, local_resource, audio_files, t
     assert preview["calls/2026/speech.flac"]["tokens"] == len(speech["tokens"]) and "no decodable" in preview["calls/broken.flac"]["error"]
     folders = {r.data["FolderName"]: r.data["rows"] for r in meta["rows_per_folder"].value.records}
     assert folders == {"(root)": 1, "calls": 3, "calls/2026": 2}
-    observed = instance.fetch_observations(dg.AssetRecordsFilter(dg.AssetKey("audio_objects"), asset_partitions=["2026-11-20"]), limit=5).records
-    assert observed and observed[0].asset_observation.metadata["new_objects"].value == 6
+    recorded = instance.fetch_materializations(dg.AssetRecordsFilter(dg.AssetKey("audio_objects"), asset_partitions=["2026-11-20"]), limit=5).records
+    assert recorded and recorded[0].asset_materialization.metadata["new_objects"].value == 6
 
     # re-materializing a day replaces its files exactly
     files_before = sorted(p.name for p in (store.root / "audio-dataset").rglob("*.parquet") if "FolderName=" in str(p))

@@ -47,8 +47,15 @@ EXPECTED = {
     "audio_dataset": ("materialization", {"preview": "TableMetadataEntry", "rows_per_folder": "TableMetadataEntry", "rows": "IntMetadataEntry"}),
     "corrected_batches": ("observation", {"exact_matches": "IntMetadataEntry", "approximate_matches": "IntMetadataEntry",
                                           "unmatched": "IntMetadataEntry", "batches_per_s": "FloatMetadataEntry"}),
-    "raw_videos": ("observation", {"size_bytes": "IntMetadataEntry"}),
+    "raw_videos": ("materialization", {"size_bytes": "IntMetadataEntry"}),
+    "audio_objects": ("materialization", {"new_objects": "IntMetadataEntry", "new_bytes": "IntMetadataEntry"}),
 }
+
+# the partition bar of an external asset: every partition whose object arrived is filled
+STATS = """
+query($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) { ... on AssetNode { partitionStats { numMaterialized numPartitions numFailed } } }
+}"""
 
 
 def _port() -> int:
@@ -92,6 +99,13 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
             entries[asset] = {e["label"]: e["__typename"] for e in events[0]["metadataEntries"]}
             for label, typename in expected.items():
                 assert entries[asset].get(label) == typename, (asset, label, entries[asset])
+
+        # external assets: the demo's 3 AVIs are 3 of 3 raw_videos partitions filled ("Missing (3)"
+        # with observations); its audio day is filled
+        stats = {a: graphql(f"http://127.0.0.1:{port}", STATS, {"key": {"path": [a]}})["data"]["assetNodeOrError"]["partitionStats"]
+                 for a in ("raw_videos", "audio_objects")}
+        assert stats["raw_videos"] == {"numMaterialized": 3, "numPartitions": 3, "numFailed": 0}, stats
+        assert stats["audio_objects"]["numMaterialized"] >= 1 and stats["audio_objects"]["numFailed"] == 0, stats
 
         # the key-frame contact sheet, as a user opens it: every image decoded by the browser
         sizes = show_markdown(f"http://127.0.0.1:{port}", "key_frames", "bikes.avi")

@@ -76,9 +76,10 @@ def test_bunny_end_to_end_local(instance, local_resource, media):
     job = _full_job(local_resource, settings)
     result = job.execute_in_process(instance=instance, partition_key=key)
     assert result.success
-    # the run observes the exact source version it converts, as raw_videos' partition
-    (observed,) = instance.fetch_observations(dg.AssetRecordsFilter(dg.AssetKey("raw_videos"), asset_partitions=[key]), limit=5).records
-    meta = observed.asset_observation.metadata
+    # the run records the exact source version it converts as a materialization of raw_videos'
+    # partition (the external asset's partition is filled, not "Missing")
+    (recorded,) = instance.fetch_materializations(dg.AssetRecordsFilter(dg.AssetKey("raw_videos"), asset_partitions=[key]), limit=5).records
+    meta = recorded.asset_materialization.metadata
     assert meta["etag"].value == source.etag and meta["size_bytes"].value == source.size
     assert meta["object"].value == f"video-avi/{key}"
 

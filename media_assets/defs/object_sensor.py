@@ -218,7 +218,7 @@ def partitioned_object_sensor(
     ``skip_reason(context, obj)`` returns why an object is not a source (wrong suffix, unsafe key) or
     ``None``; skipped objects are logged once and the cursor moves past them. The tick records
     no asset events per object (each is one event write in Dagster's storage, ~15 ms on SQLite):
-    the run observes its source as it reads it (:func:`media_assets.defs.video.assets.observe_source`). Every
+    the run records its source as it reads it (:func:`media_assets.defs.video.assets.record_source`). Every
     ``reconcile_settings.interval_s`` it also re-requests stranded sources: objects the cursor
     passed whose partition of ``done_asset`` (the job's last asset) is not materialized, with no
     run or a latest run that failed for a non-input reason (:mod:`media_assets.defs.reconcile`).

@@ -26,7 +26,8 @@ from .partitions import audio_partitions
 
 audio_objects = dg.AssetSpec(
     "audio_objects",
-    description="Objects in the audio bucket (external). Daily partitions on LastModified (UTC); `new_audio_sensor` requests the day a new object falls in.",
+    description="Objects in the audio bucket (external). Daily partitions on LastModified (UTC); `new_audio_sensor` records each day "
+    "new objects fall in as a materialization of that day (count, bytes, examples) and requests its audio run.",
     partitions_def=audio_partitions,
     kinds={"flac"},
     group_name="audio",

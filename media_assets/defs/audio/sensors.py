@@ -47,16 +47,18 @@ def new_audio_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
                                       sources=passed, settings=reconcile, previous_pass=previous.reconciled_at)
         cursor.reconciled_at = time.time()
     skip = f"no new audio objects on the partitions' days ({len(outside)} outside them)" if outside else "no new audio objects"
-    return dg.SensorResult(run_requests=requests, asset_events=_observe_days(new), cursor=cursor.dumps(),
+    return dg.SensorResult(run_requests=requests, asset_events=_record_days(new), cursor=cursor.dumps(),
                            skip_reason=None if requests else skip)
 
 
-def _observe_days(objects) -> list[dg.AssetObservation]:
-    """One observation of ``audio_objects`` per UTC day of the new ``objects``: how many, bytes."""
+def _record_days(objects) -> list[dg.AssetMaterialization]:
+    """One materialization of the external asset ``audio_objects`` per UTC day of the new
+    ``objects`` (how many, bytes, up to 10 keys): the day's data arrived, so its partition is
+    filled in the UI."""
     days: dict[str, list] = {}
     for o in objects:
         days.setdefault(audio_day(o), []).append(o)
-    return [dg.AssetObservation(asset_key=dg.AssetKey("audio_objects"), partition=day, metadata={
+    return [dg.AssetMaterialization(asset_key=dg.AssetKey("audio_objects"), partition=day, metadata={
         "new_objects": dg.MetadataValue.int(len(objs)), "new_bytes": dg.MetadataValue.int(sum(o.size for o in objs)),
         "examples": [o.key for o in objs[:10]]}) for day, objs in sorted(days.items())]
 

@@ -18,22 +18,24 @@ from .partitions import video_partitions
 raw_videos = dg.AssetSpec(
     "raw_videos",
     description="Source AVI objects in the source bucket (external: uploaded by other systems). "
-    "One dynamic partition per object key, added by `new_avi_sensor`; each run observes the object it converts "
-    "(size, ETag, LastModified).",
+    "One dynamic partition per object key, added by `new_avi_sensor`; each run records the object it converts "
+    "as a materialization of its partition (size, ETag, LastModified): a partition is filled once its object arrived.",
     partitions_def=video_partitions,
     kinds={"avi"},
     group_name="video",
 )
 
 
-def observe_source(context: dg.AssetExecutionContext, obj: ObjectInfo) -> None:
-    """Record the source object a run is about to convert as an observation of ``raw_videos``
-    (the run's partition; metadata: ``object`` bucket/key, ``size_bytes``, ``etag``,
-    ``last_modified`` ISO 8601), so the external asset shows what was in the bucket. Made by
-    the run rather than by ``new_avi_sensor``: one event write per object would cost the
-    sensor ~15 ms each on SQLite (``benchmarks/sensors.py`` before the move), the largest share of its time at
-    100,000 objects, and the run observes the exact version (ETag) it converts."""
-    context.log_event(dg.AssetObservation(asset_key=raw_videos.key, partition=context.partition_key, metadata={
+def record_source(context: dg.AssetExecutionContext, obj: ObjectInfo) -> None:
+    """Record the source object a run is about to convert as a materialization of the
+    external asset ``raw_videos`` (the run's partition; metadata: ``object`` bucket/key,
+    ``size_bytes``, ``etag``, ``last_modified`` ISO 8601): the object arrived, so the partition
+    is filled in the UI (Dagster's way to report an external asset's update; an observation
+    left it "Missing"). Made by the run rather than by ``new_avi_sensor``: one event write per
+    object would cost the sensor ~15 ms each on SQLite (``benchmarks/sensors.py`` before the
+    move), the largest share of its time at 100,000 objects, and the run records the exact
+    version (ETag) it converts."""
+    context.log_event(dg.AssetMaterialization(asset_key=raw_videos.key, partition=context.partition_key, metadata={
         "object": f"{obj.bucket}/{obj.key}", "size_bytes": dg.MetadataValue.int(obj.size), "etag": obj.etag,
         "last_modified": obj.last_modified.isoformat()}))
 

@@ -29,7 +29,7 @@ from ...scratch import scratch_dir
 from ...storage import ObjectInfo, ObjectNotFoundError, ObjectStoreResource, UnsafeKeyError, check_key, safe_local_name
 from ..common import TRANSIENT_RETRY, download_bounded_video, input_failure, object_error, read_manifest
 from ..keyframes.embeddings import SampleEmbedder, commit_embeddings, sample_stored
-from .assets import observe_source, raw_videos
+from .assets import raw_videos, record_source
 from .clips import CLIP_CHECK, ClipUploads, clips_result
 from .labeling import DEAD_FRAME_CHECK, LabelingUploads, frames_from_clips
 from .partitions import video_partitions
@@ -135,7 +135,7 @@ def _source(context: dg.AssetExecutionContext, store, settings: VideoConversionS
         return "source removed after verification; existing verified clips reused"
     if previous is not None and previous.get("run_id") == context.run.run_id and previous["source"]["etag"] == source.etag:
         return "committed by an earlier attempt of this run; reused"
-    observe_source(context, source)
+    record_source(context, source)
     return source
 
 
