@@ -145,9 +145,10 @@ def _etag(store: ObjectStore, bucket: str, key: str) -> str | None:
 
 
 def up_to_date(context: dg.AssetExecutionContext, store: ObjectStore, settings: LabelCorrectionSettings,
-               keys: list[str], versions: dict[str, str]) -> set[str]:
+               keys: list[str], versions: dict[str, str]) -> dict[str, dict]:
     """Partitions of ``keys`` whose latest materialization was made from the current batch
-    object, master table and targets (same ETags): a resumed or retried range run skips them."""
+    object, master table and targets (same ETags), each with that materialization's metadata:
+    a resumed or retried range run skips them."""
     latest: dict[str, dict] = {}
     for i in range(0, len(keys), 1000):  # bounded IN lists (SQLite caps bound parameters)
         cursor = None
@@ -164,7 +165,7 @@ def up_to_date(context: dg.AssetExecutionContext, store: ObjectStore, settings: 
                   if all(k2 in meta and meta[k2].value == v for k2, v in versions.items()) and "batch_etag" in meta]
     with concurrent.futures.ThreadPoolExecutor(settings.transfer_concurrency) as pool:
         current = dict(zip(candidates, pool.map(lambda k: _etag(store, settings.bucket, k), candidates)))
-    return {k for k in candidates if current[k] == latest[k]["batch_etag"].value}
+    return {k: latest[k] for k in candidates if current[k] == latest[k]["batch_etag"].value}
 
 
 RUN_TOTALS = ("rows", "exact_matches", "approximate_matches", "unmatched", "targets_changed")
@@ -227,8 +228,10 @@ def corrected_batches(context: dg.AssetExecutionContext, video_embedding_index: 
     recorded, then the run fails naming each failed batch and field. The run's totals (rows
     exact/approximate/unmatched, batches corrected/skipped/failed, batches/s) are one asset
     observation per run. Batches already corrected
-    from the same batch, master and targets versions (ETags in their metadata) are skipped, so
-    a retried or resumed range run does only what is left.
+    from the same batch, master and targets versions (ETags in their metadata) are not
+    corrected again, so a retried or resumed range run does only what is left; each is
+    materialized again with its recorded metadata and `up_to_date: true`, so a backfill over
+    finished batches reads succeeded.
     """
     settings, store = label_settings, object_store.get_store()
     started = time.perf_counter()
@@ -238,6 +241,10 @@ def corrected_batches(context: dg.AssetExecutionContext, video_embedding_index: 
     if skipped:
         context.log.info(f"{len(skipped)} of {len(context.partition_keys)} batches are already corrected from this batch, "
                          "master table and targets version; not corrected again")
+    # each is materialized again with its recorded counts and ETags (up_to_date: true), so a
+    # backfill over finished batches reads succeeded, not failed for want of a materialization
+    for key, meta in skipped.items():
+        context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata={**meta, "up_to_date": True}))
     index = load_index(store, settings, video_embedding_index, versions["master_etag"], context.log)
     targets = load_targets(store, settings)
     master_to_target = target_rows_for_master(index, targets)
