@@ -111,7 +111,7 @@ def test_converted_avi_gets_key_frames_in_the_same_run(instance, local_resource,
     store.upload(media["bikes"], "video-avi", "cams/bikes.avi")
     outcomes = process_pending(_defs(local_resource), instance, sensor_names=["new_avi_sensor"])
     assert [o.success for o in outcomes] == [True]
-    assert set(outcomes[0].materializations) == {"mp4_clips", "labeling_frames", "keyframe_embeddings", "key_frames", "source_video_removal"}
+    assert set(outcomes[0].materializations) == {"raw_videos", "mp4_clips", "labeling_frames", "keyframe_embeddings", "key_frames", "source_video_removal"}  # raw_videos: the source as it arrived
     assert outcomes[0].materializations["source_video_removal"]["source_status"] == "kept (source_removal=keep)"
     keys = [o.key for o in store.list_objects("media", "converted/selected_frames/cams/bikes/")]
     assert keys and all(k.endswith(".jpg") for k in keys)
