@@ -75,6 +75,15 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     # a healthy demo: no check fails, not even at WARN (the demo's batches are 3.1 % unmatched)
     assert "0 failed checks (ERROR), 0 check warnings (WARN)" in done.stdout, done.stdout
+    # the demo's speech is transcribed word for word
+    import pyarrow.dataset as pads
+
+    from media_assets.samples import HARVARD_SENTENCES
+
+    rows = pads.dataset(str(tmp_path / "data" / "audio-dataset"), format="parquet", partitioning="hive",
+                        exclude_invalid_files=True).to_table(columns=["Key", "text"]).to_pylist()
+    said = {r["Key"]: _words(r["text"]) for r in rows if r["Key"] in HARVARD_SENTENCES}
+    assert said == {k: _words(t) for k, t in HARVARD_SENTENCES.items()}, said
 
     # the UI as a user starts it: `make ui` (Dagster's `dg dev`: webserver and daemon)
     port = _port()
@@ -145,6 +154,11 @@ def _in_group(p, pgid: int) -> bool:
         return os.getpgid(p.pid) == pgid and p.status() != "zombie"
     except (OSError, psutil.Error):  # gone meanwhile
         return False
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case words of ``text`` without punctuation (how transcripts are compared)."""
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
 def _plain(line: str) -> str:
