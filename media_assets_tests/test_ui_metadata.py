@@ -51,6 +51,12 @@ EXPECTED = {
     "audio_objects": ("materialization", {"new_objects": "IntMetadataEntry", "new_bytes": "IntMetadataEntry"}),
 }
 
+SHEET = """
+query($key: AssetKeyInput!, $p: [String!]) {
+  assetNodeOrError(assetKey: $key) { ... on AssetNode { assetMaterializations(partitions: $p, limit: 1) {
+    metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } } } }
+}"""
+
 # the partition bar of an external asset: every partition whose object arrived is filled
 STATS = """
 query($key: AssetKeyInput!) {
@@ -115,6 +121,14 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
                  for a in ("raw_videos", "audio_objects")}
         assert stats["raw_videos"] == {"numMaterialized": 3, "numPartitions": 3, "numFailed": 0}, stats
         assert stats["audio_objects"]["numMaterialized"] >= 1 and stats["audio_objects"]["numFailed"] == 0, stats
+
+        # the bunny's labeling frames: its black, frozen and white stretches on the dropped sheet
+        sheet = graphql(f"http://127.0.0.1:{port}", SHEET, {"key": {"path": ["labeling_frames"]}, "p": ["bigbuckbunny.avi"]})
+        (mat,) = sheet["data"]["assetNodeOrError"]["assetMaterializations"]
+        (md,) = [e["mdStr"] for e in mat["metadataEntries"] if e["label"] == "frames"]
+        dropped = re.search(r"\*\*dropped: (\d+) \(([^)]*)\)", md)
+        assert dropped and all(r in dropped.group(2) for r in ("black", "blank", "frozen")), md[:300]
+        assert md.count("data:image/jpeg;base64,") == 2  # the kept sheet and the dropped sheet
 
         # the key-frame contact sheet, as a user opens it: every image decoded by the browser
         sizes = show_markdown(f"http://127.0.0.1:{port}", "key_frames", "bikes.avi")
