@@ -22,7 +22,7 @@ from media_assets_tests.ui_browser import chromium, graphql, show_markdown  # no
 
 # (file, asset, partition, what to show)
 SHOTS = [
-    ("ui-video.png", "labeling_frames", "bikes.avi", "markdown"),
+    ("ui-video.png", "labeling_frames", "bigbuckbunny.avi", "markdown"),
     ("ui-keyframes.png", "key_frames", "bikes.avi", "markdown"),
     ("ui-audio.png", "audio_dataset", None, "page"),
     ("ui-labels.png", "corrected_batches", None, "events"),

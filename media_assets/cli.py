@@ -176,9 +176,11 @@ def seed() -> None:
 @main.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """Seed sample media, then process everything pending."""
+    """Seed sample media, then process everything pending; point at the UI."""
     ctx.invoke(seed)
-    sys.exit(_guarded(run_process))
+    code = _guarded(run_process)
+    click.echo("See every asset, run and preview in Dagster's UI: make ui, then http://127.0.0.1:3000")
+    sys.exit(code)
 
 
 @main.command()

@@ -1,8 +1,10 @@
-"""What the Dagster UI shows, read the way the UI reads it: the demo processed by `media-assets
-process` (all four pipelines), then `dagster-webserver` over the same instance and the
-project's workspace; the webserver's GraphQL API asked for each asset's latest
-materialization (and observations) with the type of every metadata entry, and headless
-chromium (Playwright) on the `key_frames` partition page, where the thumbnails must load."""
+"""What the Dagster UI shows, read the way the UI reads it: `media-assets demo` (seed, then all
+four pipelines processed; no check failing or warning; transcripts equal to the spoken text),
+then `make ui` over the same instance (no start-up warning the README does not explain); the
+webserver's GraphQL API asked for each asset's latest materialization (and observations) with
+the type of every metadata entry, the external assets' filled partitions and the bunny's
+dropped-frames sheet; headless chromium (Playwright) on the `key_frames` partition page, where
+the thumbnails must load."""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ query($key: AssetKeyInput!) {
 EXPECTED = {
     "mp4_clips": ("materialization", {"clips": "TableMetadataEntry", "first_clip": "UrlMetadataEntry", "manifest": "UrlMetadataEntry",
                                       "clips_total_s": "FloatMetadataEntry", "clips_total_bytes": "IntMetadataEntry"}),
-    "labeling_frames": ("materialization", {"frames": "MarkdownMetadataEntry", "frames_kept": "IntMetadataEntry"}),
+    "labeling_frames": ("materialization", {"frames": "MarkdownMetadataEntry", "frames_kept": "IntMetadataEntry", "manifest": "PathMetadataEntry"}),
     "keyframe_embeddings": ("materialization", {"path": "PathMetadataEntry", "hard_cuts": "IntMetadataEntry"}),
     "key_frames": ("materialization", {"key_frames": "MarkdownMetadataEntry", "frames_kept": "IntMetadataEntry",
                                        "key_frame_list": "TableMetadataEntry", "manifest": "PathMetadataEntry"}),
@@ -75,10 +77,10 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
            "MEDIA_ASSETS_STORAGE": "local"}
     env.pop("AWS_ENDPOINT_URL", None)
     exe = str(BIN / "media-assets")
-    seeded = subprocess.run([exe, "seed"], env=env, capture_output=True, text=True, timeout=300)
-    assert seeded.returncode == 0, seeded.stderr
-    done = subprocess.run([exe, "process"], env=env, capture_output=True, text=True, timeout=900)
+    # what `make demo` runs: seed, process, and a last line that points at the UI
+    done = subprocess.run([exe, "demo"], env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.rstrip().splitlines()[-1].startswith("See every asset, run and preview in Dagster's UI: make ui"), done.stdout[-500:]
     # a healthy demo: no check fails, not even at WARN (the demo's batches are 3.1 % unmatched)
     assert "0 failed checks (ERROR), 0 check warnings (WARN)" in done.stdout, done.stdout
     # the demo's speech is transcribed word for word

@@ -142,7 +142,7 @@ class LabelingUploads(OutputSetUploads):
                 "dropped_black": self.dropped["black"],
                 "dropped_blank": self.dropped["blank"],
                 "dropped_frozen": self.dropped["frozen"],
-                "first_frame_keys": uploaded[:10],
+                "manifest": dg.MetadataValue.path(f"{self.settings.mp4_bucket}/{self.manifest_key}"),  # lists every frame key
                 "frames": dg.MetadataValue.md(preview),
             },
             check_results=checks,
