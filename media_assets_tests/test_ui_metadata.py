@@ -136,8 +136,9 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
         sizes = show_markdown(f"http://127.0.0.1:{port}", "key_frames", "bikes.avi")
         assert sizes and all(w > 0 and h > 0 for w, h in sizes), sizes
     finally:
-        _interrupt_group(web)
+        left = _interrupt_group(web)
         log.close()
+    assert not left, f"still running 60 s after Ctrl-C, then killed: {left}"  # make ui stops on Ctrl-C
     # every start-up warning is one the README explains
     warnings = [line for line in (tmp_path / "webserver.log").read_text().splitlines() if " - WARNING - " in _plain(line)]
     assert warnings and all(any(w in _plain(line) for w in EXPLAINED_WARNINGS) for line in warnings), warnings
@@ -151,18 +152,28 @@ EXPLAINED_WARNINGS = ("BetaWarning: Parameter `backfill_policy`", "PreviewWarnin
 EXPLAINED_IN_README = ("`BackfillPolicy`", "per-partition asset checks", "`No cursor for event type ... ignoring older events`")
 
 
-def _interrupt_group(proc: subprocess.Popen, timeout_s: float = 60) -> None:
+def _interrupt_group(proc: subprocess.Popen, timeout_s: float = 60) -> list[str]:
     """Ctrl-C for ``proc``'s process group (``dg dev`` then stops its webserver, daemon and
-    code server); wait until none of the group runs, SIGKILL what is left after ``timeout_s``."""
+    code server); wait until none of the group runs; SIGKILL what is left after ``timeout_s``
+    and return its command lines (empty: everything stopped on Ctrl-C)."""
     os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=timeout_s)
     deadline = time.monotonic() + timeout_s
+    left = []
     while time.monotonic() < deadline:
-        left = [p for p in psutil.process_iter(["pid"]) if _in_group(p, proc.pid)]
-        if not left:
-            return
+        left = [_command(p) for p in psutil.process_iter(["pid"]) if _in_group(p, proc.pid)]
+        if not left and proc.poll() is not None:
+            return []
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return left
+
+
+def _command(p) -> str:
+    try:
+        return " ".join(p.cmdline()[:4])
+    except psutil.Error:  # gone meanwhile
+        return f"pid {p.pid}"
 
 
 def _in_group(p, pgid: int) -> bool:
