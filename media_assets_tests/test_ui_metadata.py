@@ -150,8 +150,9 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
 
 # start-up warnings of `make ui` (log text) and the README's words for each
 EXPLAINED_WARNINGS = ("BetaWarning: Parameter `backfill_policy`", "PreviewWarning: Specifying a partitions_def on an AssetCheckSpec",
-                      "No cursor for event type")
-EXPLAINED_IN_README = ("`BackfillPolicy`", "per-partition asset checks", "`No cursor for event type ... ignoring older events`")
+                      "No cursor for event type", "Moving dangling STARTED tick")
+EXPLAINED_IN_README = ("`BackfillPolicy`", "per-partition asset checks", "`No cursor for event type ... ignoring older events`",
+                       "`Moving dangling STARTED tick N into SKIPPED`")
 
 
 def _interrupt_group(proc: subprocess.Popen, timeout_s: float = 60) -> list[str]:
