@@ -74,6 +74,7 @@ bench: install system-deps
 	$(PY) benchmarks/keyframes_quality.py
 	$(PY) benchmarks/keyframes_speed.py
 	$(PY) benchmarks/asr.py
+	$(PY) benchmarks/demo_speech.py
 	$(PY) benchmarks/sensors.py --notifications 10000
 
 clean:

@@ -87,15 +87,23 @@ def seed_samples(store: ObjectStore, bucket: str, *, long_video_s: float = 250.0
     return keys
 
 
-# Harvard list 1, sentences 3, 5 and 8: of its ten, the ones Whisper base (the default model)
-# transcribes word for word from espeak-ng's en-us voice at 150 words/min, so the demo shows a
-# transcript a reader can check by eye (measured on espeak-ng 1.51: 3 of 10 exact; the others
-# lose words, "The birch canoe slid" -> "The merch can be slid"). test_ui_metadata checks the
-# demo's transcripts against these texts.
+# Harvard list 1 (IEEE 1969), all ten sentences
+HARVARD_LIST_1 = (
+    "The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.", "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.", "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.", "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.", "A large size in stockings is hard to sell.",
+)
+
+# sentences 3, 5 and 8: of list 1, the ones Whisper base (the default model) transcribes word
+# for word from :func:`speak`, so the demo shows a transcript a reader can check by eye
+# (benchmarks/demo_speech.py measures all ten; the others lose words, "The birch canoe slid" ->
+# "The merch can be slid"). test_ui_metadata checks the demo's transcripts against these texts.
 HARVARD_SENTENCES = {
-    "demo/calls/harvard_03.flac": "It's easy to tell the depth of a well.",
-    "demo/calls/harvard_05.flac": "Rice is often served in round bowls.",
-    "demo/notes/harvard_08.flac": "The hogs were fed chopped corn and garbage.",
+    "demo/calls/harvard_03.flac": HARVARD_LIST_1[2],
+    "demo/calls/harvard_05.flac": HARVARD_LIST_1[4],
+    "demo/notes/harvard_08.flac": HARVARD_LIST_1[7],
 }
 
 
@@ -131,19 +139,29 @@ def read_speech_clips(dst: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def seed_audio(store: ObjectStore, bucket: str) -> list[str]:
-    """Upload the demo speech (espeak-ng, FLAC) and one non-audio object; returns their keys.
+def speak(text: str, wav: Path) -> Path:
+    """``text`` spoken by Debian's ``espeak-ng`` (voice en-us, 150 words/min) into the WAV file
+    ``wav`` (22,050 Hz mono 16-bit); returns ``wav``.
 
     Raises:
         FileNotFoundError: ``espeak-ng`` is not installed (``make demo`` installs it).
     """
     if shutil.which("espeak-ng") is None:
         raise FileNotFoundError("espeak-ng is needed to synthesise the demo speech: apt-get install espeak-ng (make demo does)")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True, capture_output=True)
+    return wav
+
+
+def seed_audio(store: ObjectStore, bucket: str) -> list[str]:
+    """Upload the demo speech (:func:`speak`, FLAC) and one non-audio object; returns their keys.
+
+    Raises:
+        FileNotFoundError: ``espeak-ng`` is not installed (``make demo`` installs it).
+    """
     keys = []
     with tempfile.TemporaryDirectory(prefix="samples-") as tmp:
         for key, text in HARVARD_SENTENCES.items():
-            wav, flac = Path(tmp) / "s.wav", Path(tmp) / "s.flac"
-            subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True, capture_output=True)
+            wav, flac = speak(text, Path(tmp) / "s.wav"), Path(tmp) / "s.flac"
             run_ffmpeg(["-i", str(wav), "-c:a", "flac", str(flac)])
             store.upload(flac, bucket, key, content_type="audio/flac")
             keys.append(key)

@@ -10,6 +10,7 @@ cursor of each sensor is kept in the harness's own dict per instance.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -167,3 +168,9 @@ def make_watched_buckets(data_root: Path) -> None:
     for bucket in (VideoConversionSettings().source_bucket, KeyframeSettings().direct_bucket,
                    AudioSettings().source_bucket, LabelCorrectionSettings().bucket):
         (Path(data_root) / bucket).mkdir(parents=True, exist_ok=True)
+
+
+def spoken_words(text: str) -> list[str]:
+    """Lower-case words of a transcript or a reference, punctuation dropped (digits and
+    apostrophes kept): how the tests and ``benchmarks/demo_speech.py`` compare them."""
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()

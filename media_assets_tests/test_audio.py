@@ -6,9 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-import re
 import shutil
-import subprocess
 
 import dagster as dg
 import numpy as np
@@ -19,13 +17,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from media_assets.defs.audio import defs as audio_defs, new_audio_sensor
-from media_assets_tests.harness import process_pending
+from media_assets_tests.harness import process_pending, spoken_words
 from media_assets.kernels.asr import suspect_reasons
 from media_assets.kernels.audio import check_audio, decode_audio, iter_audio_chunks
 from media_assets.kernels.audio_tokens import EncodecTokenizer, mulaw_decode, mulaw_encode, validate_waveform
 from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.kernels.probe import MediaError
 from media_assets.resources.audio import AudioSettings, AudioTokenizerResource, SpeechRecognizerResource
+from media_assets.samples import speak
 from media_assets.resources.reconcile import ReconcileSettings
 from media_assets.resources.events import EventQueueResource
 
@@ -42,8 +41,7 @@ def audio_files(tmp_path_factory, footage):
     mp3_as.flac (MP3 bytes in a .flac name), silence.flac (5 s digital silence),
     text.flac, empty.flac, long.flac (65 s: speech + silence, for the chunked decoder)."""
     d = tmp_path_factory.mktemp("audio")
-    wav = d / "speech.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), SENTENCE], check=True)
+    wav = speak(SENTENCE, d / "speech.wav")
     out = {}
     run_ffmpeg(["-i", str(wav), "-c:a", "flac", str(d / "speech.flac")])
     run_ffmpeg(["-i", str(wav), "-ac", "2", "-ar", "48000", "-c:a", "flac", str(d / "stereo48k.flac")])
@@ -55,10 +53,6 @@ def audio_files(tmp_path_factory, footage):
     for name in ["speech", "stereo48k", "mp3_as", "silence", "long", "text", "empty"]:
         out[name] = d / f"{name}.flac"
     return out
-
-
-def _words(s: str) -> list[str]:
-    return re.sub(r"[^a-z ]", " ", s.lower()).split()
 
 
 def test_tokenizer_contract():
@@ -118,7 +112,7 @@ def test_whisper_transcribes_real_speech_and_not_silence(audio_files):
     t = rec.transcribe(decode_audio(audio_files["speech"]))
     # espeak's robotic voice is a mechanics check (Whisper base hears "round fox ... riverbank",
     # 4 of 13 words); the quality bar on real read speech is in test_asr_real_speech.py
-    assert jiwer.wer(" ".join(_words(SENTENCE)), " ".join(_words(t.text))) < ESPEAK_MAX_WER, t.text
+    assert jiwer.wer(" ".join(spoken_words(SENTENCE)), " ".join(spoken_words(t.text))) < ESPEAK_MAX_WER, t.text
     assert t.language == "en" and t.segments and not suspect_reasons(t) and t.speech_s > 1.0
     silent = rec.transcribe(decode_audio(audio_files["silence"]))
     assert silent.speech_s == 0.0 and (silent.text == "" or suspect_reasons(silent))
@@ -134,7 +128,7 @@ def test_ct2_to_openai_whisper_conversion_runs_real_weights(audio_files, tmp_pat
 
     ckpt = convert_ct2_to_openai_whisper(bundled_model_path("tiny.en"), tmp_path / "tiny.en.pt")
     text = OpenAIWhisperRecognizer(str(ckpt), beam_size=5).transcribe(decode_audio(audio_files["speech"])).text
-    assert jiwer.wer(" ".join(_words(SENTENCE)), " ".join(_words(text))) < 0.3, text
+    assert jiwer.wer(" ".join(spoken_words(SENTENCE)), " ".join(spoken_words(text))) < 0.3, text
     bogus = tmp_path / "model.bin"
     bogus.write_bytes(b"\x06\x00\x00\x00\x0a\x00TorchSpec\x00" + b"\x00" * 16)
     with pytest.raises(ConversionError, match="not a Whisper model"):
@@ -184,7 +178,7 @@ def test_daily_pipeline_to_hive_parquet(instance, local_resource, audio_files, t
     assert set(rows) == set(plan) | {"calls/readme.txt"}
     import jiwer
 
-    assert jiwer.wer(" ".join(_words(SENTENCE)), " ".join(_words(rows["calls/2026/speech.flac"]["text"]))) < ESPEAK_MAX_WER
+    assert jiwer.wer(" ".join(spoken_words(SENTENCE)), " ".join(spoken_words(rows["calls/2026/speech.flac"]["text"]))) < ESPEAK_MAX_WER
     assert rows["calls/2026/stereo.flac"]["text"] and rows["calls/mp3_as.flac"]["text"]  # content decides, not the name
     assert rows["calls/broken.flac"]["text"] is None and rows["calls/broken.flac"]["error"].startswith("calls/broken.flac: no decodable audio stream")
     assert rows["empty.flac"]["error"] and rows["empty.flac"]["tokens"] is None
@@ -196,7 +190,7 @@ def test_daily_pipeline_to_hive_parquet(instance, local_resource, audio_files, t
     assert 0 <= min(speech["tokens"]) and max(speech["tokens"]) <= 255
     assert (store.root / "audio-dataset" / "FolderName=calls%2F2026" / "LastModifiedDate=2026-11-20" / "LastModifiedHour=13" / "LastModifiedMinute=45").is_dir()
     # a 65 s file goes the chunked path (not batched); its speech is in the first seconds
-    assert jiwer.wer(" ".join(_words(SENTENCE)), " ".join(_words(rows["calls/long.flac"]["text"]))) < ESPEAK_MAX_WER
+    assert jiwer.wer(" ".join(spoken_words(SENTENCE)), " ".join(spoken_words(rows["calls/long.flac"]["text"]))) < ESPEAK_MAX_WER
     assert rows["calls/long.flac"]["duration_s"] == pytest.approx(65, abs=0.1)
     assert rows["silence.flac"]["text"] == ""  # VAD: no hallucinated text on silence
     lazy = pl.scan_parquet(str(store.root / "audio-dataset" / "FolderName=*" / "**" / "*.parquet"), hive_partitioning=True)
@@ -270,8 +264,8 @@ def test_batched_transcription_keeps_files_apart(audio_files):
     out = SpeechRecognizerResource().recognizer().transcribe_files(clips)
     assert out[1].text == "" and not out[1].segments and out[1].speech_s == 0.0
     for t, text in zip([out[0], out[2], out[3]], sentences):
-        assert set(_words(t.text)) & set(_words(text)), (t.text, text)
-        assert len(_words(t.text)) <= len(_words(text)) + 2  # nothing from the neighbours
+        assert set(spoken_words(t.text)) & set(spoken_words(text)), (t.text, text)
+        assert len(spoken_words(t.text)) <= len(spoken_words(text)) + 2  # nothing from the neighbours
         assert t.segments and t.segments[0]["start"] >= 0 and t.segments[-1]["end"] <= t.duration_s + 0.5
 
 

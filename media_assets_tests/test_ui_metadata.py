@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from media_assets_tests.harness import spoken_words
 from media_assets_tests.ui_browser import graphql, show_markdown
 
 pytestmark = pytest.mark.slow
@@ -90,8 +91,8 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
 
     rows = pads.dataset(str(tmp_path / "data" / "audio-dataset"), format="parquet", partitioning="hive",
                         exclude_invalid_files=True).to_table(columns=["Key", "text"]).to_pylist()
-    said = {r["Key"]: _words(r["text"]) for r in rows if r["Key"] in HARVARD_SENTENCES}
-    assert said == {k: _words(t) for k, t in HARVARD_SENTENCES.items()}, said
+    said = {r["Key"]: spoken_words(r["text"]) for r in rows if r["Key"] in HARVARD_SENTENCES}
+    assert said == {k: spoken_words(t) for k, t in HARVARD_SENTENCES.items()}, said
 
     # the UI as a user starts it: `make ui` (Dagster's `dg dev`: webserver and daemon)
     port = _port()
@@ -184,11 +185,6 @@ def _in_group(p, pgid: int) -> bool:
         return os.getpgid(p.pid) == pgid and p.status() != "zombie"
     except (OSError, psutil.Error):  # gone meanwhile
         return False
-
-
-def _words(text: str) -> list[str]:
-    """Lower-case words of ``text`` without punctuation (how transcripts are compared)."""
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
 def _plain(line: str) -> str:
