@@ -356,7 +356,7 @@ class S3ObjectStore:
             self.client.head_bucket(Bucket=bucket)
             return True
         except botocore.exceptions.ClientError as err:
-            if str(err.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchBucket", "NotFound"):
+            if self._is_not_found(err) or err.response.get("Error", {}).get("Code") == "NoSuchBucket":
                 return False
             raise
 

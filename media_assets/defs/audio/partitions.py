@@ -23,5 +23,8 @@ def split_by_day_range(objects: list[ObjectInfo], now: dt.datetime | None = None
     date, or stamped more than a day ahead). A run request for a day outside the range would
     fail the sensor's tick, and every tick after it."""
     last = ((now or dt.datetime.now(dt.timezone.utc)) + dt.timedelta(days=1)).date().isoformat()
-    inside = [o for o in objects if AUDIO_START_DATE <= audio_day(o) <= last]
-    return inside, [o for o in objects if not AUDIO_START_DATE <= audio_day(o) <= last]
+    inside: list[ObjectInfo] = []
+    outside: list[ObjectInfo] = []
+    for obj in objects:
+        (inside if AUDIO_START_DATE <= audio_day(obj) <= last else outside).append(obj)
+    return inside, outside
