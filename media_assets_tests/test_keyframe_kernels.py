@@ -14,7 +14,7 @@ from media_assets.kernels.image_embedding import (
     parse_titan_response,
     titan_request_body,
 )
-from media_assets.kernels.keyframes import extract_samples, select_keyframes
+from media_assets.kernels.keyframes import extract_samples, mark_repeats, select_keyframes
 from media_assets.kernels.probe import probe
 from media_assets.resources.embedder import local_model
 
@@ -71,6 +71,19 @@ def test_selection_edge_cases():
     with pytest.raises(ValueError, match="mode"):
         select_keyframes(np.ones((2, 4)), 0.9, mode="nope")
 
+
+
+def test_repeats_name_the_distinct_view_they_repeat():
+    """A B A' C B'' A'': rows 2, 4 and 5 repeat A or B (cosine >= threshold against any earlier
+    key frame, not only the last); A'' is nearest to A' (itself a repeat) and still names A."""
+    a, b, c = np.eye(3, 8, dtype=np.float32)
+    a2 = a + 0.05 * c
+    rows = np.stack([a, b, a2, c, b * 3, a2 + 0.01 * b])
+    assert mark_repeats(rows, 0.9).tolist() == [-1, -1, 0, -1, 1, 0]
+    assert mark_repeats(rows, 0.9999).tolist() == [-1, -1, -1, -1, 1, 2]  # stricter: A' is its own view
+    assert mark_repeats(np.zeros((0, 8), np.float32), 0.9).tolist() == []
+    with pytest.raises(ValueError, match="must be"):
+        mark_repeats(np.zeros(8, np.float32), 0.9)
 
 def test_extract_samples_1fps_1024x576(media, tmp_path):
     s = extract_samples(media["bikes"], tmp_path, start_index=120)

@@ -88,7 +88,8 @@ def test_direct_upload_key_frames_at_the_cuts(instance, local_resource, reel):
     with Image.open(store.root / "media" / keys[0]) as img:
         assert img.size == (1024, 576)
     # the UI: every key frame in one contact sheet, 160 px per tile, 8 per row
-    sheet_md = meta["key_frames"]
+    sheet_md, repeats_md = meta["key_frames"].split("\n\n**repeated")
+    assert repeats_md == " key frames**: none" and meta["repeat_key_frames"] == 0  # three different shots
     assert sheet_md.startswith(f"**{len(kept)} key frames**")
     with Image.open(io.BytesIO(base64.b64decode(sheet_md.split("base64,", 1)[1].rstrip(")")))) as sheet:
         assert sheet.width == len(kept) * (160 + 4)
@@ -245,6 +246,49 @@ def test_short_video_gets_one_key_frame(instance, local_resource, footage, tmp_p
     outcomes = process_pending(_defs(local_resource), instance)
     assert outcomes[0].success
     assert [o.key for o in store.list_objects("media", "video_in/selected_frames/")] == ["video_in/selected_frames/short/0.jpg"]
+
+
+
+def _key_frames_of(defs, instance, key):
+    instance.add_dynamic_partitions(video_partitions.name, [key])
+    assert defs.resolve_job_def("keyframes").execute_in_process(instance=instance, partition_key=key).success
+    return _materialization(instance, "key_frames", key)
+
+
+def test_a_loop_repeats_its_key_frames_and_each_repeat_names_the_one_it_repeats(instance, local_resource, footage, tmp_path):
+    """bikes.mp4 (a 10 s montage of ~1 s shots, real footage) looped 3 times: its distinct key
+    frames are those of one pass (+-1), every repeat names an earlier key frame a whole number
+    of loops (10 s) earlier, the sheet shows each beside the one it repeats; `repeats: drop`
+    writes the distinct views only."""
+    store = local_resource.get_store()
+    once, looped = tmp_path / "once.mp4", tmp_path / "looped.mp4"
+    run_ffmpeg(["-i", str(footage / "bikes.mp4"), "-an", "-c:v", "libx264", "-preset", "veryfast", str(once)])
+    run_ffmpeg(["-stream_loop", "2", "-i", str(footage / "bikes.mp4"), "-an", "-c:v", "libx264", "-preset", "veryfast", str(looped)])
+    store.upload(once, "media", "video_in/once.mp4")
+    store.upload(looped, "media", "video_in/looped.mp4")
+    defs = _defs(local_resource)
+    one = _key_frames_of(defs, instance, "video_in/once.mp4")
+    three = _key_frames_of(defs, instance, "video_in/looped.mp4")
+    assert one["distinct_key_frames"] + one["repeat_key_frames"] == one["frames_kept"]
+    assert abs(three["distinct_key_frames"] - one["distinct_key_frames"]) <= 1, (one, three)
+    assert three["repeat_key_frames"] >= 2 * one["distinct_key_frames"] - 2  # the 2nd and 3rd pass, all flagged
+    rows = [r.data for r in three["key_frame_list"].records]
+    repeats = [(r["frame_index"], r["repeats_frame"]) for r in rows if r["repeats_frame"] is not None]
+    assert len(repeats) == three["repeat_key_frames"]
+    kept = {r["frame_index"] for r in rows}
+    distinct = {r["frame_index"] for r in rows if r["repeats_frame"] is None}
+    for rep, orig in repeats:
+        assert orig in distinct and orig < rep  # the distinct view it repeats, not another repeat
+    in_loops = [rep - orig for rep, orig in repeats if rep >= 10]
+    assert sum(min((d % 10), 10 - d % 10) <= 1 for d in in_loops) >= 0.9 * len(in_loops), repeats
+    manifest = json.loads(store.get_bytes("media", ".manifests/video_in/selected_frames/looped/manifest.json"))
+    assert [r["repeats_frame"] for r in rows] == manifest["repeat_of"]
+    assert three["key_frames"].count("![") == 2 and "repeated key frames, each beside the key frame it repeats" in three["key_frames"]
+
+    drop = _key_frames_of(_defs(local_resource, repeats="drop"), instance, "video_in/looped.mp4")
+    assert drop["frames_kept"] == drop["distinct_key_frames"] == three["distinct_key_frames"] and drop["repeat_key_frames"] == three["repeat_key_frames"]
+    written = sorted(int(o.key.rsplit("/", 1)[1][:-4]) for o in store.list_objects("media", "video_in/selected_frames/looped/"))
+    assert written == sorted(i for i in kept if all(i != rep for rep, _ in repeats))
 
 
 # ------------------------------------------------------------------ Bedrock Titan

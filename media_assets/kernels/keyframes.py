@@ -362,3 +362,37 @@ def select_keyframes(embeddings: np.ndarray, threshold: float = 0.9, mode: str =
         else:
             i += 1
     return kept
+
+
+def mark_repeats(embeddings: np.ndarray, threshold: float) -> np.ndarray:
+    """For each key frame, the distinct earlier key frame it repeats: ``(n,) int64``, the
+    position j < i of a distinct view (``repeat_of[j] == -1``), or -1 when row i is itself a
+    distinct view. Row i repeats when its cosine similarity to *any* earlier row is >=
+    ``threshold``; the most similar earlier row is followed back to the distinct view it
+    repeats (so the third pass of a loop names the first pass, not the second).
+
+    :func:`select_keyframes` compares a candidate with the *last* key frame only, so a video
+    that returns to an earlier shot (a loop, a montage that cuts back, an interview's two
+    cameras) gets a new key frame at every return. This applies the same rule against *every*
+    earlier key frame (NeMo Curator's semantic deduplication, without its k-means step: one
+    video's key frames are few, so all pairs are compared exactly): ``threshold`` is the
+    selection threshold, so a repeat is a frame that would not have been a key frame had the
+    earlier one been the last.
+
+    Args:
+        embeddings: ``(n, d)`` float, the key frames' embeddings in time order (normalised here).
+        threshold: cosine similarity at or above which two views are the same.
+
+    Raises:
+        ValueError: ``embeddings`` not 2-D.
+    """
+    e = l2_normalize(embeddings)
+    if e.ndim != 2:
+        raise ValueError(f"embeddings must be (n, d), got {e.shape}")
+    sims = e @ e.T  # (n, n): a video has tens to hundreds of key frames
+    repeat_of = np.full(len(e), -1, np.int64)
+    for i in range(1, len(e)):
+        j = int(np.argmax(sims[i, :i]))
+        if sims[i, j] >= threshold:
+            repeat_of[i] = j if repeat_of[j] < 0 else repeat_of[j]
+    return repeat_of

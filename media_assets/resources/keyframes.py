@@ -79,6 +79,13 @@ class KeyframeSettings(dg.ConfigurableResource):
         mode: ``confirmed`` (default), ``last_kept`` or ``consecutive`` (the original rule);
             see :mod:`media_assets.kernels.keyframes`.
         max_wait: samples a candidate may take to settle (``confirmed`` mode).
+        repeats: what happens to a key frame that repeats an earlier key frame of the same
+            video (cosine similarity >= ``repeat_threshold`` against any earlier one:
+            :func:`media_assets.kernels.keyframes.mark_repeats`): ``keep`` (default, the
+            original's key frames, each repeat flagged in the metadata and the manifest) or
+            ``drop`` (only distinct views are written).
+        repeat_threshold: cosine similarity at or above which a key frame repeats an earlier
+            one; ``None`` = the selection threshold (``difference_threshold``).
         max_runs_per_tick: cap on run requests per sensor evaluation (polling).
         events_queue_url: SQS queue of S3 ``ObjectCreated`` notifications for the watched prefix
             (S3 -> SQS or EventBridge -> SQS); set, the sensor reads it instead of listing (event
@@ -99,6 +106,8 @@ class KeyframeSettings(dg.ConfigurableResource):
     difference_threshold: float | None = None
     mode: Literal["confirmed", "last_kept", "consecutive"] = "confirmed"
     max_wait: int = 3
+    repeats: Literal["keep", "drop"] = "keep"
+    repeat_threshold: float | None = None
     max_runs_per_tick: int = 1000
     events_queue_url: str | None = None
     transfer_concurrency: int = 8

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from ...kernels.camera_motion import views_overlap
-from ...kernels.keyframes import select_keyframes
+from ...kernels.keyframes import mark_repeats, select_keyframes
 from ...resources.embedder import ImageEmbedderResource
 from ...resources.keyframes import KeyframeSettings, VideoSource, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
@@ -50,15 +50,36 @@ KEY_FRAME_TABLE = dg.TableSchema(columns=[
     dg.TableColumn("frame_index", "int", description="index of the 1 FPS sample"),
     dg.TableColumn("timestamp_s", "float", description="seconds from the start of the video"),
     dg.TableColumn("key", "string", description="object key of the key-frame JPEG"),
+    dg.TableColumn("repeats_frame", "int", description="frame index of the earlier key frame this one repeats; empty: a distinct view"),
 ])
+SHOWN_REPEATS = 8  # (repeat, original) pairs in the UI's sheet of repeats
 
 
-def key_frame_table(frame_indices: list[int], keys: list[str], fps: float) -> dg.TableMetadataValue:
+def key_frame_table(frame_indices: list[int], keys: list[str], fps: float, repeat_of: list[int | None]) -> dg.TableMetadataValue:
     """The first ``MAX_LISTED`` key frames as a table (frame index, timestamp in seconds at
-    ``fps`` samples per second, object key): one row each, rendered as a table in the UI."""
-    rows = [dg.TableRecord({"frame_index": i, "timestamp_s": round(i / fps, 3), "key": k})
-            for i, k in list(zip(frame_indices, keys))[:MAX_LISTED]]
+    ``fps`` samples per second, object key, the frame index of the earlier key frame it
+    repeats or empty): one row each, rendered as a table in the UI."""
+    rows = [dg.TableRecord({"frame_index": i, "timestamp_s": round(i / fps, 3), "key": k, "repeats_frame": r})
+            for i, k, r in list(zip(frame_indices, keys, repeat_of))[:MAX_LISTED]]
     return dg.MetadataValue.table(rows, schema=KEY_FRAME_TABLE)
+
+
+def repeats_sheet(store: ObjectStore, src: VideoSource, repeats: list[tuple[int, int]], fps: float, tmp: Path) -> str:
+    """Markdown contact sheet of up to ``SHOWN_REPEATS`` ``(repeat, original)`` frame-index
+    pairs, each repeat beside the key frame it repeats (read from the 1 FPS samples, so repeats
+    dropped by ``repeats: drop`` show too)."""
+    shown = spread(repeats, SHOWN_REPEATS)
+    tiles = []
+    for rep, orig in shown:
+        for index, caption in ((rep, f"{rep / fps:.0f} s repeats"), (orig, f"{orig / fps:.0f} s")):
+            path = tmp / f"{index}.jpg"
+            if not path.exists():
+                path.write_bytes(store.get_bytes(src.out_bucket, src.sample_key(index)))
+            tiles.append((path, caption))
+    title = f"{len(repeats)} repeated key frames, each beside the key frame it repeats"
+    if len(shown) < len(repeats):
+        title += f" ({len(shown)} shown)"
+    return contact_sheet_markdown(tiles, title if repeats else "repeated key frames")
 
 
 @dg.asset(
@@ -85,6 +106,13 @@ def key_frames(context: dg.AssetExecutionContext, keyframe_embeddings: pa.Table,
     candidate once it has settled (resembles the next sample), so mid-transition blends are
     not kept; within a shot, a change a camera motion explains (pan, zoom; the two views still
     overlapping by half) is no new key frame. `consecutive` is the original rule.
+
+    A key frame whose cosine similarity to *any* earlier key frame of the video is at least
+    `repeat_threshold` (default: the selection threshold) repeats it (a loop, a cut back to an
+    earlier shot): `repeats: keep` (default) keeps it, flagged in `key_frame_list`
+    (`repeats_frame`) and the manifest (`repeat_of`); `drop` writes distinct views only.
+    `distinct_key_frames` + `repeat_key_frames` = the key frames selected; a contact sheet
+    shows each repeat beside the key frame it repeats.
     """
     ks, store = keyframe_settings, object_store.get_store()
     src = ks.source_for(context.partition_key, video_settings.video_prefix)
@@ -103,6 +131,12 @@ def key_frames(context: dg.AssetExecutionContext, keyframe_embeddings: pa.Table,
         kept = alive[select_keyframes(emb[alive], threshold=threshold, mode=ks.mode, max_wait=ks.max_wait,
                                       shots=None if shots is None else shots[alive], same_view=same_view)]
     kept_indices = [int(indices[i]) for i in kept]
+    repeat_threshold = ks.repeat_threshold if ks.repeat_threshold is not None else threshold
+    repeat_of = [kept_indices[j] if j >= 0 else None for j in mark_repeats(emb[kept], repeat_threshold)]
+    repeats = [(i, r) for i, r in zip(kept_indices, repeat_of) if r is not None]
+    if ks.repeats == "drop":
+        kept_indices = [i for i, r in zip(kept_indices, repeat_of) if r is None]
+        repeat_of = [None] * len(kept_indices)
 
     manifest_key = keyframe_manifest_key(src)
     previous = read_manifest(store, src.out_bucket, manifest_key)
@@ -112,7 +146,7 @@ def key_frames(context: dg.AssetExecutionContext, keyframe_embeddings: pa.Table,
                    concurrency=ks.transfer_concurrency) as out:
         for i, key in zip(kept_indices, keys):
             out.copy(src.out_bucket, src.sample_key(i), key)
-        out.commit(lambda: write_manifest(store, src.out_bucket, manifest_key, {"video": src.key, "keys": keys, "frame_indices": kept_indices}))
+        out.commit(lambda: write_manifest(store, src.out_bucket, manifest_key, {"video": src.key, "keys": keys, "frame_indices": kept_indices, "repeat_of": repeat_of}))
 
     missing = [k for k in keys if not store.exists(src.out_bucket, k)]
     with scratch_dir("key_frames") as tmp:
@@ -122,13 +156,18 @@ def key_frames(context: dg.AssetExecutionContext, keyframe_embeddings: pa.Table,
             p.write_bytes(store.get_bytes(src.out_bucket, k))
             tiles.append((p, f"{i / ks.fps:.0f} s"))
         preview = contact_sheet_markdown(tiles, f"{len(keys)} key frames", total=len(keys))
+        preview += "\n\n" + repeats_sheet(store, src, repeats, ks.fps, Path(tmp))
     return dg.MaterializeResult(
         metadata={
             "bucket": src.out_bucket,
             "video_key": src.key,
             "frames_sampled": len(indices),
             "frames_kept": len(keys),
-            "key_frame_list": key_frame_table(kept_indices, keys, ks.fps),
+            "distinct_key_frames": len(kept) - len(repeats),
+            "repeat_key_frames": len(repeats),
+            "repeats": ks.repeats,
+            "repeat_threshold": repeat_threshold,
+            "key_frame_list": key_frame_table(kept_indices, keys, ks.fps, repeat_of),
             "manifest": dg.MetadataValue.path(f"{src.out_bucket}/{manifest_key}"),
             "threshold": threshold,
             "mode": ks.mode,
