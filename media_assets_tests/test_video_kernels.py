@@ -166,3 +166,22 @@ def test_decode_pass_hands_on_finished_clips_and_frames_while_it_encodes(tmp_pat
     run_ffmpeg(["-i", str(src), "-filter_complex", graph, *outputs])
     reference = collect_labeling(alone, every_n=10)
     assert np.array_equal(np.concatenate([b.thumbnails for b in batches]), reference.thumbnails)
+
+
+def test_repeat_finder_names_the_distinct_frame_repeated(media, tmp_path):
+    """Real frames: every 10th frame of bikes.avi (a montage of ~1 s shots, 25 samples), then the
+    same thumbnails again with sensor-level noise: the second pass repeats the first frame for
+    frame, the first pass has (almost) no repeats of its own; a bad bound is refused."""
+    from media_assets.kernels.frames import RepeatFinder, sample_frames
+
+    frames = sample_frames(media["bikes"], tmp_path / "f", every_n=10)
+    finder = RepeatFinder()
+    first = [finder.repeat_of(t, i) for i, t in zip(frames.frame_indices, frames.thumbnails)]
+    assert sum(r is not None for r in first) <= 2
+    noisy = np.clip(frames.thumbnails.astype(np.int16) + np.random.default_rng(0).integers(-2, 3, frames.thumbnails.shape), 0, 255).astype(np.uint8)
+    second = [finder.repeat_of(t, 1000 + i) for i, t in zip(frames.frame_indices, noisy)]
+    distinct = {i for i, r in zip(frames.frame_indices, first) if r is None}
+    assert all(r in distinct for r in second)
+    assert sum(r == i for r, i in zip(second, frames.frame_indices)) >= len(second) - 2
+    with pytest.raises(ValueError, match="max_bits"):
+        RepeatFinder(64)

@@ -45,7 +45,7 @@ def _sheet(markdown: str) -> Image.Image:
     import base64
     import io
 
-    data = markdown.split("base64,", 1)[1].rstrip(")")
+    data = markdown.split("base64,", 1)[1].split(")", 1)[0]
     return Image.open(io.BytesIO(base64.b64decode(data)))
 
 
@@ -225,3 +225,30 @@ def test_dead_frames_are_dropped_and_counted(instance, local_resource, media):
     assert sheet.width == 8 * (160 + 4)  # 4 black + 4 frozen tiles in one row
     keys = {o.key for o in store.list_objects("unlabeled-images", "dead/")}
     assert "dead/0.jpg" not in keys and "dead/50.jpg" in keys and "dead/60.jpg" not in keys
+
+
+def test_a_loop_sends_its_frames_to_labeling_once_when_repeats_are_dropped(instance, local_resource, media, footage, tmp_path):
+    """bikes.mp4 (real footage, 10 s) looped 3 times: the live labeling frames of the 2nd and 3rd
+    pass are flagged as repeats of the 1st pass's (same perceptual hash within 5 bits), the
+    distinct frames are those of one pass, and `frame_repeats: drop` uploads only those."""
+    from media_assets.samples import make_avi
+
+    store = local_resource.get_store()
+    store.upload(media["bikes"], "video-avi", "once.avi")
+    store.upload(make_avi(footage / "bikes.mp4", tmp_path / "looped.avi", loop_to_s=30, audio=False), "video-avi", "looped.avi")
+    once = _metadata(_materialize(instance, local_resource, VideoConversionSettings(), "once.avi"), "labeling_frames")
+    looped = _metadata(_materialize(instance, local_resource, VideoConversionSettings(), "looped.avi"), "labeling_frames")
+    assert once["repeat_frames"] <= 2 and once["distinct_frames"] + once["repeat_frames"] == once["frames_kept"]
+    assert abs(looped["distinct_frames"] - once["distinct_frames"]) <= 1, (once, looped)
+    assert looped["repeat_frames"] >= 2 * once["frames_kept"] - 2 and looped["frames_kept"] == looped["frames_sampled"] - looped["frames_dropped"]
+    manifest = json.loads(store.get_bytes("video-mp4", looped["manifest"].split("/", 1)[1]))
+    repeats = {int(i): o for i, o in manifest["repeat_of"].items()}
+    assert len(repeats) == looped["repeat_frames"] and all(o < i for i, o in repeats.items())
+    # a frame of the 2nd or 3rd pass (250 frames each) repeats a frame of the 1st, at most one sample off
+    assert all(o < 250 and min((i - o) % 250, -(i - o) % 250) <= 10 for i, o in repeats.items() if i >= 250), repeats
+    assert "repeats: " in looped["frames"] and "each beside the frame it repeats" in looped["frames"]
+
+    dropped = _metadata(_materialize(instance, local_resource, VideoConversionSettings(frame_repeats="drop"), "looped.avi"), "labeling_frames")
+    assert dropped["frames_kept"] == dropped["distinct_frames"] == looped["distinct_frames"]
+    uploaded = {int(o.key.rsplit("/", 1)[1][:-4]) for o in store.list_objects("unlabeled-images", "looped/")}
+    assert uploaded == set(manifest["frame_indices"]) - set(repeats)

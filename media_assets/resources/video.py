@@ -5,7 +5,7 @@ from typing import Literal
 
 import dagster as dg
 
-from ..kernels.frames import DeadFrameThresholds
+from ..kernels.frames import REPEAT_MAX_BITS, DeadFrameThresholds
 from ..kernels.limits import GIB, H264_MAX_FRAME_PIXELS, VideoLimits, time_limit_s
 from ..kernels.probe import MediaInfo
 from ..kernels.transcode import EncodeSettings
@@ -28,6 +28,11 @@ class VideoConversionSettings(dg.ConfigurableResource):
         every_n_frames: one labeling frame per this many source frames (10, original).
         black_pixel_luma / black_pixel_share / blank_luma_std / frozen_mean_abs_diff:
             dead-frame thresholds, see :mod:`media_assets.kernels.frames`.
+        frame_repeats / frame_repeat_max_bits: a live labeling frame whose perceptual hash is
+            at most ``frame_repeat_max_bits`` (5 of 64) from an earlier distinct frame of the
+            same video repeats it (:class:`media_assets.kernels.frames.RepeatFinder`):
+            ``keep`` (default: uploaded as before, flagged in the metadata and the manifest)
+            or ``drop`` (not uploaded: human labeling is paid per frame).
         source_removal: ``delete`` the source once every clip is uploaded and verified (the
             original behaviour) or ``keep`` it.
         max_runs_per_tick: cap on run requests one sensor evaluation emits (polling).
@@ -63,6 +68,8 @@ class VideoConversionSettings(dg.ConfigurableResource):
     black_pixel_share: float = 0.98
     blank_luma_std: float = 3.0
     frozen_mean_abs_diff: float = 0.5
+    frame_repeats: Literal["keep", "drop"] = "keep"
+    frame_repeat_max_bits: int = REPEAT_MAX_BITS
     source_removal: Literal["delete", "keep"] = "delete"
     max_runs_per_tick: int = 1000
     events_queue_url: str | None = None

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ...kernels.ffmpeg import FFmpegError
-from ...kernels.frames import DeadFrameThresholds, SampledFrames, classify_dead_frames, jpeg_luma_thumbnail, sample_frames
+from ...kernels.frames import DeadFrameThresholds, RepeatFinder, SampledFrames, classify_dead_frames, jpeg_luma_thumbnail, sample_frames
 from ...kernels.probe import MediaError, probe
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectStore, listed_children
@@ -91,6 +91,10 @@ class LabelingUploads(OutputSetUploads):
         self.dropped_tiles: list[tuple[Image.Image, str]] = []
         self.n_sampled = 0
         self._last_kept = None
+        self.repeats = RepeatFinder(settings.frame_repeat_max_bits)
+        self.repeat_of: dict[int, int] = {}  # frame index -> the distinct frame it repeats
+        self.repeat_tiles: list[tuple[Image.Image, str]] = []
+        self._distinct_paths: dict[int, Path] = {}
         self.out = OutputSet(store, settings.labeling_bucket, context.log, concurrency=settings.upload_concurrency,
                              previous=(previous or {}).get("frame_keys", []),
                              leftovers=listed_children(store, settings.labeling_bucket, self.prefix, ".jpg", numbered=True))
@@ -106,10 +110,25 @@ class LabelingUploads(OutputSetUploads):
                     self.dropped_tiles.append((_small(path), f"#{int(idx)} {reason}"))
                 path.unlink()
                 continue
+            if self._is_repeat(path, int(idx), thumb) and self.settings.frame_repeats == "drop":
+                path.unlink()  # not sent to labeling, so not the "previous kept" frame of the frozen test
+                continue
             self._last_kept = thumb
             self.kept.append((path, int(idx)))
             self.out.upload(path, f"{self.prefix}/{int(idx)}.jpg", "image/jpeg")
             self.recheck_thumbs.append(jpeg_luma_thumbnail(path))  # the JPEG as uploaded, decoded again
+
+    def _is_repeat(self, path: Path, idx: int, thumb: np.ndarray) -> bool:
+        """Record whether frame ``idx`` repeats an earlier distinct frame (a few pairs are kept
+        as tiles for the UI)."""
+        original = self.repeats.repeat_of(thumb, idx)
+        if original is None:
+            self._distinct_paths[idx] = path
+            return False
+        self.repeat_of[idx] = original
+        if len(self.repeat_of) <= SHOWN_PER_REASON:
+            self.repeat_tiles += [(_small(path), f"#{idx} repeats"), (_small(self._distinct_paths[original]), f"#{original}")]
+        return True
 
     def finish(self, check: bool = True) -> dg.MaterializeResult:
         """Wait for the uploads, commit the frames manifest, and return the ``labeling_frames``
@@ -123,11 +142,15 @@ class LabelingUploads(OutputSetUploads):
         n_dropped = sum(self.dropped.values())
         preview = (contact_sheet_markdown(kept_tiles, f"kept: {len(self.kept)} of {self.n_sampled} sampled frames", total=len(self.kept))
                    + "\n\n" + contact_sheet_markdown(self.dropped_tiles, f"dropped: {n_dropped} ({_reasons(self.dropped)})",
-                                                       total=n_dropped, suffix=", a few of each reason"))
+                                                       total=n_dropped, suffix=", a few of each reason")
+                   + "\n\n" + contact_sheet_markdown(self.repeat_tiles, f"repeats: {len(self.repeat_of)} ({self.settings.frame_repeats}), each "
+                                                       "beside the frame it repeats" if self.repeat_of else "repeats",
+                                                       total=2 * len(self.repeat_of), suffix=", the first few" if self.repeat_of else ""))
         uploaded = list(self.out.written)
         manifest = {
             "source_key": self.key, "frame_keys": uploaded, "frame_indices": kept_indices,
             "dropped": self.dropped, "n_sampled": self.n_sampled,
+            "repeat_of": {str(i): o for i, o in self.repeat_of.items()}, "repeats": self.settings.frame_repeats,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(), "run_id": self.context.run.run_id,
         }
         self.out.commit(lambda: write_manifest(self.store, self.settings.mp4_bucket, self.manifest_key, manifest))
@@ -142,6 +165,9 @@ class LabelingUploads(OutputSetUploads):
                 "dropped_black": self.dropped["black"],
                 "dropped_blank": self.dropped["blank"],
                 "dropped_frozen": self.dropped["frozen"],
+                "distinct_frames": len(self.repeats.frame_indices),
+                "repeat_frames": len(self.repeat_of),
+                "repeats": self.settings.frame_repeats,
                 "manifest": dg.MetadataValue.path(f"{self.settings.mp4_bucket}/{self.manifest_key}"),  # lists every frame key
                 "frames": dg.MetadataValue.md(preview),
             },
