@@ -26,7 +26,9 @@ issue sets targets for:
   platform / raw transcode                  <= 1.10
 then floor / raw transcode (what any implementation of the job pays on this machine) and
 platform / floor (the platform's own overhead), and the platform's per-stage split, read from
-the run's event log.
+the run's event log. Last, what judging labeling frames for repeats costs per frame on the
+every-10th frames of the source: the pHash of `RepeatFinder` (on 64x36 luma thumbnails, which
+the platform gets from ffmpeg for free) against the key-frame model's embedding of each JPEG.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from media_assets.defs.keyframes import defs as keyframe_defs  # noqa: E402
 from media_assets.defs.video import defs as video_defs  # noqa: E402
 from media_assets.defs.video import raw_videos, video_decode, video_partitions  # noqa: E402
 from media_assets.kernels.ffmpeg import run_ffmpeg  # noqa: E402
+from media_assets.kernels.frames import RepeatFinder, jpeg_luma_thumbnail  # noqa: E402
 from media_assets.resources.embedder import ImageEmbedderResource, local_model  # noqa: E402
 from media_assets.resources.events import EventQueueResource  # noqa: E402
 from media_assets.resources.keyframes import KeyframeSettings, keyframe_tables_io_manager  # noqa: E402
@@ -150,6 +153,13 @@ def main() -> None:
                 raw_transcode, raw_select, floor = raw(r)
             rounds.append((raw_transcode, raw_select, floor, platform))
 
+        # repeats among the labeling frames: pHash of the thumbnails vs the key-frame model
+        labeling = sorted((tmp / f"raw_frames_{args.rounds - 1}").glob("*.jpg"))
+        thumbs = [jpeg_luma_thumbnail(p) for p in labeling]
+        finder = RepeatFinder()
+        phash = timed(lambda: [finder.repeat_of(t, i) for i, t in enumerate(thumbs)])
+        embed = timed(lambda: model.embed_jpegs(labeling))
+
         separate = None
         if not args.skip_separate:
             with dg.instance_for_test() as instance:
@@ -183,6 +193,9 @@ def main() -> None:
     print("platform stages (s, from the run's event log):")
     for name, seconds in split:
         print(f"  {name:<40}{seconds:>8.2f}")
+    n = len(labeling)
+    print(f"labeling-frame repeats, {n} frames: pHash {1000 * phash[0] / n:.2f} ms/frame ({n - len(finder.frame_indices)} repeats); "
+          f"key-frame model {1000 * embed[0] / n:.1f} ms/frame ({embed[0] / phash[0]:.0f}x the pHash)")
 
 
 if __name__ == "__main__":
