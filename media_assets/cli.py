@@ -9,6 +9,9 @@
 ``media-assets seed``     only put the sample media in place.
 ``media-assets models``    prepare and load every offline model (the image's build runs it).
 ``media-assets convert-whisper OUT``  openai-whisper checkpoint from the bundled CTranslate2 model.
+``media-assets similar IMAGE_OR_KEY``  the stored key frames nearest an image file or a stored
+                          object (``bucket/key`` or ``s3://bucket/key``), from the corpus's
+                          key-frame vector table (``key_frame_vectors``).
 
 An instance database that cannot be reached (Postgres down, wrong credentials) is one line on
 stderr and exit status 2.
@@ -221,6 +224,45 @@ def convert_whisper(out: str, model_dir: str | None) -> None:
 
     path = convert_ct2_to_openai_whisper(model_dir or default_model_path(), out)
     click.echo(f"wrote {path}; use it with MEDIA_ASSETS_ASR_BACKEND=openai-whisper MEDIA_ASSETS_ASR_MODEL={path}")
+
+
+@main.command()
+@click.argument("image_or_key")
+@click.option("-k", "k", type=int, default=10, show_default=True, help="How many key frames to list.")
+def similar(image_or_key: str, k: int) -> None:
+    """List the K stored key frames nearest IMAGE_OR_KEY: a local image file, or an object
+    (`bucket/key`, `s3://bucket/key`). A stored key frame is looked up by its vector, any other
+    image is embedded with the configured image embedder first. Exit 1 when IMAGE_OR_KEY is
+    neither a file nor an object."""
+    import tempfile
+    from pathlib import Path
+
+    from .definitions import build_resources
+    from .storage import ObjectNotFoundError
+
+    resources = build_resources()
+    object_store, settings, embedder = resources["object_store"], resources["keyframe_settings"], resources["image_embedder"]
+    corpus = object_store.vector_store(settings.output_bucket, settings.vectors_prefix)
+    path, vector = Path(image_or_key), None
+    if not path.is_file():
+        bucket, _, key = image_or_key.removeprefix("s3://").partition("/")
+        store = object_store.get_store()
+        vector = corpus.vector_of(store.uri(bucket, key))
+        if vector is None:
+            try:
+                data = store.get_bytes(bucket, key)
+            except ObjectNotFoundError:
+                click.echo(f"{image_or_key}: not a file, and no object {bucket}/{key}", err=True)
+                sys.exit(1)
+            path = Path(tempfile.mkdtemp(prefix="similar-")) / Path(key).name
+            path.write_bytes(data)
+    if vector is None:
+        vector = embedder.embed_jpegs([path])[0]
+    found = corpus.nearest(vector, k=k)
+    click.echo(tabulate([(n + 1, f"{f.similarity:.4f}", f.video, f"{f.timestamp_s:g}", f.uri) for n, f in enumerate(found)],
+                        headers=["#", "cosine", "video", "time s", "key frame"]))
+    if not found:
+        click.echo(f"the key-frame vector table at {corpus.uri} is empty: materialize key_frame_vectors first")
 
 
 if __name__ == "__main__":

@@ -112,7 +112,8 @@ def test_converted_avi_gets_key_frames_in_the_same_run(instance, local_resource,
     store.upload(media["bikes"], "video-avi", "cams/bikes.avi")
     outcomes = process_pending(_defs(local_resource), instance, sensor_names=["new_avi_sensor"])
     assert [o.success for o in outcomes] == [True]
-    assert set(outcomes[0].materializations) == {"raw_videos", "mp4_clips", "labeling_frames", "keyframe_embeddings", "key_frames", "source_video_removal"}  # raw_videos: the source as it arrived
+    assert set(outcomes[0].materializations) == {"raw_videos", "mp4_clips", "labeling_frames", "keyframe_embeddings", "key_frames", "key_frame_vectors",
+                                                  "source_video_removal"}  # raw_videos: the source as it arrived
     assert outcomes[0].materializations["source_video_removal"]["source_status"] == "kept (source_removal=keep)"
     keys = [o.key for o in store.list_objects("media", "converted/selected_frames/cams/bikes/")]
     assert keys and all(k.endswith(".jpg") for k in keys)
@@ -209,9 +210,17 @@ def test_explicit_s3_uri_partition_on_s3(instance, s3_resource, s3_buckets, reel
     store.upload(reel, bucket, "some/folder/clip.mp4")
     key = f"s3://{bucket}/some/folder/clip.mp4"
     instance.add_dynamic_partitions(video_partitions.name, [key])
-    result = _defs(s3_resource).resolve_job_def("keyframes").execute_in_process(instance=instance, partition_key=key)
+    defs = _defs(s3_resource, output_bucket=s3_buckets("media"))
+    result = defs.resolve_job_def("keyframes").execute_in_process(instance=instance, partition_key=key)
     assert result.success
     assert list(store.list_objects(bucket, "some/folder/selected_frames/clip/"))
+    # the corpus's vector table is LanceDB on the same S3 server
+    meta = _materialization(instance, "key_frame_vectors", key)
+    assert meta["table_uri"] == f"s3://{s3_buckets('media')}/vectors/" and meta["table_rows"] == meta["key_frames_stored"] >= 3
+    assert list(store.list_objects(s3_buckets("media"), "vectors/key_frames.lance/"))
+    result = _defs(s3_resource, output_bucket="no-such-bucket").resolve_job_def("keyframes").execute_in_process(
+        instance=instance, partition_key=key, raise_on_error=False)
+    assert not result.success and "bucket no-such-bucket of the key-frame vector table does not exist" in str(result.all_events)
 
 
 @pytest.mark.parametrize("name,make,match", [
@@ -289,6 +298,58 @@ def test_a_loop_repeats_its_key_frames_and_each_repeat_names_the_one_it_repeats(
     assert drop["frames_kept"] == drop["distinct_key_frames"] == three["distinct_key_frames"] and drop["repeat_key_frames"] == three["repeat_key_frames"]
     written = sorted(int(o.key.rsplit("/", 1)[1][:-4]) for o in store.list_objects("media", "video_in/selected_frames/looped/"))
     assert written == sorted(i for i in kept if all(i != rep for rep, _ in repeats))
+
+
+
+def test_corpus_vector_table_names_the_same_footage_under_two_keys(instance, local_resource, reel, footage, tmp_path):
+    """The reel (real footage) uploaded under two keys: the second's key frames are each named
+    as repeating the first video at the same second; the table holds every key frame of both;
+    re-uploading the first key with bikes.mp4 replaces its rows exactly, and only the reel's
+    bikes shot is named as repeated; `media-assets similar` on a stored key frame answers its
+    own frame first."""
+    from click.testing import CliRunner
+
+    from media_assets.cli import main
+
+    store = local_resource.get_store()
+    defs = _defs(local_resource)
+    store.upload(reel, "media", "video_in/a.mp4")
+    store.upload(reel, "media", "video_in/copy_of_a.mp4")
+    first = _key_frames_of(defs, instance, "video_in/a.mp4")
+    assert _materialization(instance, "key_frame_vectors", "video_in/a.mp4")["duplicates_across_videos"] == 0
+    second = _key_frames_of(defs, instance, "video_in/copy_of_a.mp4")
+    vectors = _materialization(instance, "key_frame_vectors", "video_in/copy_of_a.mp4")
+    assert vectors["key_frames_stored"] == second["frames_kept"] == first["frames_kept"]
+    assert vectors["duplicates_across_videos"] == second["frames_kept"]
+    dups = [r.data for r in vectors["duplicate_list"].records]
+    assert all(d["other_video"] == "video_in/a.mp4" and d["other_timestamp_s"] == d["timestamp_s"] and d["similarity"] > 0.99 for d in dups), dups
+    assert vectors["table_rows"] == 2 * first["frames_kept"] and vectors["table_videos"] == 2
+
+    other = tmp_path / "other.mp4"
+    run_ffmpeg(["-i", str(footage / "bikes.mp4"), "-an", "-c:v", "libx264", "-preset", "veryfast", str(other)])
+    store.upload(other, "media", "video_in/a.mp4")
+    replaced = _key_frames_of(defs, instance, "video_in/a.mp4")
+    after = _materialization(instance, "key_frame_vectors", "video_in/a.mp4")
+    assert after["table_rows"] == first["frames_kept"] + replaced["frames_kept"]
+    # bikes.mp4 whole now: only the reel's bikes shot (4-7 s, from bikes.mp4's 7-10 s) repeats, a cut of the same film
+    dups = [r.data for r in after["duplicate_list"].records]
+    assert dups and all(d["other_video"] == "video_in/copy_of_a.mp4" and 4 <= d["other_timestamp_s"] < 7
+               and abs(d["timestamp_s"] - d["other_timestamp_s"] - 3) <= 1 for d in dups), dups
+    corpus = local_resource.vector_store("media", "vectors/")
+    assert corpus.count("video_in/a.mp4") == replaced["frames_kept"]
+
+    key = f"video_in/selected_frames/copy_of_a/{_kept(instance, 'video_in/copy_of_a.mp4')[1]}.jpg"
+    env = {"MEDIA_ASSETS_DATA_ROOT": str(store.root), "MEDIA_ASSETS_STORAGE": "local"}
+    result = CliRunner().invoke(main, ["similar", f"media/{key}", "-k", "3"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "video_in/" in line]
+    assert "video_in/copy_of_a.mp4" in lines[0] and key in lines[0] and len(lines) == 3, result.output
+    local_file = tmp_path / "query.jpg"
+    local_file.write_bytes(store.get_bytes("media", key))
+    result = CliRunner().invoke(main, ["similar", str(local_file), "-k", "1"], env=env)
+    assert result.exit_code == 0 and key in result.output, result.output
+    result = CliRunner().invoke(main, ["similar", "media/no/such/key.jpg"], env=env)
+    assert result.exit_code != 0 and "no/such/key.jpg" in result.output
 
 
 # ------------------------------------------------------------------ Bedrock Titan

@@ -85,7 +85,10 @@ class KeyframeSettings(dg.ConfigurableResource):
             original's key frames, each repeat flagged in the metadata and the manifest) or
             ``drop`` (only distinct views are written).
         repeat_threshold: cosine similarity at or above which a key frame repeats an earlier
-            one; ``None`` = the selection threshold (``difference_threshold``).
+            one, of the same video or (``key_frame_vectors``) of another; ``None`` = the
+            selection threshold (``difference_threshold``).
+        vectors_prefix: where in ``output_bucket`` the corpus's key-frame vector table
+            (LanceDB, :mod:`media_assets.storage.vectors`) lives (``vectors/``).
         max_runs_per_tick: cap on run requests per sensor evaluation (polling).
         events_queue_url: SQS queue of S3 ``ObjectCreated`` notifications for the watched prefix
             (S3 -> SQS or EventBridge -> SQS); set, the sensor reads it instead of listing (event
@@ -108,6 +111,7 @@ class KeyframeSettings(dg.ConfigurableResource):
     max_wait: int = 3
     repeats: Literal["keep", "drop"] = "keep"
     repeat_threshold: float | None = None
+    vectors_prefix: str = "vectors/"
     max_runs_per_tick: int = 1000
     events_queue_url: str | None = None
     transfer_concurrency: int = 8

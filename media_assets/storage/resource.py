@@ -88,6 +88,26 @@ class ObjectStoreResource(dg.ConfigurableResource):
         raise ValueError(f"unknown object store backend {self.backend!r}: expected 'local' or 's3'")
 
 
+    def vector_store(self, bucket: str, prefix: str):
+        """The key-frame vector table (:class:`media_assets.storage.vectors.KeyFrameVectors`) at
+        ``bucket``/``prefix`` on this backend: ``<data_root>/<bucket>/<prefix>`` (absolute) or
+        ``s3://<bucket>/<prefix>`` with this resource's endpoint and region (credentials from
+        the environment, as boto3's).
+
+        Raises:
+            ValueError: ``backend`` is neither ``local`` nor ``s3``.
+        """
+        from .vectors import KeyFrameVectors
+
+        if self.backend == "local":
+            return KeyFrameVectors(str(Path(self.data_root).resolve() / bucket / prefix))
+        if self.backend == "s3":
+            options = {"region": self.region_name} if self.region_name else {}
+            if self.endpoint_url:
+                options |= {"endpoint": self.endpoint_url, "allow_http": str(self.endpoint_url.startswith("http://")).lower()}
+            return KeyFrameVectors(f"s3://{bucket}/{prefix}", options)
+        raise ValueError(f"unknown object store backend {self.backend!r}: expected 'local' or 's3'")
+
 def object_store_from_env(environ: os._Environ | dict | None = None) -> ObjectStoreResource:
     """Build :class:`ObjectStoreResource` from the environment variables in this module's doc."""
     env = os.environ if environ is None else environ

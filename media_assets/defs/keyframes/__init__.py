@@ -5,12 +5,13 @@ import dagster as dg
 
 from .assets import key_frames
 from .jobs import keyframes_job
+from .vectors import key_frame_vectors
 from .sensors import TASK_TOKEN_TAG, new_video_sensor, step_functions_task_failure, step_functions_task_success
 
 defs = dg.Definitions(
-    assets=[key_frames],
+    assets=[key_frames, key_frame_vectors],
     jobs=[keyframes_job],
     sensors=[new_video_sensor, step_functions_task_success, step_functions_task_failure],
 )
 
-__all__ = ["TASK_TOKEN_TAG", "defs", "key_frames", "keyframes_job", "new_video_sensor"]
+__all__ = ["TASK_TOKEN_TAG", "defs", "key_frame_vectors", "key_frames", "keyframes_job", "new_video_sensor"]

@@ -64,7 +64,8 @@ def _verified_outputs(store, settings: VideoConversionSettings, keyframe_manifes
 
 
 @dg.asset(
-    deps=[dg.AssetKey("labeling_frames"), dg.AssetKey("key_frames")],
+    # key_frame_vectors too: a vector-store outage keeps the source, like any missing output
+    deps=[dg.AssetKey("labeling_frames"), dg.AssetKey("key_frames"), dg.AssetKey("key_frame_vectors")],
     partitions_def=video_partitions,
     group_name="video",
     retry_policy=TRANSIENT_RETRY,
@@ -73,7 +74,8 @@ def source_video_removal(context: dg.AssetExecutionContext, object_store: Object
                          keyframe_settings: KeyframeSettings) -> dg.MaterializeResult:
     """The last step of a video's run: with `source_removal=delete` (the original behaviour),
     remove the source AVI once every output made from it -- MP4 clips (sizes re-checked),
-    labeling frames and key frames -- is committed and its objects verified in storage, and
+    labeling frames and key frames -- is committed and its objects verified in storage (and the
+    key frames are in the corpus's vector table), and
     only if the source was not re-uploaded since its clips were made (same ETag). Runs only
     when all of those assets succeeded in the run; a killed or failed run leaves the source."""
     settings, store, key = video_settings, object_store.get_store(), context.partition_key
