@@ -21,9 +21,10 @@ import numpy as np
 import pyarrow as pa
 
 TABLE = "key_frames"
-# rows from which an IVF index is built (below it exact search answers in milliseconds:
-# benchmarks/vector_search.py); once built, each write folds its rows into it
-INDEX_MIN_ROWS = 100_000
+# rows from which an IVF index is built: exact search reads every row per query, ~6 ms per
+# 1,000 rows of 1280-d (benchmarks/vector_search.py: 312 ms at 50,000), so ~60 ms here; once
+# built, each write folds its rows into it
+INDEX_MIN_ROWS = 10_000
 
 
 def _quoted(text: str) -> str:
