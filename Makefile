@@ -76,6 +76,8 @@ bench: install system-deps
 	$(PY) benchmarks/asr.py
 	$(PY) benchmarks/demo_speech.py
 	$(PY) benchmarks/sensors.py --notifications 10000
+	$(PY) benchmarks/dagster_events.py
+	$(PY) benchmarks/vector_search.py
 
 clean:
 	rm -rf $(VENV) .dagster data

@@ -25,6 +25,8 @@ TABLE = "key_frames"
 # 1,000 rows of 1280-d (benchmarks/vector_search.py: 312 ms at 50,000), so ~60 ms here; once
 # built, each write folds its rows into it
 INDEX_MIN_ROWS = 10_000
+# IVF lists searched per query (of ~sqrt(rows)); benchmarks/vector_search.py at 1,000,000 rows
+NPROBES = 30
 
 
 def _quoted(text: str) -> str:
@@ -129,7 +131,7 @@ class KeyFrameVectors:
             return 0
         return len(set(table.search().select(["video"]).limit(table.count_rows()).to_arrow()["video"].to_pylist()))
 
-    def nearest(self, vector: np.ndarray, k: int = 10, exclude_video: str | None = None, nprobes: int = 20) -> list[Neighbour]:
+    def nearest(self, vector: np.ndarray, k: int = 10, exclude_video: str | None = None, nprobes: int = NPROBES) -> list[Neighbour]:
         """The ``k`` stored key frames most similar to ``vector (d,)``, best first (other
         videos only when ``exclude_video`` is given). ``nprobes``: IVF partitions searched once
         an index exists (exact search before)."""
@@ -153,22 +155,31 @@ class KeyFrameVectors:
     def build_index(self, num_partitions: int | None = None) -> None:
         """An IVF-flat index over ``vector`` (cosine), ``num_partitions`` lists (default
         ~sqrt(rows)), replacing any earlier one."""
+        from lancedb.index import IvfFlat
+
         table = self._table()
         n = table.count_rows()
-        table.create_index(metric="cosine", vector_column_name="vector", index_type="IVF_FLAT",
-                           num_partitions=num_partitions or max(1, int(np.sqrt(n))), replace=True)
+        table.create_index("vector", config=IvfFlat(distance_type="cosine", num_partitions=num_partitions or max(1, int(np.sqrt(n)))),
+                           replace=True)
 
     def maintain(self) -> str:
         """Keep search fast as the table grows: build the IVF index once the table reaches
-        ``INDEX_MIN_ROWS`` rows; once it exists, fold newly written rows into it and compact
-        (LanceDB's ``optimize``). Returns what was done (for the run's metadata)."""
+        ``INDEX_MIN_ROWS`` rows; once it exists, rows written since are searched exactly beside
+        it until they are a tenth of the table (or ``INDEX_MIN_ROWS``), then folded into it and
+        the files compacted (LanceDB's ``optimize``, which reads the whole table: ~100 s at
+        1,000,000 rows, so it runs once per that many new rows, not per video). Returns what
+        was done (for the run's metadata)."""
         table = self._table()
         if table is None:
             return "empty"
-        if not table.list_indices():
+        indices = table.list_indices()
+        if not indices:
             if table.count_rows() < INDEX_MIN_ROWS:
                 return "exact search"
             self.build_index()
             return "index built"
+        stats = table.index_stats(indices[0].name)
+        if stats.num_unindexed_rows < max(INDEX_MIN_ROWS, stats.num_indexed_rows // 10):
+            return f"index ({stats.num_unindexed_rows} rows searched exactly beside it)"
         table.optimize()
         return "index updated"
