@@ -131,7 +131,9 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
         (md,) = [e["mdStr"] for e in mat["metadataEntries"] if e["label"] == "frames"]
         dropped = re.search(r"\*\*dropped: (\d+) \(([^)]*)\)", md)
         assert dropped and all(r in dropped.group(2) for r in ("black", "blank", "frozen")), md[:300]
-        assert md.count("data:image/jpeg;base64,") == 2  # the kept sheet and the dropped sheet
+        repeats = re.search(r"\*\*repeats: (\d+) \(keep\), each beside the frame it repeats", md)
+        # the kept sheet, the dropped sheet, and the repeats (each beside what it repeats) when there are any
+        assert md.count("data:image/jpeg;base64,") == (3 if repeats else 2) and (repeats or "**repeats**: none" in md), md[-300:]
 
         # the key-frame contact sheet, as a user opens it: every image decoded by the browser
         sizes = show_markdown(f"http://127.0.0.1:{port}", "key_frames", "bikes.avi")
