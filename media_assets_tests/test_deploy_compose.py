@@ -107,10 +107,12 @@ def test_start_order_health_and_restarts_are_kept(rendered):
         deps = svc["depends_on"]
         assert deps["postgres"]["condition"] == "service_healthy"
         assert deps["buckets"]["condition"] == "service_completed_successfully"
+        assert deps["instance-migrate"]["condition"] == "service_completed_successfully"  # one schema creator, no race
         if name != "code-server":
             assert deps["code-server"]["condition"] == "service_healthy"
         mounts = [f"{v['source']}:{v['target']}" if isinstance(v, dict) else v.removesuffix(":rw") for v in svc["volumes"]]
         assert "dagster-storage:/opt/dagster/home/storage" in mounts  # run logs written by the code server, read by the webserver
+    assert services["instance-migrate"]["command"] == ["dagster", "instance", "migrate"] and services["instance-migrate"]["restart"] == "no"
     import tomllib
 
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]

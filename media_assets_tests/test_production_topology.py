@@ -114,6 +114,9 @@ def test_webserver_daemon_code_server_on_postgres(tmp_path, media, monkeypatch):
             _wait("moto's S3 server", lambda: _try(s3.list_buckets), 30, logs)
             for bucket in BUCKETS:
                 s3.create_bucket(Bucket=bucket)
+            # the schema first, once, as compose's instance-migrate service does: the daemon and
+            # the webserver started together on a fresh database raced to create it
+            subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, cwd=home, check=True, capture_output=True, timeout=180)
             code_server = [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(grpc_port),
                            "-m", "media_assets.definitions", "--location-name", "media_assets"]
             procs.start("code_server", code_server, ROOT)
