@@ -244,20 +244,19 @@ def similar(image_or_key: str, k: int) -> None:
     object_store, settings, embedder = resources["object_store"], resources["keyframe_settings"], resources["image_embedder"]
     corpus = object_store.vector_store(settings.output_bucket, settings.vectors_prefix)
     path, vector = Path(image_or_key), None
-    if not path.is_file():
-        bucket, _, key = image_or_key.removeprefix("s3://").partition("/")
-        store = object_store.get_store()
-        vector = corpus.vector_of(store.uri(bucket, key))
+    with tempfile.TemporaryDirectory(prefix="similar-") as tmp:
+        if not path.is_file():
+            bucket, _, key = image_or_key.removeprefix("s3://").partition("/")
+            store = object_store.get_store()
+            vector = corpus.vector_of(store.uri(bucket, key))
+            if vector is None:
+                try:
+                    path = store.download(bucket, key, Path(tmp) / Path(key).name)
+                except ObjectNotFoundError:
+                    click.echo(f"{image_or_key}: not a file, and no object {bucket}/{key}", err=True)
+                    sys.exit(1)
         if vector is None:
-            try:
-                data = store.get_bytes(bucket, key)
-            except ObjectNotFoundError:
-                click.echo(f"{image_or_key}: not a file, and no object {bucket}/{key}", err=True)
-                sys.exit(1)
-            path = Path(tempfile.mkdtemp(prefix="similar-")) / Path(key).name
-            path.write_bytes(data)
-    if vector is None:
-        vector = embedder.embed_jpegs([path])[0]
+            vector = embedder.embed_jpegs([path])[0]
     found = corpus.nearest(vector, k=k)
     click.echo(tabulate([(n + 1, f"{f.similarity:.4f}", f.video, f"{f.timestamp_s:g}", f.uri) for n, f in enumerate(found)],
                         headers=["#", "cosine", "video", "time s", "key frame"]))

@@ -116,6 +116,12 @@ class KeyframeSettings(dg.ConfigurableResource):
     events_queue_url: str | None = None
     transfer_concurrency: int = 8
 
+    def thresholds(self, embedder_default: float) -> tuple[float, float]:
+        """``(selection, repeat)`` cosine thresholds: ``difference_threshold``, else the
+        embedder's calibrated ``embedder_default``; ``repeat_threshold``, else the selection one."""
+        selection = self.difference_threshold if self.difference_threshold is not None else embedder_default
+        return selection, self.repeat_threshold if self.repeat_threshold is not None else selection
+
     def is_direct(self, key: str) -> bool:
         return key.startswith(self.direct_prefix) and key.lower().endswith(tuple(s.lower() for s in self.direct_suffixes))
 

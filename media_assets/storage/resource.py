@@ -87,7 +87,6 @@ class ObjectStoreResource(dg.ConfigurableResource):
             return UPath(f"s3://{bucket}/{prefix}", endpoint_url=self.endpoint_url, **options)
         raise ValueError(f"unknown object store backend {self.backend!r}: expected 'local' or 's3'")
 
-
     def vector_store(self, bucket: str, prefix: str):
         """The key-frame vector table (:class:`media_assets.storage.vectors.KeyFrameVectors`) at
         ``bucket``/``prefix`` on this backend: ``<data_root>/<bucket>/<prefix>`` (absolute) or
@@ -107,6 +106,7 @@ class ObjectStoreResource(dg.ConfigurableResource):
                 options |= {"endpoint": self.endpoint_url, "allow_http": str(self.endpoint_url.startswith("http://")).lower()}
             return KeyFrameVectors(f"s3://{bucket}/{prefix}", options)
         raise ValueError(f"unknown object store backend {self.backend!r}: expected 'local' or 's3'")
+
 
 def object_store_from_env(environ: os._Environ | dict | None = None) -> ObjectStoreResource:
     """Build :class:`ObjectStoreResource` from the environment variables in this module's doc."""

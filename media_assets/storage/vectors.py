@@ -20,10 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from ..kernels.keyframes import l2_normalize
+
 TABLE = "key_frames"
 # rows from which an IVF index is built: exact search reads every row per query, ~6 ms per
 # 1,000 rows of 1280-d (benchmarks/vector_search.py: 312 ms at 50,000), so ~60 ms here; once
-# built, each write folds its rows into it
+# built, rows written since are folded into it by :meth:`KeyFrameVectors.maintain`
 INDEX_MIN_ROWS = 10_000
 # IVF lists searched per query (of ~sqrt(rows)); benchmarks/vector_search.py at 1,000,000 rows
 NPROBES = 30
@@ -49,13 +51,11 @@ def rows(video: str, frame_indices: list[int], timestamps_s: list[float], uris: 
     Raises:
         ValueError: the lists and ``vectors`` differ in length, or ``vectors`` is not 2-D.
     """
-    v = np.asarray(vectors, np.float32)
+    v = l2_normalize(vectors)
     n = len(frame_indices)
     if v.ndim != 2 or len(v) != n or not (len(timestamps_s) == len(uris) == len(repeat_of) == n):
         raise ValueError(f"{video}: {n} frame indices, {len(timestamps_s)} timestamps, {len(uris)} URIs, "
                          f"{len(repeat_of)} repeat_of and vectors {v.shape} must describe the same key frames")
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    v = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
     return pa.table({
         "id": [f"{video}#{i}" for i in frame_indices], "video": [video] * n, "frame_index": pa.array(frame_indices, pa.int64()),
         "timestamp_s": pa.array(timestamps_s, pa.float64()), "uri": uris, "repeat_of": pa.array(repeat_of, pa.int64()),
@@ -135,14 +135,22 @@ class KeyFrameVectors:
         """The ``k`` stored key frames most similar to ``vector (d,)``, best first (other
         videos only when ``exclude_video`` is given). ``nprobes``: IVF partitions searched once
         an index exists (exact search before)."""
+        return self.nearest_each(np.asarray(vector)[None], k, exclude_video, nprobes)[0]
+
+    def nearest_each(self, vectors: np.ndarray, k: int = 10, exclude_video: str | None = None,
+                     nprobes: int = NPROBES) -> list[list[Neighbour]]:
+        """:meth:`nearest` for each row of ``vectors (q, d)``, on one opening of the table."""
         table = self._table()
         if table is None:
-            return []
-        query = table.search(np.asarray(vector, np.float32)).distance_type("cosine").limit(k).nprobes(nprobes)
-        if exclude_video is not None:
-            query = query.where(f"video != {_quoted(exclude_video)}", prefilter=True)
-        found = query.select(["video", "frame_index", "timestamp_s", "uri", "_distance"]).to_arrow().to_pylist()
-        return [Neighbour(r["video"], r["frame_index"], r["timestamp_s"], r["uri"], 1.0 - r["_distance"]) for r in found]
+            return [[] for _ in vectors]
+        found = []
+        for vector in vectors:
+            query = table.search(np.asarray(vector, np.float32)).distance_type("cosine").limit(k).nprobes(nprobes)
+            if exclude_video is not None:
+                query = query.where(f"video != {_quoted(exclude_video)}", prefilter=True)
+            rows_ = query.select(["video", "frame_index", "timestamp_s", "uri", "_distance"]).to_arrow().to_pylist()
+            found.append([Neighbour(r["video"], r["frame_index"], r["timestamp_s"], r["uri"], 1.0 - r["_distance"]) for r in rows_])
+        return found
 
     def vector_of(self, uri: str) -> np.ndarray | None:
         """The stored vector of the key frame at ``uri``, or ``None``."""

@@ -32,6 +32,11 @@ def _shot_columns(table: pa.Table) -> tuple[np.ndarray | None, list[bool]]:
     return table["shot"].to_numpy().astype(np.int64), table["flash"].to_pylist()
 
 
+def embedding_matrix(table: pa.Table) -> np.ndarray:
+    """The ``embedding`` column of a ``keyframe_embeddings`` table as ``(n, d) float32``."""
+    return np.asarray(table["embedding"].combine_chunks().flatten().to_numpy(), np.float32).reshape(table.num_rows, -1)
+
+
 def _same_view(store: ObjectStore, src: VideoSource, sample_indices: np.ndarray, tmp: Path):
     """``same_view(a, b)`` over positions in ``sample_indices``, reading the samples' JPEGs."""
     def local(i: int) -> Path:
@@ -119,19 +124,18 @@ def key_frames(context: dg.AssetExecutionContext, keyframe_embeddings: pa.Table,
     table = keyframe_embeddings
     indices = table["frame_index"].to_numpy()
     dead = table["dead"].to_pylist()
-    emb = np.asarray(table["embedding"].combine_chunks().flatten().to_numpy(), dtype=np.float32).reshape(len(indices), -1)
+    emb = embedding_matrix(table)
     shots, flash = _shot_columns(table)
     alive = np.flatnonzero([d is None and not f for d, f in zip(dead, flash)])
     if alive.size == 0:
         flashes = f" or flashes ({sum(flash)})" if any(flash) else ""
         raise input_failure(f"{src.key}: all {len(indices)} sampled frames are black or blank{flashes}; no key frame to select")
-    threshold = ks.difference_threshold if ks.difference_threshold is not None else image_embedder.default_threshold()
+    threshold, repeat_threshold = ks.thresholds(image_embedder.default_threshold())
     with scratch_dir("key_frames") as tmp:
         same_view = _same_view(store, src, indices[alive], Path(tmp)) if shots is not None else None
         kept = alive[select_keyframes(emb[alive], threshold=threshold, mode=ks.mode, max_wait=ks.max_wait,
                                       shots=None if shots is None else shots[alive], same_view=same_view)]
     kept_indices = [int(indices[i]) for i in kept]
-    repeat_threshold = ks.repeat_threshold if ks.repeat_threshold is not None else threshold
     repeat_of = [kept_indices[j] if j >= 0 else None for j in mark_repeats(emb[kept], repeat_threshold)]
     repeats = [(i, r) for i, r in zip(kept_indices, repeat_of) if r is not None]
     if ks.repeats == "drop":

@@ -12,7 +12,7 @@ from ...storage import ObjectStoreResource
 from ...storage.vectors import rows
 from ..common import TRANSIENT_RETRY, input_failure, read_manifest
 from ..video.partitions import video_partitions
-from .assets import MAX_LISTED, key_frames
+from .assets import MAX_LISTED, embedding_matrix, key_frames
 
 DUPLICATE_TABLE = dg.TableSchema(columns=[
     dg.TableColumn("timestamp_s", "float", description="the key frame of this video, seconds"),
@@ -51,7 +51,7 @@ def key_frame_vectors(context: dg.AssetExecutionContext, keyframe_embeddings: pa
     if manifest is None:
         raise input_failure(f"{src.key}: no key_frames manifest; materialize key_frames for partition {context.partition_key} first")
     indices = keyframe_embeddings["frame_index"].to_pylist()
-    emb = np.asarray(keyframe_embeddings["embedding"].combine_chunks().flatten().to_numpy(), np.float32).reshape(len(indices), -1)
+    emb = embedding_matrix(keyframe_embeddings)
     position = {int(i): n for n, i in enumerate(indices)}
     kept = [int(i) for i in manifest["frame_indices"]]
     vectors = emb[[position[i] for i in kept]] if kept else np.zeros((0, emb.shape[1]), np.float32)
@@ -63,11 +63,10 @@ def key_frame_vectors(context: dg.AssetExecutionContext, keyframe_embeddings: pa
     corpus.replace_video(context.partition_key, table)
     index = corpus.maintain()
 
-    threshold = ks.repeat_threshold if ks.repeat_threshold is not None else (
-        ks.difference_threshold if ks.difference_threshold is not None else image_embedder.default_threshold())
+    _, threshold = ks.thresholds(image_embedder.default_threshold())
     duplicates = []
-    for i, vector in zip(kept, vectors):
-        for other in corpus.nearest(vector, k=1, exclude_video=context.partition_key):
+    for i, nearest in zip(kept, corpus.nearest_each(vectors, k=1, exclude_video=context.partition_key)):
+        for other in nearest:
             if other.similarity >= threshold:
                 duplicates.append(dg.TableRecord({"timestamp_s": round(i / ks.fps, 3), "other_video": other.video,
                                                   "other_timestamp_s": other.timestamp_s, "similarity": round(other.similarity, 4)}))
