@@ -55,8 +55,10 @@ def _cut(error: str | None) -> str:
     return textwrap.shorten(error, ERROR_CELL_CHARS, placeholder=" …") if error else ""
 
 
-def summary(result) -> str:
-    """The pass as text: a table per pipeline, then failures, sensor errors, totals."""
+def summary(result, attention: dict | None = None) -> str:
+    """The pass as text: a table per pipeline, then failures, sensor errors, the sources that
+    need attention (``attention``: :func:`media_assets.defs.attention.sources_needing_attention`,
+    from every pass, not only this one), totals."""
     parts = []
     for job, (title, columns) in PIPELINES.items():
         runs = [r for r in result.runs if r.job == job]
@@ -80,13 +82,35 @@ def summary(result) -> str:
     warned = [f"{c} (run {r.run_id[:8]})" for r in result.runs for c in r.warned_checks]
     for line in warned:
         parts.append(f"check warning {line}")
+    problems = 0
+    for where, items in (attention or {}).items():
+        for a in items:
+            run = f" (run {a.run_id[:8]})" if a.run_id else ""
+            if a.is_problem:
+                problems += 1
+                parts.append(f"NEEDS ATTENTION {where}: {a.source} [{a.kind}] {_cut(a.reason)}{run}")
+            else:
+                parts.append(f"deleted before processing, {where}: {a.source}{run}")
     if result.stopped:
         parts.append(f"PASS STOPPED {result.stopped}")
     failed = result.failed
     parts.append(f"{len(result.runs)} runs, {len(failed)} failed, {len(checks)} failed checks (ERROR), {len(warned)} check warnings (WARN), "
-                 f"{len(result.sensor_errors)} sensor errors, "
+                 f"{len(result.sensor_errors)} sensor errors, {problems} sources need attention, "
                  f"{result.seconds:.1f} s total ({result.fixed_s:.1f} s of it with no run queued or in progress: daemon start, sensor ticks, idle check)")
     return "\n\n".join(parts)
+
+
+def _attention() -> dict:
+    """Every watched source that needs a person, read after the pass (see ``summary``)."""
+    from types import SimpleNamespace
+
+    import dagster as dg
+
+    from .defs.attention import sources_needing_attention
+    from .definitions import build_resources
+
+    with dg.DagsterInstance.get() as instance:
+        return sources_needing_attention(instance, SimpleNamespace(**build_resources()))
 
 
 def run_process(verbose: bool = False, timeout_s: float | None = None) -> int:
@@ -115,7 +139,7 @@ def run_process(verbose: bool = False, timeout_s: float | None = None) -> int:
                           on_partitions=partitions, timeout_s=timeout_s)
     finally:
         bar.close()
-    click.echo(summary(result) + f" (DAGSTER_HOME={home})")
+    click.echo(summary(result, _attention()) + f" (DAGSTER_HOME={home})")
     if verbose and (home / "media_assets" / "daemon.log").exists():
         click.echo("\n--- dagster-daemon log ---\n" + (home / "media_assets" / "daemon.log").read_text())
     return 1 if (result.stopped or result.failed or result.sensor_errors or any(r.failed_checks for r in result.runs)) else 0

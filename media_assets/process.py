@@ -42,6 +42,7 @@ from pathlib import Path
 import dagster as dg
 import filelock
 
+from .defs.reconcile import run_error
 from .instance_config import ensure_dagster_home, storage_unreachable
 from .scratch import remove_orphaned
 from .storage import LocalObjectStore, object_store_from_env
@@ -213,19 +214,6 @@ def _partition(tags: dict) -> str:
     return f"{start}..{end}" if start else ""
 
 
-def _error(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-        data = entry.dagster_event.step_failure_data
-        if data.user_failure_data and data.user_failure_data.description:
-            return f"{entry.step_key}: {data.user_failure_data.description}"
-        if data.error:
-            cause = data.error.cause or data.error
-            return f"{entry.step_key}: {cause.message.strip()}"
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
-        return entry.message or entry.dagster_event.message
-    return None
-
-
 def _run_materializations(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[int, dict]]:
     """``{asset: (materializations in the run, metadata of the last one)}`` for one run."""
     out: dict[str, tuple[int, dict]] = {}
@@ -272,7 +260,7 @@ def collect(instance: dg.DagsterInstance, since: dt.datetime, run_ids: set[str] 
         out.append(RunOutcome(
             run_id=run.run_id, job=run.job_name, partition=_partition(run.tags), status=run.status.value,
             seconds=(end - start) if start and end else 0.0,
-            error=_error(instance, run.run_id) if run.status == dg.DagsterRunStatus.FAILURE else None,
+            error=run_error(instance, run.run_id) if run.status == dg.DagsterRunStatus.FAILURE else None,
             retry_of=run.tags.get("dagster/parent_run_id"),
             materializations={a: m for a, (_, m) in mats.items()},
             counts={a: n for a, (n, _) in mats.items()},

@@ -229,7 +229,12 @@ def test_objects_before_the_start_date_are_named_not_requested(instance, local_r
         result = new_audio_sensor.evaluate_tick(ctx)
     assert AUDIO_START_DATE == "2026-01-01" and not result.run_requests
     assert result.skip_message == "no new audio objects on the partitions' days (1 outside them)", result.skip_message
-    assert not result.asset_events  # no observation of a day that is no partition
+    # no observation of a day that is no partition; the first tick's reconciliation names the
+    # object as needing attention (no_source_needs_attention on audio_objects, WARN)
+    (evaluation,) = result.asset_events
+    assert evaluation.check_name == "no_source_needs_attention" and not evaluation.passed
+    assert evaluation.asset_key == dg.AssetKey("audio_objects") and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["refused"].value == 1 and "`audio/archive/old.flac` | refused | its day 2025-12-31" in evaluation.metadata["sources"].value
 
 
 def test_a_missing_watched_bucket_fails_the_tick_on_the_local_store(instance, tmp_path):

@@ -55,8 +55,12 @@ def test_new_objects_become_partitions_and_runs(instance, setup):
     assert set(instance.get_dynamic_partitions(video_partitions.name)) == set(requested)
     for r in first.run_requests:
         assert r.run_key.startswith(r.partition_key + "@")
-    # no event write per object in the tick: each run observes its source (test_video_pipeline)
-    assert not any(r.asset_events for r in (first, second, third))
+    # no event write per object in the tick: each run observes its source (test_video_pipeline);
+    # the first tick's reconciliation records one evaluation of no_source_needs_attention
+    events = [e for r in (first, second, third) for e in r.asset_events]
+    assert [(e.asset_key.to_user_string(), e.check_name) for e in events] == [("raw_videos", "no_source_needs_attention")]
+    # the key that would escape its output folder is named (S3 only: the local backend cannot hold it)
+    assert events[0].passed == (resource.backend == "local"), events[0].metadata["sources"]
 
     idle = _tick(instance, third.cursor, resources)
     assert not idle.run_requests and idle.cursor == third.cursor

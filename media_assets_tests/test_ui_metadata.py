@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import psutil
+import dagster as dg
 import pytest
 
 from media_assets_tests.harness import spoken_words
@@ -84,6 +85,12 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
     assert done.stdout.rstrip().splitlines()[-1].startswith("See every asset, run and preview in Dagster's UI: make ui"), done.stdout[-500:]
     # a healthy demo: no check fails, not even at WARN (the demo's batches are 3.1 % unmatched)
     assert "0 failed checks (ERROR), 0 check warnings (WARN)" in done.stdout, done.stdout
+    # nothing forgotten: every watched source processed, so each no_source_needs_attention passed
+    assert "0 sources need attention" in done.stdout and "NEEDS ATTENTION" not in done.stdout, done.stdout
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as demo_instance:
+        for asset in ("raw_videos", "video_uploads", "audio_objects"):
+            record = demo_instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey(asset), "no_source_needs_attention"))
+            assert record is not None and record.evaluation.passed, (asset, record)
     # the demo's speech is transcribed word for word
     import pyarrow.dataset as pads
 

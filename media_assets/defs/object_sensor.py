@@ -36,13 +36,15 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 
 from ..settings import SENSOR_INTERVAL_S
 from ..storage import BucketNotFoundError, ObjectInfo
 from ..storage.s3_events import MalformedEventError, parse_notification
-from .reconcile import Source, due, stranded_requests
+from .reconcile import (ATTENTION_CHECK, Attention, Source, attention_evaluation, attention_result, due, needs_attention,
+                        stranded_requests)
 
 
 @dataclass
@@ -196,77 +198,130 @@ def run_key_for(obj: ObjectInfo) -> str:
     return f"{obj.key}@{obj.etag}"
 
 
+@dataclass(frozen=True)
+class ObjectSource:
+    """One kind of source object and the job that processes it, one partition per object.
+
+    ``watched(resources)`` says where the objects are and whether notifications come through
+    a queue (:class:`WatchedPrefix`, :func:`next_objects`); ``skip_reason(resources, obj)``
+    returns why an object is refused (an unsafe key) or ``None``; ``done_asset`` is the job's
+    last asset: a source is processed when its partition of it is materialized.
+    ``resources`` is the sensor's or check's ``context.resources``."""
+
+    job: dg.UnresolvedAssetJobDefinition
+    done_asset: dg.AssetKey
+    partitions_def: dg.DynamicPartitionsDefinition
+    watched: Callable[[Any], WatchedPrefix]
+    skip_reason: Callable[[Any, ObjectInfo], str | None]
+    partition_key: Callable[[ObjectInfo], str] = lambda o: o.key
+
+    def source(self, obj: ObjectInfo) -> Source:
+        tags = {"media_assets/source": f"{obj.bucket}/{obj.key}", "media_assets/etag": obj.etag}
+        return Source(self.partition_key(obj), run_key_for(obj), tags)
+
+    def attention(self, instance: dg.DagsterInstance, resources: Any, listed: list[ObjectInfo] | None = None) -> list[Attention]:
+        """:func:`media_assets.defs.reconcile.needs_attention` over ``listed`` (default: a
+        fresh listing of the watched prefix): refused keys, sources whose runs ended for good,
+        and partitions whose object is gone before it was processed."""
+        if listed is None:
+            listed = self.watched(resources).list(resources.object_store.get_store())
+        refused = {f"{o.bucket}/{o.key}": why for o in listed if (why := self.skip_reason(resources, o))}
+        sources = [self.source(o) for o in listed if f"{o.bucket}/{o.key}" not in refused]
+        present = {self.partition_key(o) for o in listed}
+        bucket = self.watched(resources).bucket
+        gone = {pk: f"{bucket}/{pk}" for pk in instance.get_dynamic_partitions(self.partitions_def.name) if pk not in present}
+        return needs_attention(instance, job_name=self.job.name, asset_key=self.done_asset, partitions_def=self.partitions_def,
+                               sources=sources, settings=resources.reconcile_settings, refused=refused, gone=gone)
+
+
+def attention_check(attention: Callable[[dg.DagsterInstance, Any], list[Attention]], asset: dg.AssetKey,
+                    required_resource_keys: set[str], description: str) -> dg.AssetChecksDefinition:
+    """The ``no_source_needs_attention`` check on ``asset`` (WARN): recorded by the sources'
+    sensor on each reconciliation pass; executing it evaluates ``attention(instance,
+    resources)`` (e.g. :meth:`ObjectSource.attention`, which lists the prefix) now."""
+
+    @dg.asset_check(asset=asset, name=ATTENTION_CHECK, description=description,
+                    required_resource_keys=required_resource_keys | {"object_store", "reconcile_settings"})
+    def _check(context) -> dg.AssetCheckResult:  # an AssetCheckExecutionContext (no annotation: this module defers them)
+        return attention_result(attention(context.instance, context.resources))
+
+    return _check
+
+
 def partitioned_object_sensor(
     *,
     name: str,
-    job: dg.UnresolvedAssetJobDefinition,
-    done_asset: dg.AssetKey,
-    partitions_def: dg.DynamicPartitionsDefinition,
-    watched: Callable[[dg.SensorEvaluationContext], WatchedPrefix],
-    skip_reason: Callable[[dg.SensorEvaluationContext, ObjectInfo], str | None],
-    max_runs_per_tick: Callable[[dg.SensorEvaluationContext], int],
+    source: ObjectSource,
+    check_asset: dg.AssetKey,
+    max_runs_per_tick: Callable[[Any], int],
     required_resource_keys: set[str],
     description: str,
-    partition_key: Callable[[ObjectInfo], str] = lambda o: o.key,
     minimum_interval_seconds: int = SENSOR_INTERVAL_S,
+    observe_listing: bool = False,
 ) -> dg.SensorDefinition:
-    """A sensor that adds one dynamic partition per new object and requests one run for it.
+    """A sensor that adds one dynamic partition per new object of ``source`` and requests one
+    run of its job for it.
 
-    ``watched(context)`` says where the sources are and whether notifications come through a
-    queue (:class:`WatchedPrefix`, :func:`next_objects`).
-
-    ``skip_reason(context, obj)`` returns why an object is not a source (wrong suffix, unsafe key) or
-    ``None``; skipped objects are logged once and the cursor moves past them. The tick records
-    no asset events per object (each is one event write in Dagster's storage, ~15 ms on SQLite):
-    the run records its source as it reads it (:func:`media_assets.defs.video.assets.record_source`). Every
+    Refused objects (``source.skip_reason``) are logged once and the cursor moves past them.
+    The tick records no asset events per object (each is one event write in Dagster's storage,
+    ~15 ms on SQLite): the run records its source as it reads it
+    (:func:`media_assets.defs.video.assets.record_source`). Every
     ``reconcile_settings.interval_s`` it also re-requests stranded sources: objects the cursor
-    passed whose partition of ``done_asset`` (the job's last asset) is not materialized, with no
-    run or a latest run that failed for a non-input reason (:mod:`media_assets.defs.reconcile`).
+    passed whose partition of ``done_asset`` is not materialized, with no run or a latest run
+    that failed for a non-input reason (:mod:`media_assets.defs.reconcile`), and records what
+    needs a person as the ``no_source_needs_attention`` evaluation of ``check_asset``; with
+    ``observe_listing`` (an unpartitioned external ``check_asset``), also an observation of it
+    with the listing's ``objects`` and ``bytes``, so the UI shows it observed.
     """
 
     @dg.sensor(
         name=name,
-        job=job,
+        job=source.job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         required_resource_keys=required_resource_keys | {"object_store", "reconcile_settings", "event_queue"},
         description=description,
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        resources = context.resources
         previous = ObjectCursor.parse(context.cursor)
-        settings = context.resources.reconcile_settings
+        settings = resources.reconcile_settings
         reconcile = due(settings, previous.reconciled_at)
-        tick = next_objects(context, watched(context), previous, max_runs_per_tick(context), reconcile=reconcile,
-                            counts=lambda o: skip_reason(context, o) is None)
+        tick = next_objects(context, source.watched(resources), previous, max_runs_per_tick(resources), reconcile=reconcile,
+                            counts=lambda o: source.skip_reason(resources, o) is None)
         new, cursor = tick.new, tick.cursor
-
-        def request(obj: ObjectInfo) -> Source:
-            tags = {"media_assets/source": f"{obj.bucket}/{obj.key}", "media_assets/etag": obj.etag}
-            return Source(partition_key(obj), run_key_for(obj), tags)
 
         partition_keys: list[str] = []
         run_requests: list[dg.RunRequest] = []
         for obj in new:
-            reason = skip_reason(context, obj)
+            reason = source.skip_reason(resources, obj)
             if reason:
                 context.log.warning(f"skipping {obj.bucket}/{obj.key!r}: {reason}")
                 continue
-            src = request(obj)
+            src = source.source(obj)
             partition_keys.append(src.partition_key)
             run_requests.append(dg.RunRequest(partition_key=src.partition_key, run_key=src.run_key, tags=dict(src.tags)))
+        asset_events = []
         if reconcile:
             # objects requested in earlier ticks only: this tick's requests have no run yet
-            passed = [request(o) for o in tick.passed if skip_reason(context, o) is None]
-            stranded = stranded_requests(context, job_name=job.name, asset_key=done_asset, partitions_def=partitions_def,
+            passed = [source.source(o) for o in tick.passed if source.skip_reason(resources, o) is None]
+            stranded = stranded_requests(context, job_name=source.job.name, asset_key=source.done_asset, partitions_def=source.partitions_def,
                                          sources=passed, settings=settings, previous_pass=previous.reconciled_at)
             run_requests += stranded
             partition_keys += [r.partition_key for r in stranded]
+            # the whole listing (a re-requested source is not listed: its re-request is pending)
+            listed = [*tick.passed, *new]
+            asset_events.append(attention_evaluation(check_asset, source.attention(context.instance, resources, listed)))
+            if observe_listing:
+                asset_events.append(dg.AssetObservation(asset_key=check_asset, metadata={
+                    "objects": dg.MetadataValue.int(len(listed)), "bytes": dg.MetadataValue.int(sum(o.size for o in listed))}))
             cursor.reconciled_at = time.time()
-        existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
+        existing = set(context.instance.get_dynamic_partitions(source.partitions_def.name))
         to_add = sorted({k for k in partition_keys if k not in existing})
         return dg.SensorResult(
             run_requests=run_requests,
-            dynamic_partitions_requests=[partitions_def.build_add_request(to_add)] if to_add else [],
+            dynamic_partitions_requests=[source.partitions_def.build_add_request(to_add)] if to_add else [],
+            asset_events=asset_events,
             cursor=cursor.dumps(),
             skip_reason=None if run_requests else "no new objects",
         )

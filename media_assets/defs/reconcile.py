@@ -18,6 +18,13 @@ instance API, what became of it:
 
 Each re-request has run key ``<run key>#rerequest-<n>`` and tag ``media_assets/rerequest``, so
 Dagster's run-key deduplication still holds: one request per source, upload and attempt.
+
+What the pass leaves alone is not forgotten: :func:`needs_attention` names every source that
+will not be processed without a person -- bad input, re-requests spent, a run a user canceled,
+a key the sensor refuses -- and every source deleted before it was processed (not a failure).
+The sensors record that list as the evaluation of a WARN asset check
+(``no_source_needs_attention``, :func:`attention_evaluation`) on each pass, and
+``media-assets process`` prints it.
 """
 
 from __future__ import annotations
@@ -63,6 +70,31 @@ def _latest_runs(instance: dg.DagsterInstance, job_name: str, partition_keys: Se
     return latest
 
 
+def run_error(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The first error of run ``run_id``, one line for people: the description of the step's
+    ``dg.Failure``, else the step's exception message (its cause first), else the run's failure
+    message; ``None`` when it recorded none."""
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        data = entry.dagster_event.step_failure_data
+        if data.user_failure_data and data.user_failure_data.description:
+            return f"{entry.step_key}: {data.user_failure_data.description}"
+        if data.error:
+            cause = data.error.cause or data.error
+            return f"{entry.step_key}: {cause.message.strip()}"
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
+        return entry.message or entry.dagster_event.message
+    return None
+
+
+def _open_sources(instance: dg.DagsterInstance, job_name: str, asset_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition,
+                  partition_keys: Sequence[str]) -> tuple[list[str], dict[str, dg.RunRecord]]:
+    """``(partition keys whose asset_key partition is neither materialized nor in progress,
+    the latest run of job_name for each of them that has one)``."""
+    status = (instance.get_status_by_partition(asset_key, list(partition_keys), partitions_def) or {}) if partition_keys else {}
+    open_pks = [pk for pk in partition_keys if status.get(pk) not in _DONE]
+    return open_pks, _latest_runs(instance, job_name, open_pks)
+
+
 def stranded_requests(
     context: dg.SensorEvaluationContext,
     *,
@@ -82,9 +114,7 @@ def stranded_requests(
     """
     instance = context.instance
     by_pk = {s.partition_key: s for s in sources}
-    status = instance.get_status_by_partition(asset_key, list(by_pk), partitions_def) or {}
-    open_pks = [pk for pk in by_pk if status.get(pk) not in _DONE]
-    latest = _latest_runs(instance, job_name, open_pks)
+    open_pks, latest = _open_sources(instance, job_name, asset_key, partitions_def, list(by_pk))
     now = time.time()
     requests = []
     for pk in open_pks:
@@ -111,3 +141,120 @@ def stranded_requests(
 def due(settings: ReconcileSettings, previous_pass: float | None) -> bool:
     """Whether a reconciliation pass is due, ``interval_s`` after ``previous_pass``."""
     return previous_pass is None or time.time() >= previous_pass + settings.interval_s
+
+
+ATTENTION_CHECK = "no_source_needs_attention"
+ATTENTION_LISTED = 100  # sources listed in the check's table; the count covers them all
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One source a person has to look at (or, ``kind == "deleted"``, be told about).
+
+    Attributes:
+        source: ``bucket/key`` of the object (the UTC day for audio).
+        kind: ``"bad input"`` (its run failed on the object itself; re-upload a good one),
+            ``"retries spent"`` (failed for another reason ``max_rerequests`` times; fix the
+            cause, then re-execute the run or re-upload), ``"canceled"`` (a user terminated
+            its run; re-execute it or re-upload), ``"refused"`` (the sensor will not process
+            this key; rename it), or ``"deleted"`` (removed before it was processed: not a
+            failure, nothing to do).
+        reason: one line: the run's error, or why the key is refused.
+        run_id: its latest run, if it has one.
+    """
+
+    source: str
+    kind: str
+    reason: str
+    run_id: str | None = None
+
+    @property
+    def is_problem(self) -> bool:
+        return self.kind != "deleted"
+
+
+def _finished_badly(record: dg.RunRecord | None) -> bool:
+    """The run ended and Dagster will not retry it: failed (no ``dagster/will_retry``) or canceled."""
+    if record is None:
+        return False
+    run = record.dagster_run
+    if run.status == dg.DagsterRunStatus.CANCELED:
+        return True
+    return run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) != "true"
+
+
+def needs_attention(
+    instance: dg.DagsterInstance,
+    *,
+    job_name: str,
+    asset_key: dg.AssetKey,
+    partitions_def: dg.PartitionsDefinition,
+    sources: Sequence[Source],
+    settings: ReconcileSettings,
+    refused: Mapping[str, str] | None = None,
+    gone: Mapping[str, str] | None = None,
+) -> list[Attention]:
+    """Every source that will stay unprocessed unless a person acts, and every source deleted
+    before it was processed, sorted by source.
+
+    ``sources``: the listed sources (as :func:`stranded_requests` takes them); ``refused``:
+    ``{bucket/key: reason}`` of listed objects the sensor refuses; ``gone``: ``{partition key:
+    bucket/key}`` of partitions whose object is no longer listed. A source is listed here when its ``asset_key`` partition
+    is not materialized and its latest run of ``job_name`` ended for good: canceled, failed on
+    its input, or failed for another reason with ``max_rerequests`` re-requests spent. A source
+    with no run yet, a run in progress, or a re-request still to come is not: the sensors
+    process it. Cost: as :func:`stranded_requests` over the listed and gone partitions (one
+    status read for all of them), plus one event query per listed failure.
+    """
+    items = [Attention(src, "refused", why) for src, why in (refused or {}).items()]
+    by_pk = {s.partition_key: s for s in sources}
+    gone = {pk: name for pk, name in (gone or {}).items() if pk not in by_pk}
+    open_pks, latest = _open_sources(instance, job_name, asset_key, partitions_def, [*by_pk, *gone])
+    for pk in open_pks:
+        record = latest.get(pk)
+        if not _finished_badly(record):
+            continue
+        run = record.dagster_run
+        name = by_pk[pk].tags.get("media_assets/source", pk) if pk in by_pk else gone[pk]
+        error = run_error(instance, run.run_id) or "no error recorded"
+        if pk not in by_pk:
+            items.append(Attention(name, "deleted", f"removed before it was processed (last run: {error})", run.run_id))
+        elif run.status == dg.DagsterRunStatus.CANCELED:
+            items.append(Attention(name, "canceled", "its run was canceled; re-execute the run or re-upload the object", run.run_id))
+        elif is_input_failure(instance, run.run_id):
+            items.append(Attention(name, "bad input", error, run.run_id))
+        elif int(run.tags.get(REREQUEST_TAG, "0")) >= settings.max_rerequests:
+            items.append(Attention(name, "retries spent", f"{error} (after {settings.max_rerequests} re-requests)", run.run_id))
+    return sorted(items, key=lambda a: (a.source, a.kind))
+
+
+def _attention_fields(items: Sequence[Attention]) -> dict:
+    problems = [a for a in items if a.is_problem]
+    kinds = sorted({a.kind for a in items})
+    counts = {k: sum(a.kind == k for a in items) for k in kinds}
+    rows = "\n".join(f"| `{a.source}` | {a.kind} | {a.reason.replace('|', '/')[:300]} | {a.run_id[:8] if a.run_id else ''} |"
+                      for a in items[:ATTENTION_LISTED])
+    table = "| source | kind | reason | last run |\n|---|---|---|---|\n" + rows if items else "nothing to report"
+    if len(items) > ATTENTION_LISTED:
+        table += f"\n\n({ATTENTION_LISTED} of {len(items)} shown)"
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+    return {
+        "passed": not problems,
+        "description": f"{len(problems)} source(s) need attention ({summary})" if problems
+        else ("every source is processed or on its way" + (f"; {summary}" if items else "")),
+        "metadata": {"needs_attention": dg.MetadataValue.int(len(problems)),
+                     **{k.replace(" ", "_"): dg.MetadataValue.int(n) for k, n in counts.items()},
+                     "sources": dg.MetadataValue.md(table)},
+    }
+
+
+def attention_evaluation(asset_key: dg.AssetKey, items: Sequence[Attention]) -> dg.AssetCheckEvaluation:
+    """The ``no_source_needs_attention`` evaluation a sensor records for ``items`` (WARN when
+    any is a problem; metadata: counts per kind and a table of the first 100)."""
+    return dg.AssetCheckEvaluation(asset_key=asset_key, check_name=ATTENTION_CHECK, severity=dg.AssetCheckSeverity.WARN,
+                                   **_attention_fields(items))
+
+
+def attention_result(items: Sequence[Attention]) -> dg.AssetCheckResult:
+    """The same as :func:`attention_evaluation`, as the on-demand check op's result."""
+    return dg.AssetCheckResult(severity=dg.AssetCheckSeverity.WARN, **_attention_fields(items))

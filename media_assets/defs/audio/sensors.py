@@ -7,10 +7,14 @@ import time
 import dagster as dg
 
 from ...settings import AUDIO_START_DATE, SENSOR_INTERVAL_S
-from ..object_sensor import ObjectCursor, WatchedPrefix, next_objects, run_key_for
-from ..reconcile import Source, due, stranded_requests
+from ...storage import ObjectInfo
+from ..object_sensor import ObjectCursor, WatchedPrefix, attention_check, next_objects, run_key_for
+from ..reconcile import Attention, Source, attention_evaluation, due, needs_attention, stranded_requests
+from .assets import audio_objects
 from .jobs import audio_job
 from .partitions import audio_day, audio_partitions, split_by_day_range
+
+DONE_ASSET = dg.AssetKey("audio_dataset")  # the audio job's last asset: a day is processed once it is materialized
 
 
 @dg.sensor(
@@ -41,14 +45,38 @@ def new_audio_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             f"{', '.join(o.key for o in outside[:10])}{' ...' if len(outside) > 10 else ''}. Set MEDIA_ASSETS_AUDIO_START_DATE "
             f"to {days[0]} or earlier to process them.")
     requests = [dg.RunRequest(partition_key=s.partition_key, run_key=s.run_key) for s in _day_sources(new)]
+    events: list = _record_days(new)
     if tick.passed is not None:
         passed = _day_sources(split_by_day_range(tick.passed)[0])
-        requests += stranded_requests(context, job_name=audio_job.name, asset_key=dg.AssetKey("audio_dataset"), partitions_def=audio_partitions,
+        requests += stranded_requests(context, job_name=audio_job.name, asset_key=DONE_ASSET, partitions_def=audio_partitions,
                                       sources=passed, settings=reconcile, previous_pass=previous.reconciled_at)
+        events.append(attention_evaluation(audio_objects.key, audio_attention(context.instance, context.resources, [*tick.passed, *tick.new])))
         cursor.reconciled_at = time.time()
     skip = f"no new audio objects on the partitions' days ({len(outside)} outside them)" if outside else "no new audio objects"
-    return dg.SensorResult(run_requests=requests, asset_events=_record_days(new), cursor=cursor.dumps(),
+    return dg.SensorResult(run_requests=requests, asset_events=events, cursor=cursor.dumps(),
                            skip_reason=None if requests else skip)
+
+
+def audio_attention(instance: dg.DagsterInstance, resources, listed: list[ObjectInfo] | None = None) -> list[Attention]:
+    """:func:`media_assets.defs.reconcile.needs_attention` for the audio days of ``listed``
+    (default: a fresh listing of the audio prefix): days whose run ended for good, and, as
+    refused, objects on days outside the audio partitions."""
+    settings = resources.audio_settings
+    if listed is None:
+        listed = WatchedPrefix(settings.source_bucket, settings.source_prefix).list(resources.object_store.get_store())
+    inside, outside = split_by_day_range(listed)
+    refused = {f"{o.bucket}/{o.key}": f"its day {audio_day(o)} is outside the audio partitions (MEDIA_ASSETS_AUDIO_START_DATE="
+               f"{AUDIO_START_DATE} to tomorrow, UTC)" for o in outside}
+    return needs_attention(instance, job_name=audio_job.name, asset_key=DONE_ASSET, partitions_def=audio_partitions,
+                           sources=_day_sources(inside), settings=resources.reconcile_settings, refused=refused)
+
+
+audio_sources_attention = attention_check(
+    audio_attention, audio_objects.key, {"audio_settings"},
+    "Every audio object is processed or on its way. Lists (WARN) each UTC day whose run failed on its input, spent its "
+    "re-requests or was canceled, and each object on a day outside the audio partitions. Recorded by new_audio_sensor "
+    "on each reconciliation pass; executing it lists the bucket now.",
+)
 
 
 def _record_days(objects) -> list[dg.AssetMaterialization]:

@@ -87,6 +87,16 @@ def repeats_sheet(store: ObjectStore, src: VideoSource, repeats: list[tuple[int,
     return contact_sheet_markdown(tiles, title if repeats else "repeated key frames")
 
 
+video_uploads = dg.AssetSpec(
+    "video_uploads",
+    description="Videos uploaded directly for key frames, under `media/video_in/` (external: uploaded by other systems). "
+    "`new_video_sensor` requests one keyframes run per object; on each reconciliation pass it records how many there are "
+    "(an observation) and which need a person (the `no_source_needs_attention` check).",
+    kinds={"mp4"},
+    group_name="keyframes",
+)
+
+
 @dg.asset(
     ins={"keyframe_embeddings": dg.AssetIn()},  # loaded by the keyframe_tables IO manager
     partitions_def=video_partitions,

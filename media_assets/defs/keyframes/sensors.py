@@ -4,32 +4,42 @@ import dagster as dg
 
 from ...resources.step_functions import StepFunctionsResource
 from ...settings import SENSOR_INTERVAL_S
-from ..object_sensor import WatchedPrefix, partitioned_object_sensor
+from ..object_sensor import ObjectSource, WatchedPrefix, attention_check, partitioned_object_sensor
 from ..video.jobs import video_conversion_job
 from ..video.partitions import video_partitions
 from ..video.sensors import source_skip_reason
+from .assets import video_uploads
 from .jobs import keyframes_job
 
 TASK_TOKEN_TAG = "media_assets/task_token"
 
 
-def _watched(context: dg.SensorEvaluationContext) -> WatchedPrefix:
-    s = context.resources.keyframe_settings
+def _watched(resources) -> WatchedPrefix:
+    s = resources.keyframe_settings
     return WatchedPrefix(s.direct_bucket, s.direct_prefix,
                          lambda o: s.is_direct(o.key) and "/selected_frames/" not in o.key and "/samples/" not in o.key, s.events_queue_url)
 
 
+DIRECT_SOURCES = ObjectSource(job=keyframes_job, done_asset=dg.AssetKey("key_frames"), partitions_def=video_partitions,
+                              watched=_watched, skip_reason=source_skip_reason)  # listing already filtered by the configured suffixes
+_RESOURCES = {"object_store", "keyframe_settings", "video_settings"}
+
 new_video_sensor = partitioned_object_sensor(
     name="new_video_sensor",
-    job=keyframes_job,
-    done_asset=dg.AssetKey("key_frames"),
-    partitions_def=video_partitions,
-    watched=_watched,
-    skip_reason=source_skip_reason,  # listing already filtered by the configured suffixes
-    max_runs_per_tick=lambda ctx: ctx.resources.keyframe_settings.max_runs_per_tick,
-    required_resource_keys={"object_store", "keyframe_settings", "video_settings"},
+    source=DIRECT_SOURCES,
+    check_asset=video_uploads.key,
+    observe_listing=True,
+    max_runs_per_tick=lambda resources: resources.keyframe_settings.max_runs_per_tick,
+    required_resource_keys=_RESOURCES,
     description="Polls media/video_in/ (or reads its S3 notifications from MEDIA_ASSETS_KEYFRAMES_EVENTS_QUEUE_URL) for new or re-uploaded videos; adds a videos partition "
     "per object and requests one keyframes run for it (run key = key@ETag).",
+)
+
+direct_uploads_attention = attention_check(
+    DIRECT_SOURCES.attention, video_uploads.key, _RESOURCES,
+    "Every video uploaded directly for key frames (media/video_in/) is processed or on its way. Lists (WARN) each one a person "
+    "must look at: bad input, re-requests spent, a canceled run, a refused key; and, for information, each one deleted before "
+    "it was processed. Recorded by new_video_sensor on each reconciliation pass; executing it lists the prefix now.",
 )
 
 

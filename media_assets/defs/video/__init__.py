@@ -8,12 +8,13 @@ from .assets import raw_videos, source_video_removal
 from .decode import video_decode
 from .jobs import video_conversion_job
 from .partitions import video_partitions
-from .sensors import new_avi_sensor
+from .sensors import avi_sources_attention, new_avi_sensor
 
 defs = dg.Definitions(
     assets=[raw_videos, video_decode, source_video_removal],
     jobs=[video_conversion_job],
     sensors=[new_avi_sensor],
+    asset_checks=[avi_sources_attention],
     resources={"keyframe_tables": keyframe_tables_io_manager},
 )
 

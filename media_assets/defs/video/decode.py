@@ -51,7 +51,8 @@ LABELING_FRAMES = dg.AssetSpec(
     "removed after the manifest is written.",
 )
 KEYFRAME_EMBEDDINGS = dg.AssetSpec(
-    "keyframe_embeddings", deps=[MP4_CLIPS], group_name="keyframes", kinds={"ffmpeg", "onnx", "parquet"},
+    # from the converted video's clips, or from a direct upload (`video_uploads`, defined with the key-frame pipeline)
+    "keyframe_embeddings", deps=[MP4_CLIPS, "video_uploads"], group_name="keyframes", kinds={"ffmpeg", "onnx", "parquet"},
     description="Samples at 1 FPS scaled to 1024x576 (ffmpeg `fps=1,scale=1024:576`), one embedding each.\n\n"
     "The same decode writes every frame as a 64x36 grey thumbnail, from which hard cuts and flashes are found. "
     "Writes the samples as JPEG to `<prefix>/samples/<stem>/<index>.jpg` and the table "

@@ -7,7 +7,8 @@ import dagster as dg
 from ...resources.keyframes import KeyframeSettings, keyframe_manifest_key
 from ...resources.video import VideoConversionSettings
 from ...storage import ObjectInfo, UnsafeKeyError, check_key
-from ..object_sensor import WatchedPrefix, partitioned_object_sensor
+from ..object_sensor import ObjectSource, WatchedPrefix, attention_check, partitioned_object_sensor
+from .assets import raw_videos
 from .jobs import video_conversion_job
 from .partitions import video_partitions
 
@@ -51,29 +52,37 @@ def key_problem(key: str, derived: list[str]) -> str | None:
     return None
 
 
-def source_skip_reason(context: dg.SensorEvaluationContext, obj: ObjectInfo) -> str | None:
+def source_skip_reason(resources, obj: ObjectInfo) -> str | None:
     """Why ``obj`` is not processed (see :func:`key_problem`), or ``None``. The object is left
-    untouched and the sensor warns once (its cursor moves past it)."""
-    video, keyframes = context.resources.video_settings, context.resources.keyframe_settings
-    return key_problem(obj.key, output_keys(obj.key, video, keyframes))
+    untouched and the sensor warns once (its cursor moves past it); it is then named by the
+    ``no_source_needs_attention`` check until it is renamed."""
+    return key_problem(obj.key, output_keys(obj.key, resources.video_settings, resources.keyframe_settings))
 
 
-def _watched(context: dg.SensorEvaluationContext) -> WatchedPrefix:
-    s = context.resources.video_settings
+def _watched(resources) -> WatchedPrefix:
+    s = resources.video_settings
     suffixes = tuple(x.lower() for x in s.source_suffixes)
     # non-video objects never reach the cursor logic, so they are not logged every tick
     return WatchedPrefix(s.source_bucket, s.source_prefix, lambda o: o.key.lower().endswith(suffixes), s.events_queue_url)
 
 
+AVI_SOURCES = ObjectSource(job=video_conversion_job, done_asset=dg.AssetKey("source_video_removal"), partitions_def=video_partitions,
+                           watched=_watched, skip_reason=source_skip_reason)  # listing already filtered by the configured suffixes
+_RESOURCES = {"object_store", "video_settings", "keyframe_settings"}
+
 new_avi_sensor = partitioned_object_sensor(
     name="new_avi_sensor",
-    job=video_conversion_job,
-    done_asset=dg.AssetKey("source_video_removal"),
-    partitions_def=video_partitions,
-    watched=_watched,
-    skip_reason=source_skip_reason,  # listing already filtered by the configured suffixes
-    max_runs_per_tick=lambda ctx: ctx.resources.video_settings.max_runs_per_tick,
-    required_resource_keys={"object_store", "video_settings", "keyframe_settings"},
+    source=AVI_SOURCES,
+    check_asset=raw_videos.key,
+    max_runs_per_tick=lambda resources: resources.video_settings.max_runs_per_tick,
+    required_resource_keys=_RESOURCES,
     description="Polls the source bucket (or reads its S3 notifications from MEDIA_ASSETS_VIDEO_EVENTS_QUEUE_URL) for new or re-uploaded AVI objects; adds a videos "
     "partition per object and requests one video_conversion run for it (run key = key@ETag).",
+)
+
+avi_sources_attention = attention_check(
+    AVI_SOURCES.attention, raw_videos.key, _RESOURCES,
+    "Every AVI in the source bucket is processed or on its way. Lists (WARN) each one a person must look at: bad input, "
+    "re-requests spent, a canceled run, a refused key; and, for information, each one deleted before it was processed. "
+    "Recorded by new_avi_sensor on each reconciliation pass; executing it lists the bucket now.",
 )
