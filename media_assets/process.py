@@ -44,7 +44,7 @@ import filelock
 
 from .defs.reconcile import run_error
 from .instance_config import ensure_dagster_home, storage_unreachable
-from .scratch import remove_orphaned
+from .scratch import remove_dead_sockets, remove_orphaned
 from .storage import LocalObjectStore, object_store_from_env
 
 ACTIVE = [
@@ -172,8 +172,8 @@ def _other_daemon_alive(instance: dg.DagsterInstance, home: Path, max_age_s: flo
 
 
 def recover(instance: dg.DagsterInstance, home: Path, log: Callable[[str], None]) -> list[str]:
-    """Finish what a killed pass left: remove its runs' scratch folders, stop its daemon group,
-    report its in-flight runs failed.
+    """Finish what a killed pass left: remove its runs' scratch folders and its processes' gRPC
+    sockets, stop its daemon group, report its in-flight runs failed.
 
     Returns:
         The ids of the runs reported as failed (Dagster's run retries re-execute them).
@@ -181,6 +181,9 @@ def recover(instance: dg.DagsterInstance, home: Path, log: Callable[[str], None]
     orphans = remove_orphaned()  # safe beside live runs: only folders of dead processes
     if orphans:
         log(f"removed {len(orphans)} scratch folder(s) of killed runs")
+    sockets = remove_dead_sockets()  # only sockets no live process has bound
+    if sockets:
+        log(f"removed {len(sockets)} gRPC socket(s) of killed Dagster processes")
     store = object_store_from_env().get_store()
     if isinstance(store, LocalObjectStore):
         temp_files = store.remove_orphaned_temp_files()

@@ -1,9 +1,11 @@
-"""Scratch folders for the work of one asset, and the removal of those a killed run left.
+"""Scratch folders for the work of one asset, and the removal of what killed processes left.
 
 Every folder lives under ``<temp dir>/media_assets-scratch/`` and carries the pid of the process
 that made it (``<name>-pid<pid>-<random>``). A run that exits cleanly removes its own; a run
-that is SIGKILLed cannot, so :func:`remove_orphaned` (called by every ``media-assets
-process`` pass) removes the folders whose process no longer exists. No Dagster here.
+that is SIGKILLed cannot, so :func:`remove_orphaned` removes the folders whose process no
+longer exists, and :func:`remove_dead_sockets` the Unix sockets that killed Dagster gRPC
+servers left in the temp dir. Both run when a run makes its first scratch folder
+(:func:`scratch_dir`) and in every ``media-assets process`` pass. No Dagster here.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 import psutil
 
 _PID = re.compile(r"-pid(\d+)-")
+_cleaned = False  # this process has removed what killed processes left (once is enough)
 
 
 def scratch_root() -> Path:
@@ -25,7 +29,13 @@ def scratch_root() -> Path:
 
 def scratch_dir(name: str) -> tempfile.TemporaryDirectory:
     """A temporary folder named after ``name`` and this process, removed when the ``with``
-    block ends."""
+    block ends. The first one a process makes also removes what killed processes left
+    (:func:`remove_orphaned`, :func:`remove_dead_sockets`): each run starts clean."""
+    global _cleaned
+    if not _cleaned:
+        _cleaned = True
+        remove_orphaned()
+        remove_dead_sockets()
     root = scratch_root()
     root.mkdir(parents=True, exist_ok=True)
     return tempfile.TemporaryDirectory(prefix=f"{name}-pid{os.getpid()}-", dir=root)
@@ -58,5 +68,34 @@ def remove_orphaned() -> list[Path]:
     for path in sorted(root.iterdir()) if root.is_dir() else []:
         if is_orphaned(path.name):
             shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def remove_dead_sockets() -> list[Path]:
+    """Remove the Unix sockets that killed Dagster gRPC servers (the code server a daemon or
+    a pass starts) left in the temp dir; returns them.
+
+    Dagster names them like temporary files (``<temp dir>/tmp*``, from
+    :func:`tempfile.NamedTemporaryFile`) and unlinks them when the server stops; SIGKILL leaves
+    them. A socket is taken only if it is owned by this user and no process has it bound
+    (``psutil.net_connections("unix")``, i.e. ``/proc/net/unix`` on Linux): a server's socket is
+    bound from its ``bind()`` on, before it listens, so a live one is never removed.
+    """
+    candidates = []
+    for path in Path(tempfile.gettempdir()).glob("tmp*"):
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid():
+            candidates.append(path)
+    if not candidates:
+        return []
+    bound = {c.laddr for c in psutil.net_connections("unix") if c.laddr}
+    removed = []
+    for path in candidates:
+        if str(path) not in bound:
+            path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -205,17 +205,55 @@ def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypat
 
     assert remove_orphaned() == []  # the killed run's scratch folder was removed by the next pass
     assert "scratch folder(s) of killed runs" in done.stdout
+    # and the gRPC sockets of the killed daemon's code server and run worker
+    assert "gRPC socket(s) of killed Dagster processes" in done.stdout, done.stdout
+    assert not [p for p in Path(own_temp_dir).glob("tmp*") if p.is_socket()]
 
 
-def test_scratch_folders_of_dead_processes_are_removed(own_temp_dir):
-    from media_assets.scratch import remove_orphaned, scratch_dir, scratch_root
+def test_sockets_of_dead_processes_are_removed_and_live_ones_kept(own_temp_dir):
+    """A SIGKILLed gRPC server leaves its bound socket file; a live one (bound, listening or
+    not yet) keeps its own; other temp files are not touched."""
+    import socket
+
+    from media_assets.scratch import remove_dead_sockets
+
+    def server(path: Path, code: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", "import socket, sys, time; s = socket.socket(socket.AF_UNIX); "
+                                 f"s.bind(sys.argv[1]); {code}; print('up', flush=True); time.sleep(600)", str(path)],
+                                stdout=subprocess.PIPE, text=True)
+
+    tmp = Path(own_temp_dir)
+    dead, listening, bound = tmp / "tmpdead", tmp / "tmplistening", tmp / "tmpbound"
+    killed, alive, starting = server(dead, "s.listen()"), server(listening, "s.listen()"), server(bound, "pass")
+    try:
+        for proc in (killed, alive, starting):
+            assert proc.stdout.readline().strip() == "up"
+        killed.kill()
+        killed.wait()
+        (tmp / "tmpfile").write_text("not a socket")
+        assert dead.is_socket() and remove_dead_sockets() == [dead]
+        assert not dead.exists() and listening.is_socket() and bound.is_socket() and (tmp / "tmpfile").exists()
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(listening))  # the live server still answers on its socket
+    finally:
+        for proc in (alive, starting):
+            proc.kill()
+            proc.wait()
+
+
+def test_scratch_folders_of_dead_processes_are_removed(own_temp_dir, monkeypatch):
+    """By a run's first scratch folder (each run starts clean), and by remove_orphaned (each
+    pass); a live process's folder is kept."""
+    from media_assets import scratch
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    orphan = scratch_root() / f"mp4_clips-pid{dead}-test"
-    (orphan / "x").mkdir(parents=True)
-    with scratch_dir("labeling_frames") as mine:
-        removed = remove_orphaned()
-        assert orphan in removed and not orphan.exists() and Path(mine).is_dir()
+    orphans = [scratch.scratch_root() / f"mp4_clips-pid{dead}-test{i}" for i in (1, 2)]
+    (orphans[0] / "x").mkdir(parents=True)
+    monkeypatch.setattr(scratch, "_cleaned", False)  # as in a fresh run worker
+    with scratch.scratch_dir("labeling_frames") as mine:
+        assert not orphans[0].exists() and Path(mine).is_dir()
+        (orphans[1] / "x").mkdir(parents=True)
+        assert scratch.remove_orphaned() == [orphans[1]] and Path(mine).is_dir()
 
 
 def test_scratch_folder_of_a_killed_unreaped_process_is_removed(own_temp_dir):
