@@ -72,7 +72,10 @@ def test_every_unprocessed_source_is_named_with_its_reason(instance, setup, medi
     run = lambda d, pk: execute_run_request(d, instance, "new_avi_sensor", "video_conversion", requests[pk])  # noqa: E731
     assert "not a readable media container" in run(defs, "cam/corrupt.avi").error
     store.delete(src, "cam/gone.avi")  # deleted after it was requested, before its run read it
-    assert not run(defs, "cam/gone.avi").success
+    deleted = run(defs, "cam/gone.avi")  # not a failure: nothing to make, the run says so and succeeds
+    assert deleted.success and set(deleted.materializations) == set(), deleted
+    (seen,) = instance.fetch_observations(dg.AssetKey("raw_videos"), limit=1).records
+    assert seen.partition_key == "cam/gone.avi" and seen.asset_observation.metadata["deleted_before_processing"].value == f"{src}/cam/gone.avi"
     # an outage that outlasts the re-requests (max_rerequests=0 here): the MP4 bucket is gone
     # (S3: no such bucket; the local store makes buckets on write, so there a file is in its way)
     if hasattr(store, "root"):
@@ -95,7 +98,7 @@ def test_every_unprocessed_source_is_named_with_its_reason(instance, setup, medi
     table = meta["sources"]
     for line in (f"`{src}/cam/corrupt.avi` | bad input | video_decode: {src}/cam/corrupt.avi: not a readable media container",
                  f"`{src}/cam/cancel.avi` | canceled | its run was canceled", f"`{src}/cam/outage.avi` | retries spent |",
-                 f"`{src}/cam/a...b.avi` | refused | key contains '...'", f"`{src}/cam/gone.avi` | deleted | removed before it was processed"):
+                 f"`{src}/cam/a...b.avi` | refused | key contains '...'", f"`{src}/cam/gone.avi` | deleted | removed before it was processed; its run made nothing"):
         assert line in table, table
     assert "waiting" not in table
     assert evaluation.description == "4 source(s) need attention (1 bad input, 1 canceled, 1 deleted, 1 refused, 1 retries spent)"

@@ -441,11 +441,13 @@ def test_bounded_output_stays_under_256_kb():
 def test_task_token_answered_on_success_and_failure(instance, local_resource, reel, monkeypatch):
     store = local_resource.get_store()
     store.upload(reel, "media", "video_in/reel.mp4")
+    store.put_bytes(b"not a video", "media", "video_in/broken.mp4")
     defs = _defs(local_resource)
-    instance.add_dynamic_partitions(video_partitions.name, ["video_in/reel.mp4", "video_in/missing.mp4"])
+    instance.add_dynamic_partitions(video_partitions.name, ["video_in/reel.mp4", "video_in/broken.mp4"])
     job = defs.resolve_job_def("keyframes")
     ok = job.execute_in_process(instance=instance, partition_key="video_in/reel.mp4", tags={TASK_TOKEN_TAG: "tok-ok"})
-    bad = job.execute_in_process(instance=instance, partition_key="video_in/missing.mp4", tags={TASK_TOKEN_TAG: "tok-bad"}, raise_on_error=False)
+    bad = job.execute_in_process(instance=instance, partition_key="video_in/broken.mp4", tags={TASK_TOKEN_TAG: "tok-bad"}, raise_on_error=False)
+    assert not bad.success
 
     client = boto3.client("stepfunctions", region_name="us-east-1", endpoint_url="http://127.0.0.1:9")
     monkeypatch.setattr(StepFunctionsResource, "client", lambda self: client)
@@ -476,3 +478,13 @@ def test_task_token_answered_on_success_and_failure(instance, local_resource, re
         stub.assert_no_pending_responses()
     with pytest.raises(botocore.exceptions.ParamValidationError):
         client.send_task_failure(taskToken="t", error="e", cause=123)
+
+
+def test_a_direct_upload_deleted_before_processing_is_recorded_not_failed(instance, local_resource):
+    """The keyframes run of an upload that is gone (and was never sampled) makes nothing and
+    succeeds; the deletion is recorded on video_uploads."""
+    instance.add_dynamic_partitions("videos", ["video_in/gone.mp4"])
+    result = _defs(local_resource).resolve_job_def("keyframes").execute_in_process(instance=instance, partition_key="video_in/gone.mp4")
+    assert result.success and not result.get_asset_materialization_events()
+    (obs,) = [e.event_specific_data.asset_observation for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    assert obs.asset_key == dg.AssetKey("video_uploads") and obs.metadata["deleted_before_processing"].value == "media/video_in/gone.mp4"

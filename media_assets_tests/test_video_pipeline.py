@@ -173,10 +173,15 @@ def test_bad_input_fails_clearly_and_keeps_the_source(instance, local_resource, 
     assert not list(store.list_objects("unlabeled-images"))
 
 
-def test_missing_source_without_clips_is_explained(instance, local_resource):
-    result = _materialize(instance, local_resource, VideoConversionSettings(), "never-uploaded.avi", raise_on_error=False)
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "does not exist and no clips were ever produced" in failure.step_failure_data.user_failure_data.description
+def test_a_source_deleted_before_processing_is_recorded_not_failed(instance, local_resource):
+    """Nothing was ever made from it and it is gone: the run makes nothing, succeeds, and
+    records the deletion on raw_videos' partition (the sensors' attention check names it)."""
+    result = _materialize(instance, local_resource, VideoConversionSettings(), "deleted.avi", raise_on_error=False)
+    assert result.success and not result.get_asset_materialization_events()
+    (obs,) = [e.event_specific_data.asset_observation for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    assert obs.asset_key == dg.AssetKey("raw_videos") and obs.partition == "deleted.avi"
+    assert obs.metadata["deleted_before_processing"].value == "video-avi/deleted.avi"
+    assert not list(local_resource.get_store().list_objects("video-mp4"))
 
 
 def test_failure_mid_upload_leaves_nothing_visible_and_rerun_completes(instance, local_resource, media, monkeypatch):

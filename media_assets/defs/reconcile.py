@@ -212,6 +212,10 @@ def needs_attention(
     open_pks, latest = _open_sources(instance, job_name, asset_key, partitions_def, [*by_pk, *gone])
     for pk in open_pks:
         record = latest.get(pk)
+        if pk in gone and record is not None and record.dagster_run.status == dg.DagsterRunStatus.SUCCESS:
+            # its run found the object gone and made nothing (video_decode's deleted-before-processing path)
+            items.append(Attention(gone[pk], "deleted", "removed before it was processed; its run made nothing", record.dagster_run.run_id))
+            continue
         if not _finished_badly(record):
             continue
         run = record.dagster_run

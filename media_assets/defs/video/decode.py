@@ -34,8 +34,10 @@ from .clips import CLIP_CHECK, ClipUploads, clips_result
 from .labeling import DEAD_FRAME_CHECK, LabelingUploads, frames_from_clips
 from .partitions import video_partitions
 
+# skippable: a run whose source was deleted before it was processed makes none of the three
+# outputs and skips the rest of the run, instead of failing (see _deleted_before_processing)
 MP4_CLIPS = dg.AssetSpec(
-    "mp4_clips", deps=[raw_videos], group_name="video", kinds={"ffmpeg", "mp4"},
+    "mp4_clips", deps=[raw_videos], group_name="video", kinds={"ffmpeg", "mp4"}, skippable=True,
     description="H.264/AAC MP4 (+faststart) of one source video, in `video-mp4/<video>/`.\n\n"
     "Sources longer than `max_duration_s` (240 s) are cut into `clip_s` (120 s) clips in the same encode (forced "
     "keyframes + segment muxer). Each clip is uploaded as the encoder finishes it, then probed (streams, duration) and its stored size checked; "
@@ -43,7 +45,7 @@ MP4_CLIPS = dg.AssetSpec(
     "run, removes it. Re-materializing after the source was removed reuses the verified clips and says so.",
 )
 LABELING_FRAMES = dg.AssetSpec(
-    "labeling_frames", deps=[MP4_CLIPS], group_name="video", kinds={"ffmpeg", "jpeg"},
+    "labeling_frames", deps=[MP4_CLIPS], group_name="video", kinds={"ffmpeg", "jpeg"}, skippable=True,
     description="Every `every_n_frames`-th (10th) frame of the video as JPEG, minus dead frames (black, blank, frozen), "
     "in `unlabeled-images/<video>/<frame index>.jpg` (frame index = index in the source video).\n\n"
     "Cut from the same decode as the clips when both are materialized together; alone, from the verified clips on "
@@ -52,7 +54,7 @@ LABELING_FRAMES = dg.AssetSpec(
 )
 KEYFRAME_EMBEDDINGS = dg.AssetSpec(
     # from the converted video's clips, or from a direct upload (`video_uploads`, defined with the key-frame pipeline)
-    "keyframe_embeddings", deps=[MP4_CLIPS, "video_uploads"], group_name="keyframes", kinds={"ffmpeg", "onnx", "parquet"},
+    "keyframe_embeddings", deps=[MP4_CLIPS, "video_uploads"], group_name="keyframes", kinds={"ffmpeg", "onnx", "parquet"}, skippable=True,
     description="Samples at 1 FPS scaled to 1024x576 (ffmpeg `fps=1,scale=1024:576`), one embedding each.\n\n"
     "The same decode writes every frame as a 64x36 grey thumbnail, from which hard cuts and flashes are found. "
     "Writes the samples as JPEG to `<prefix>/samples/<stem>/<index>.jpg` and the table "
@@ -85,6 +87,14 @@ def video_decode(context: dg.AssetExecutionContext, object_store: ObjectStoreRes
     checks = {c.name for c in context.selected_asset_check_keys}
     store, settings, ks, key = object_store.get_store(), video_settings, keyframe_settings, context.partition_key
     src = ks.source_for(key, settings.video_prefix)
+    gone = _deleted_before_processing(store, settings, src, key, selected)
+    if gone is not None:  # nothing to make, nothing failed: the outputs are skipped, so is the rest of the run
+        context.log.warning(f"{gone} was deleted before it was processed: nothing to do (upload it again to process it)")
+        context.log_event(dg.AssetObservation(
+            asset_key=raw_videos.key if src.kind == "converted" else dg.AssetKey("video_uploads"),
+            partition=key if src.kind == "converted" else None,
+            metadata={"deleted_before_processing": gone}))
+        return
     started = time.perf_counter()
     embed = SampleEmbedder(image_embedder, defer_errors=True)
     made = PassOutputs(None, None, None)
@@ -111,6 +121,27 @@ def video_decode(context: dg.AssetExecutionContext, object_store: ObjectStoreRes
                 embed = SampleEmbedder(image_embedder)
                 parts = sample_stored(store, src, settings, ks, embed, tmp)
             yield from commit_embeddings(context, store, src, ks, parts, embed, started)
+
+
+def _deleted_before_processing(store, settings: VideoConversionSettings, src, key: str, selected: set[str]) -> str | None:
+    """``bucket/key`` of the partition's source when it no longer exists and nothing was ever
+    made from it (a converted video with no committed clips; a direct upload with no
+    embeddings table), else ``None``. Such a run materializes nothing and succeeds: the
+    object was removed on purpose, not broken (the ``no_source_needs_attention`` check names
+    it for information). An unsafe key is left to the asset's own input failure."""
+    if src.kind == "converted":
+        if "mp4_clips" not in selected or read_manifest(store, settings.mp4_bucket, settings.manifest_key(key, "clips")) is not None:
+            return None
+        bucket, obj = settings.source_bucket, key
+    else:
+        if "keyframe_embeddings" not in selected or store.exists(src.out_bucket, src.embeddings_key()):
+            return None
+        bucket, obj = src.bucket, src.key
+    try:
+        check_key(obj)
+    except UnsafeKeyError:
+        return None
+    return None if store.exists(bucket, obj) else f"{bucket}/{obj}"
 
 
 def _source(context: dg.AssetExecutionContext, store, settings: VideoConversionSettings, previous: dict | None) -> ObjectInfo | str:
