@@ -45,7 +45,8 @@ from media_assets.defs.labels import defs as label_defs  # noqa: E402
 from media_assets.defs.labels.sensors import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG  # noqa: E402
 from media_assets.kernels.safe_pickle import safe_loads  # noqa: E402
 from media_assets.resources.labels import LabelCorrectionSettings, label_tables_io_manager  # noqa: E402
-from media_assets.resources.events import EventQueueResource  # noqa: E402
+from media_assets.resources.events import EventQueueResource
+from media_assets.resources.reconcile import ReconcileSettings  # noqa: E402
 from media_assets.storage import ObjectStoreResource  # noqa: E402
 from media_assets_tests.label_data import write_label_dataset  # noqa: E402
 
@@ -142,7 +143,7 @@ def main() -> None:
             list(pool.map(copy, keys))
 
         # the platform: one run over the whole partition range
-        resources = {"object_store": resource_, "label_settings": settings, "event_queue": EventQueueResource()}
+        resources = {"object_store": resource_, "label_settings": settings, "event_queue": EventQueueResource(), "reconcile_settings": ReconcileSettings()}
         defs = dg.Definitions.merge(label_defs, dg.Definitions(resources=resources))
         with new_instance() as instance:
             print(f"instance: {type(instance.event_log_storage).__name__}", flush=True)

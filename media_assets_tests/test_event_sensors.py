@@ -195,7 +195,7 @@ def test_eventbridge_messages_for_audio_days(instance, s3_resource, s3_buckets, 
 def test_batch_events_become_ranges(instance, s3_resource, notified_bucket, event_queue, sqs):
     bucket, queue, _ = notified_bucket("labels")
     settings = LabelCorrectionSettings(bucket=bucket, events_queue_url=queue, partitions_per_run=3)
-    resources = {"object_store": s3_resource, "label_settings": settings, "event_queue": event_queue}
+    resources = {"object_store": s3_resource, "label_settings": settings, "event_queue": event_queue, "reconcile_settings": ReconcileSettings()}
     store = s3_resource.get_store()
     keys = [settings.batch_prefix + f"batch_{i}_0.pickle" for i in (1, 2, 3, 5, 8)]
     for key in keys:
@@ -239,10 +239,11 @@ def test_master_table_and_targets_are_observed_by_etag(instance, s3_resource, s3
     master version; nothing while they are unchanged or absent."""
     bucket = s3_buckets("labels")
     settings = LabelCorrectionSettings(bucket=bucket)
-    resources = {"object_store": s3_resource, "label_settings": settings, "event_queue": EventQueueResource()}
+    resources = {"object_store": s3_resource, "label_settings": settings, "event_queue": EventQueueResource(), "reconcile_settings": ReconcileSettings()}
     store = s3_resource.get_store()
     empty = _tick(new_batch_sensor, label_defs, instance, None, resources)
-    assert not empty.run_requests and not empty.asset_events
+    # the first tick's attention evaluation (every reconciliation interval), nothing else
+    assert not empty.run_requests and [(e.check_name, e.passed) for e in empty.asset_events] == [("no_source_needs_attention", True)]
     store.put_bytes(b"master v1", bucket, settings.master_key)
     store.put_bytes(b"video_id,t\n", bucket, settings.targets_key)
     first = _tick(new_batch_sensor, label_defs, instance, empty.cursor, resources)

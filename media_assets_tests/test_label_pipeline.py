@@ -4,6 +4,7 @@ local store and on moto's S3 server, checked row by row against the generator's 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import dagster as dg
 import numpy as np
@@ -11,15 +12,18 @@ import pytest
 
 from media_assets.defs.labels import batch_partitions
 from media_assets.defs.labels import defs as label_defs
+from media_assets.defs.labels.sensors import batch_attention
 from media_assets.process import partitions_of_run
 from media_assets.resources.events import EventQueueResource
 from media_assets_tests.harness import process_pending
 from media_assets.resources.labels import LabelCorrectionSettings
+from media_assets.resources.reconcile import ReconcileSettings
 from media_assets_tests.label_data import load_pickle, write_label_dataset
 
 
 def _defs(resource, settings):
-    return dg.Definitions.merge(label_defs, dg.Definitions(resources={"object_store": resource, "label_settings": settings, "event_queue": EventQueueResource()}))
+    return dg.Definitions.merge(label_defs, dg.Definitions(resources={"object_store": resource, "label_settings": settings, "event_queue": EventQueueResource(),
+                                                                   "reconcile_settings": ReconcileSettings()}))
 
 
 def _check(store, settings, ds, outcomes, instance, marker):
@@ -74,6 +78,11 @@ def test_label_correction_local(instance, local_resource, tmp_path):
     ranged = instance.get_runs(filters=dg.RunsFilter(job_name="label_correction"))
     assert sorted(partitions_of_run(defs, instance, r) for r in ranged) == [4, 5, 5, 5]
     _check(store, settings, ds, outcomes, instance, marker)
+    # nothing forgotten: the batches that failed are named with their own errors (bad input)
+    resources = SimpleNamespace(object_store=local_resource, label_settings=settings, reconcile_settings=ReconcileSettings())
+    listed = batch_attention(instance, resources)
+    assert {a.source: a.kind for a in listed} == {f"{settings.bucket}/{k}": "bad input" for k in ds.malformed}, listed
+    assert all(ds.malformed[a.source.partition("/")[2]] in a.reason for a in listed), listed
 
     layout_failures = instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(dg.AssetKey("corrected_batches"), "same_layout_as_original"), limit=100

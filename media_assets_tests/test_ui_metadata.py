@@ -88,7 +88,7 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
     # nothing forgotten: every watched source processed, so each no_source_needs_attention passed
     assert "0 sources need attention" in done.stdout and "NEEDS ATTENTION" not in done.stdout, done.stdout
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as demo_instance:
-        for asset in ("raw_videos", "video_uploads", "audio_objects"):
+        for asset in ("raw_videos", "video_uploads", "audio_objects", "training_batches"):
             record = demo_instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey(asset), "no_source_needs_attention"))
             assert record is not None and record.evaluation.passed, (asset, record)
     # the demo's speech is transcribed word for word

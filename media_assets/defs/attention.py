@@ -9,21 +9,23 @@ import dagster as dg
 
 from .audio.sensors import audio_attention
 from .keyframes.sensors import DIRECT_SOURCES
+from .labels.sensors import batch_attention
 from .reconcile import Attention
 from .video.sensors import AVI_SOURCES
 
 
 def sources_needing_attention(instance: dg.DagsterInstance, resources: Any) -> dict[str, list[Attention]]:
     """``{watched sources: attention items}`` for the AVI sources (``raw_videos``), the direct
-    uploads (``key_frames``) and the audio objects (``audio_objects``), each from a fresh
-    listing; ``resources`` has the resources' attributes (``object_store``, the settings).
+    uploads (``video_uploads``), the audio objects (``audio_objects``) and the training batches
+    (``training_batches``), each from a fresh listing; ``resources`` has the resources'
+    attributes (``object_store``, the settings).
 
     A listing that fails (a watched bucket that does not exist, storage unreachable) is one
     item of kind ``"not listed"`` with the error: the summary says so rather than nothing.
     """
     out: dict[str, list[Attention]] = {}
     for where, attention in (("AVI sources", AVI_SOURCES.attention), ("direct uploads", DIRECT_SOURCES.attention),
-                             ("audio objects", audio_attention)):
+                             ("audio objects", audio_attention), ("training batches", batch_attention)):
         try:
             out[where] = attention(instance, resources)
         except Exception as err:  # reported as an item: the summary must not hide an unreadable source

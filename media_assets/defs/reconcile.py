@@ -232,6 +232,56 @@ def needs_attention(
     return sorted(items, key=lambda a: (a.source, a.kind))
 
 
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+_ENDED_RUNS_READ = 1000  # newest failed or canceled runs searched for the run of a failed partition
+
+
+def failed_partitions_attention(instance: dg.DagsterInstance, *, job_name: str, asset_key: dg.AssetKey,
+                                partitions_def: dg.DynamicPartitionsDefinition, names: Mapping[str, str]) -> list[Attention]:
+    """:func:`needs_attention` for partitions that ranged runs of ``job_name`` materialize (one
+    run per partition range, e.g. label batches): each of ``names`` (``{partition key:
+    bucket/key}``) whose latest attempt at ``asset_key`` failed (partition status FAILED), with
+    the newest failed or canceled run whose partition (or range, in the dynamic partitions'
+    order) covers it, unless Dagster will retry that run: bad input (the step raised
+    ``dg.Failure``; the reason is the run error's ``- <key>: ...`` line when it lists one), a
+    canceled run, or another failure with the run retries spent. Cost: one status read, one
+    run query (the newest 1,000 ended runs), two event queries per distinct run named."""
+    keys = list(names)
+    status = (instance.get_status_by_partition(asset_key, keys, partitions_def) or {}) if keys else {}
+    failed = [pk for pk in keys if status.get(pk) == dg.AssetPartitionStatus.FAILED]
+    if not failed:
+        return []
+    order = {pk: i for i, pk in enumerate(instance.get_dynamic_partitions(partitions_def.name))}
+    ended = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]),
+                                     limit=_ENDED_RUNS_READ)  # newest first
+
+    def covers(record: dg.RunRecord, pk: str) -> bool:
+        tags = record.dagster_run.tags
+        if PARTITION_TAG in tags:
+            return tags[PARTITION_TAG] == pk
+        start, end = order.get(tags.get(RANGE_START_TAG)), order.get(tags.get(RANGE_END_TAG))
+        return start is not None and end is not None and start <= order[pk] <= end
+
+    errors: dict[str, str] = {}
+    items = []
+    for pk in failed:
+        record = next((r for r in ended if covers(r, pk)), None)
+        if not _finished_badly(record):
+            continue
+        run = record.dagster_run
+        if run.run_id not in errors:
+            errors[run.run_id] = run_error(instance, run.run_id) or "no error recorded"
+        error = errors[run.run_id]
+        own = next((line[len(f"- {pk}: "):] for line in error.splitlines() if line.startswith(f"- {pk}: ")), None)
+        if run.status == dg.DagsterRunStatus.CANCELED:
+            items.append(Attention(names[pk], "canceled", "its run was canceled; re-execute the run or backfill the partition", run.run_id))
+        elif is_input_failure(instance, run.run_id):
+            items.append(Attention(names[pk], "bad input", own or error.splitlines()[0], run.run_id))
+        else:
+            items.append(Attention(names[pk], "retries spent", f"{error.splitlines()[0]} (Dagster's run retries spent)", run.run_id))
+    return sorted(items, key=lambda a: a.source)
+
+
 def _attention_fields(items: Sequence[Attention]) -> dict:
     problems = [a for a in items if a.is_problem]
     kinds = sorted({a.kind for a in items})

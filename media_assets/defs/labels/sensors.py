@@ -2,20 +2,22 @@
 
 import hashlib
 import json
+import time
 
 import dagster as dg
 
 from ...settings import SENSOR_INTERVAL_S
 from ...storage import ObjectInfo, ObjectNotFoundError
-from ..object_sensor import ObjectCursor, WatchedPrefix, next_objects, run_key_for
+from ..object_sensor import ObjectCursor, WatchedPrefix, attention_check, next_objects, run_key_for
+from ..reconcile import RANGE_END_TAG, RANGE_START_TAG, Attention, attention_evaluation, due, failed_partitions_attention
+from .assets import training_batches
 from .jobs import label_correction_job, video_embedding_index_job
 from .partitions import batch_partitions
 
 DATA_VERSION_TAG = "dagster/data_version"
 # Dagster's documented run tags for one run over a partition range (what a UI backfill with
 # BackfillPolicy.multi_run sets on each of its runs)
-PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
-PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+PARTITION_RANGE_START_TAG, PARTITION_RANGE_END_TAG = RANGE_START_TAG, RANGE_END_TAG
 
 
 def range_request(chunk: list[ObjectInfo]) -> dg.RunRequest:
@@ -29,12 +31,34 @@ def range_request(chunk: list[ObjectInfo]) -> dg.RunRequest:
     )
 
 
+def _watched(settings) -> WatchedPrefix:
+    return WatchedPrefix(settings.bucket, settings.batch_prefix, lambda o: settings.batch_number(o.key) is not None, settings.events_queue_url)
+
+
+def batch_attention(instance: dg.DagsterInstance, resources, listed: list[ObjectInfo] | None = None) -> list[Attention]:
+    """The listed batches (default: a fresh listing of the batch prefix) whose correction
+    failed for good (:func:`media_assets.defs.reconcile.failed_partitions_attention`)."""
+    settings = resources.label_settings
+    if listed is None:
+        listed = _watched(settings).list(resources.object_store.get_store())
+    return failed_partitions_attention(instance, job_name=label_correction_job.name, asset_key=dg.AssetKey("corrected_batches"),
+                                       partitions_def=batch_partitions, names={o.key: f"{o.bucket}/{o.key}" for o in listed})
+
+
+batch_sources_attention = attention_check(
+    batch_attention, training_batches.key, {"label_settings"},
+    "Every training batch is corrected or on its way. Lists (WARN) each batch whose correction failed for good: bad input "
+    "(malformed, unsafe or empty pickle; its own error), a canceled run, or another failure after Dagster's run retries. "
+    "Recorded by new_batch_sensor every MEDIA_ASSETS_RECONCILE_INTERVAL_S; executing it lists the batch prefix now.",
+)
+
+
 @dg.sensor(
     name="new_batch_sensor",
     jobs=[label_correction_job, video_embedding_index_job],
     minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    required_resource_keys={"object_store", "label_settings", "event_queue"},
+    required_resource_keys={"object_store", "label_settings", "event_queue", "reconcile_settings"},
     description="Polls the batch bucket (or reads its S3 notifications from MEDIA_ASSETS_LABELS_EVENTS_QUEUE_URL). New batches become training_batches partitions, added "
     "in batch-number order and requested as ranges of partitions_per_run (one run each, not one "
     "run per batch); re-uploaded batches get a run of their own. Also observes the master table "
@@ -45,7 +69,7 @@ def new_batch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     store = context.resources.object_store.get_store()
     state = json.loads(context.cursor) if context.cursor else {}
     run_requests: list[dg.RunRequest] = []
-    asset_events: list[dg.AssetObservation] = []
+    asset_events: list[dg.AssetObservation | dg.AssetCheckEvaluation] = []
 
     for asset_key, key in (("master_video_embeddings", settings.master_key), ("label_targets", settings.targets_key)):
         try:
@@ -59,10 +83,14 @@ def new_batch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
                 run_requests.append(dg.RunRequest(job_name=video_embedding_index_job.name, run_key=f"index@{etag}"))
 
     n = settings.partitions_per_run
-    watched = WatchedPrefix(settings.bucket, settings.batch_prefix, lambda o: settings.batch_number(o.key) is not None, settings.events_queue_url)
-    tick = next_objects(context, watched, ObjectCursor.parse(state.get("objects")), settings.max_runs_per_tick * n, reconcile=False)
+    attention_due = due(context.resources.reconcile_settings, state.get("attention_at"))
+    tick = next_objects(context, _watched(settings), ObjectCursor.parse(state.get("objects")), settings.max_runs_per_tick * n,
+                        reconcile=attention_due)
     new, cursor = tick.new, tick.cursor
     state["objects"] = cursor.dumps()
+    if attention_due:  # every reconciliation interval: the batches that need a person (check on training_batches)
+        asset_events.append(attention_evaluation(training_batches.key, batch_attention(context.instance, context.resources, [*tick.passed, *new])))
+        state["attention_at"] = time.time()
     existing = set(context.instance.get_dynamic_partitions(batch_partitions.name))
     fresh = sorted((o for o in new if o.key not in existing), key=lambda o: (settings.batch_number(o.key), o.key))
     run_requests += [range_request(fresh[i : i + n]) for i in range(0, len(fresh), n)]
