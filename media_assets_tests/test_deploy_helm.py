@@ -100,25 +100,49 @@ def test_values_match_the_platform():
     assert v["runLauncher"]["config"]["k8sRunLauncher"]["resources"]["requests"] == {"cpu": "2", "memory": "8Gi"}
     daemon = v["dagsterDaemon"]
     assert daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"
-    assert set(daemon["runMonitoring"]) <= {"enabled", "startTimeoutSeconds", "pollIntervalSeconds", "maxResumeRunAttempts",
-                                            "freeSlotsAfterRunEndSeconds"}
-    assert daemon["runMonitoring"]["freeSlotsAfterRunEndSeconds"] == 30  # a killed run's pool slots come back
     # the run limit lives in `concurrency`, never in the queued coordinator's config (Dagster
     # rejects the two together; the chart renders maxConcurrentRuns into run_coordinator.config)
     assert "config" not in daemon["runCoordinator"]
-    assert v["additionalInstanceConfig"]["concurrency"]["runs"]["max_concurrent_runs"] == 20
-    assert daemon["runRetries"] == {"enabled": True, "maxRetries": 2, "retryOnAssetOrOpFailure": False}
+    extra = v["additionalInstanceConfig"]
+    assert extra["concurrency"]["runs"]["max_concurrent_runs"] == 20
+    # run monitoring and retries: off in the chart's own keys (its template drops
+    # retryOnAssetOrOpFailure and has no maxRuntimeSeconds), set whole in additionalInstanceConfig
+    assert daemon["runMonitoring"] == {"enabled": False} and daemon["runRetries"] == {"enabled": False}
+    shipped = yaml.safe_load((VALUES.parents[1] / "dagster.postgres.yaml").read_text())
+    assert extra["run_retries"] == shipped["run_retries"]  # as on compose: bad input is never retried
+    def but_start(monitoring: dict) -> dict:  # image pulls on a fresh node need a longer start timeout
+        return {key: value for key, value in monitoring.items() if key != "start_timeout_seconds"}
+
+    assert but_start(extra["run_monitoring"]) == {**but_start(shipped["run_monitoring"]), "max_resume_run_attempts": 0}
+    assert extra["run_monitoring"]["free_slots_after_run_end_seconds"] == 30  # a killed run's pool slots come back
     assert v["computeLogManager"]["type"] == "S3ComputeLogManager" and v["telemetry"]["enabled"] is False
-    assert set(v["additionalInstanceConfig"]) == {"concurrency"}
+    assert set(extra) == {"concurrency", "run_monitoring", "run_retries"}
+
+
+# top-level keys of the dagster.yaml the chart's instance ConfigMap renders itself
+# (templates/configmap-instance.yaml): always, and when the daemon's run monitoring / run retries
+# are enabled in its values; additionalInstanceConfig is appended after them as is
+CHART_RENDERED = ("scheduler", "schedule_storage", "run_launcher", "run_storage", "event_log_storage", "run_coordinator",
+                  "compute_logs", "telemetry")
+
+
+def test_additional_instance_config_never_repeats_a_key_the_chart_renders():
+    """A top-level key twice in the appended YAML would be resolved silently (the last one wins
+    in Dagster's YAML loader), losing one of the two blocks."""
+    v = yaml.safe_load(VALUES.read_text())
+    daemon = v["dagsterDaemon"]
+    rendered = set(CHART_RENDERED) | {k for k, on in (("run_monitoring", daemon["runMonitoring"]["enabled"]),
+                                                      ("run_retries", daemon["runRetries"]["enabled"])) if on}
+    assert not rendered & set(v["additionalInstanceConfig"])
 
 
 def test_instance_sections_the_chart_renders_load_in_dagster():
-    """The run coordinator, run monitoring, run retries and `additionalInstanceConfig` sections of
-    the dagster.yaml the chart's instance ConfigMap renders from these values (its templates:
-    `helpers/instance/_run-coordinator.tpl` writes `config:` only for non-empty
-    `queuedRunCoordinator` values; run monitoring and retries map key by key;
-    `additionalInstanceConfig` is appended as is), loaded by Dagster's instance config
-    validation. The storage and the K8s run launcher are left out: they need a cluster."""
+    """The run coordinator and `additionalInstanceConfig` sections of the dagster.yaml the chart's
+    instance ConfigMap renders from these values (`helpers/instance/_run-coordinator.tpl` writes
+    `config:` only for non-empty `queuedRunCoordinator` values; `additionalInstanceConfig` is
+    appended as is; run monitoring and retries are off in the chart's keys, so it renders
+    neither), loaded by Dagster's instance config validation. The storage and the K8s run
+    launcher are left out: they need a database and a cluster."""
     import dagster as dg
 
     v = yaml.safe_load(VALUES.read_text())
@@ -128,15 +152,9 @@ def test_instance_sections_the_chart_renders_load_in_dagster():
     if queued:
         coordinator["config"] = {{"maxConcurrentRuns": "max_concurrent_runs", "tagConcurrencyLimits": "tag_concurrency_limits",
                                   "dequeueIntervalSeconds": "dequeue_interval_seconds"}[k]: val for k, val in queued.items()}
-    mon = daemon["runMonitoring"]
-    rendered = {
-        "run_coordinator": coordinator,
-        "run_monitoring": {"enabled": mon["enabled"], "start_timeout_seconds": mon["startTimeoutSeconds"],
-                           "max_resume_run_attempts": mon["maxResumeRunAttempts"], "poll_interval_seconds": mon["pollIntervalSeconds"],
-                           "free_slots_after_run_end_seconds": mon["freeSlotsAfterRunEndSeconds"]},
-        "run_retries": {"enabled": daemon["runRetries"]["enabled"], "max_retries": daemon["runRetries"]["maxRetries"],
-                        "retry_on_asset_or_op_failure": daemon["runRetries"]["retryOnAssetOrOpFailure"]},
-        **v["additionalInstanceConfig"],
-    }
+    rendered = {"run_coordinator": coordinator, **v["additionalInstanceConfig"]}
     with dg.instance_for_test(overrides=rendered) as instance:
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 20
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert not instance.run_retries_retry_on_asset_or_op_failure  # bad input is not retried on Kubernetes either
+        assert instance.run_monitoring_enabled and instance.run_monitoring_max_runtime_seconds == 14400
