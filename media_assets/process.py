@@ -9,7 +9,9 @@ Nothing here evaluates a sensor or executes a run. The driver:
    (``DagsterInstance.report_run_failed``), so Dagster's run retries re-execute it from failure;
 3. starts ``dagster-daemon run`` on a workspace of this package (the sensors are on by default,
    the queued run coordinator applies the pools and run limits of ``dagster.yaml``, the default
-   run launcher starts each run in its own process, the retry daemon retries dead runs);
+   run launcher starts each run in its own process, the retry daemon retries dead runs), with
+   ``MEDIA_ASSETS_RECONCILE_RETRY_FAILED_BEFORE`` set to the pass's start: sources whose runs
+   failed for a non-input reason before the pass are re-requested at once;
 4. waits until no run is queued or in progress or about to be retried, and every sensor that
    is on has had a tick that began after the last run ended and requested nothing (read from
    the sensors' tick records in the instance): the pass ends one sensor interval, at most,
@@ -376,10 +378,13 @@ def run_pass(
         if own_daemon:
             exe = Path(sys.executable).with_name("dagster-daemon")
             with open(log_path, "w") as log_file:
+                # what failed for a non-input reason before this pass is re-requested at once:
+                # the operator may have fixed the cause (ReconcileSettings.retry_failed_before)
+                env = {**os.environ, "MEDIA_ASSETS_RECONCILE_RETRY_FAILED_BEFORE": repr(started_at)}
                 daemon = subprocess.Popen(
                     [str(exe), "run", "-w", str(home / "workspace.yaml")],
                     stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
-                    preexec_fn=_terminate_with_parent,
+                    preexec_fn=_terminate_with_parent, env=env,
                 )
             (home / "process.json").write_text(json.dumps({"pgid": daemon.pid, "started": since.isoformat()}))
         else:

@@ -181,6 +181,8 @@ def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypat
     with _instance(tmp_path, monkeypatch) as instance:
         _wait_for(lambda: instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])), 240, "a started run")
         pgid = json.loads((home / "process.json").read_text())["pgid"]
+        # the pass's daemon re-requests at once what failed before the pass (reconciliation)
+        assert b"MEDIA_ASSETS_RECONCILE_RETRY_FAILED_BEFORE=" in Path(f"/proc/{pgid}/environ").read_bytes()
         _wait_for(lambda: _scratch_of_group("video_decode", pgid), 240, "the decode pass at work")
         time.sleep(2)
         os.killpg(driver.pid, signal.SIGKILL)

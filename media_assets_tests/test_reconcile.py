@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 import uuid
 
 import dagster as dg
@@ -107,3 +108,25 @@ def test_object_missed_by_the_cursor_is_requested(instance, local_resource, medi
     assert [(r.partition_key, r.run_key.split("@")[0]) for r in late.run_requests] == [("late/b.avi", "late/b.avi")]
     assert "late/b.avi" in instance.get_dynamic_partitions("videos")  # added by the same tick
     assert _run(due_now, instance, late.run_requests)["late/b.avi"].success
+
+
+def test_a_new_pass_rerequests_what_failed_before_it_at_once(instance, local_resource, media):
+    """The operator fixes the cause (here a file where the MP4 bucket should be) and runs
+    `media-assets process`: the pass (retry_failed_before = its start) re-requests the failed
+    source at once; the daemon's own ticks would wait out the retry delay."""
+    store = local_resource.get_store()
+    blocked = "video-mp4-blocked"
+    (store.root / blocked).write_text("not a bucket")
+    video = VideoConversionSettings(mp4_bucket=blocked)
+    store.upload(media["bikes"], video.source_bucket, "cam/a.avi")
+    slow = ReconcileSettings(interval_s=3600, retry_delay_s=3600)
+    defs = _defs(local_resource, video, KeyframeSettings(), slow)
+    first = _tick(defs, instance, None)
+    assert not _run(defs, instance, first.run_requests)["cam/a.avi"].success
+    (store.root / blocked).unlink()
+    assert _tick(defs, instance, first.cursor).run_requests == []  # not due, and the delay is an hour
+    passed = _defs(local_resource, video, KeyframeSettings(), ReconcileSettings(interval_s=3600, retry_delay_s=3600,
+                                                                               retry_failed_before=time.time()))
+    again = _tick(passed, instance, first.cursor)
+    assert [(r.partition_key, r.tags[REREQUEST_TAG]) for r in again.run_requests] == [("cam/a.avi", "1")]
+    assert _run(passed, instance, again.run_requests)["cam/a.avi"].success

@@ -10,7 +10,8 @@ instance API, what became of it:
   listed: S3 stamps LastModified at the start of the upload) : it is requested;
 * its latest run failed for a reason that is not the input's -- an S3 error, a missing output
   bucket, a run worker lost after Dagster's run retries were spent -- : it is requested again,
-  ``retry_delay_s * 2**(n-1)`` seconds after that run ended for the n-th time, at most
+  ``retry_delay_s * 2**(n-1)`` seconds after that run ended for the n-th time (at once when it
+  ended before ``retry_failed_before``: a new ``media-assets process`` pass), at most
   ``max_rerequests`` times (then one warning and it is left);
 * its latest run failed on bad input (a step raised ``dg.Failure``, see
   :func:`media_assets.defs.common.input_failure`), was canceled, or Dagster will retry it
@@ -127,7 +128,8 @@ def stranded_requests(
             continue
         n = int(run.tags.get(REREQUEST_TAG, "0"))
         ended = record.end_time or record.update_timestamp.timestamp()
-        if (n < settings.max_rerequests and now < ended + settings.retry_delay_s * 2**n) or is_input_failure(instance, run.run_id):
+        wait = 0.0 if ended < settings.retry_failed_before else settings.retry_delay_s * 2**n  # failed before this pass: at once
+        if (n < settings.max_rerequests and now < ended + wait) or is_input_failure(instance, run.run_id):
             continue
         if n >= settings.max_rerequests:
             if previous_pass is None or ended > previous_pass:
@@ -139,8 +141,9 @@ def stranded_requests(
 
 
 def due(settings: ReconcileSettings, previous_pass: float | None) -> bool:
-    """Whether a reconciliation pass is due, ``interval_s`` after ``previous_pass``."""
-    return previous_pass is None or time.time() >= previous_pass + settings.interval_s
+    """Whether a reconciliation pass is due: ``interval_s`` after ``previous_pass``, or at once
+    when ``previous_pass`` was before ``settings.retry_failed_before``."""
+    return previous_pass is None or previous_pass < settings.retry_failed_before or time.time() >= previous_pass + settings.interval_s
 
 
 ATTENTION_CHECK = "no_source_needs_attention"
