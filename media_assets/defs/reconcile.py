@@ -30,6 +30,7 @@ The sensors record that list as the evaluation of a WARN asset check
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -160,8 +161,9 @@ class Attention:
             ``"retries spent"`` (failed for another reason ``max_rerequests`` times; fix the
             cause, then re-execute the run or re-upload), ``"canceled"`` (a user terminated
             its run; re-execute it or re-upload), ``"refused"`` (the sensor will not process
-            this key; rename it), or ``"deleted"`` (removed before it was processed: not a
-            failure, nothing to do).
+            this key; rename it), ``"deleted"`` (removed before it was processed: not a
+            failure, nothing to do), or ``"not listed"`` (the prefix could not be listed:
+            the bucket is missing or storage unreachable).
         reason: one line: the run's error, or why the key is refused.
         run_id: its latest run, if it has one.
     """
@@ -289,7 +291,10 @@ def _attention_fields(items: Sequence[Attention]) -> dict:
     problems = [a for a in items if a.is_problem]
     kinds = sorted({a.kind for a in items})
     counts = {k: sum(a.kind == k for a in items) for k in kinds}
-    rows = "\n".join(f"| `{a.source}` | {a.kind} | {a.reason.replace('|', '/')[:300]} | {a.run_id[:8] if a.run_id else ''} |"
+    def cell(text: str) -> str:  # one table cell: one line, no column separator, cut at a word
+        return textwrap.shorten(" ".join(text.split()).replace("|", "/"), 300, placeholder=" …")
+
+    rows = "\n".join(f"| `{a.source}` | {a.kind} | {cell(a.reason)} | {a.run_id[:8] if a.run_id else ''} |"
                       for a in items[:ATTENTION_LISTED])
     table = "| source | kind | reason | last run |\n|---|---|---|---|\n" + rows if items else "nothing to report"
     if len(items) > ATTENTION_LISTED:
