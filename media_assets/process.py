@@ -300,13 +300,20 @@ def _ticks_since(instance: dg.DagsterInstance, state, after: float) -> list:
 
 def sensors_quiet_since(instance: dg.DagsterInstance, defs: dg.Definitions, after: float) -> bool:
     """True when every sensor that is on has finished a tick that began after ``after`` (epoch
-    seconds) and requested no run: nothing is pending that a sensor would still request."""
+    seconds) and requested no run: nothing is pending that a sensor would still request.
+
+    A sensor whose newest tick failed once is not quiet yet: one failure may be transient (the
+    database restarting, the code server busy), so the pass waits for its next tick; two failed
+    ticks in a row after ``after`` are a lasting fault (a missing bucket), reported by
+    :func:`sensor_errors`."""
     states, missing = _sensor_states(instance, defs)
     if missing:
         return False
     for state in states:
-        ticks = _ticks_since(instance, state, after)
-        if not any(t.status.value in _QUIET_TICKS and not t.run_ids for t in ticks):
+        finished = [t for t in _ticks_since(instance, state, after) if t.status.value in _QUIET_TICKS]  # newest first
+        if not any(not t.run_ids for t in finished):
+            return False
+        if finished[0].status.value == "FAILURE" and not (len(finished) > 1 and finished[1].status.value == "FAILURE"):
             return False
     return True
 
