@@ -53,15 +53,15 @@ system-deps: demo-deps
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	$(APT_INSTALL)
 
-# three workers on this 2-core machine: the end-to-end tests mostly wait (sensor ticks, run
-# monitoring, a restarting server), and a third worker fills those waits (clean clone: 573.6 s
-# with 3, 622-704 s with 2; 4 overloaded it: 648 s and a timing failure)
+# two workers, one per core. Three were measured on a clean clone (573.6 s once, then 669.9 s
+# with two timing failures: a code server loading its definitions under that load did not stop
+# within 30 s of SIGTERM), four overloaded the machine (648 s, a timing failure)
 test: install runtime system-deps
-	$(PY) -m pytest -n 3 --dist worksteal -p no:logging --durations=15 media_assets_tests
+	$(PY) -m pytest -n 2 --dist worksteal -p no:logging --durations=15 media_assets_tests
 
 # the fast tier: everything but the end-to-end tests that start the daemon and kill processes
 test-fast: install system-deps
-	$(PY) -m pytest -n 3 --dist worksteal -p no:logging -m "not slow" media_assets_tests
+	$(PY) -m pytest -n 2 --dist worksteal -p no:logging -m "not slow" media_assets_tests
 
 # `dg dev` (Dagster's local webserver and daemon; `dagster dev` is superseded by it), run from
 # DAGSTER_HOME, where its dagster.yaml is: Dagster warns about a dagster.yaml in the working
