@@ -19,9 +19,9 @@ Nothing here evaluates a sensor or executes a run. The driver:
 5. stops the daemon and returns what the runs of this pass did, read back through the public
    ``DagsterInstance`` API.
 
-The daemon dies with the pass: it gets SIGTERM from the kernel when the pass's process ends,
+The daemon dies with the pass: it gets SIGKILL from the kernel when the pass's process ends,
 even by SIGKILL (Linux ``PR_SET_PDEATHSIG``), so no daemon goes on ticking sensors with no
-one watching. A daemon that dies first ends the pass with one line (``PassResult.stopped``)
+one watching (its code server follows when its heartbeats stop). A daemon that dies first ends the pass with one line (``PassResult.stopped``)
 and the summary of what its runs did.
 
 If a daemon of another process (``make ui``) is already heart-beating on the instance, no
@@ -122,14 +122,18 @@ def _exit_reason(returncode: int) -> str:
 
 
 def _terminate_with_parent() -> None:
-    """In the daemon's child process before exec: ask Linux for SIGTERM when the pass's process
+    """In the daemon's child process before exec: ask Linux for SIGKILL when the pass's process
     dies (``prctl(PR_SET_PDEATHSIG)``, prctl(2)), so a killed pass leaves no daemon behind.
+    SIGKILL, not SIGTERM: a SIGTERM that reached the daemon while it was still starting (before
+    Dagster's handler shuts it down cleanly) was lost in clean-clone test runs under load, and the
+    daemon went on ticking; the pass is gone, so there is nothing to shut down cleanly for.
+    The daemon's gRPC code server stops by itself once its heartbeats stop.
     A no-op where there is no prctl (macOS): there :func:`recover` stops the orphan next pass."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 def _pgid_alive(pgid: int) -> bool:
