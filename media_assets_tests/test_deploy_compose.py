@@ -152,8 +152,15 @@ def test_code_server_entrypoint_stops_within_5_s_of_sigterm(tmp_path):
     bin_dir = Path(os.sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DAGSTER_HOME": str(tmp_path)}
     (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
-    proc = subprocess.Popen(["sh", str(ROOT / "deploy" / "code-server.sh"), "-h", "127.0.0.1", "-p", str(port),
-                             "-m", "media_assets.definitions", "--location-name", "media_assets"],
+    # Started as tini starts it in the image: default signal dispositions and an empty signal
+    # mask. A child inherits ignored signals and the mask across exec, and a shell cannot trap a
+    # signal that was ignored when it started (POSIX, "trap"), so a pytest worker's own state
+    # must not decide whether the script sees SIGTERM.
+    as_pid_1_starts_it = ("import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
+                          "[signal.signal(s, signal.SIG_DFL) for s in signal.valid_signals() "
+                          "if s not in (signal.SIGKILL, signal.SIGSTOP)]; os.execvp(sys.argv[1], sys.argv[1:])")
+    proc = subprocess.Popen([os.sys.executable, "-c", as_pid_1_starts_it, "sh", str(ROOT / "deploy" / "code-server.sh"),
+                             "-h", "127.0.0.1", "-p", str(port), "-m", "media_assets.definitions", "--location-name", "media_assets"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -167,9 +174,14 @@ def test_code_server_entrypoint_stops_within_5_s_of_sigterm(tmp_path):
         time.sleep(5)  # the code location is loaded by now
         family = [proc.pid, *(p.pid for p in psutil.Process(proc.pid).children(recursive=True))]
         assert len(family) >= 3  # the script, Dagster's proxy server and its code server
+        signal_state = [line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if line.startswith("Sig")]
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the script did not exit 30 s after SIGTERM; its signal state: {signal_state}; "
+                                 f"family: {[(p.pid, p.status(), p.cmdline()[:3]) for p in psutil.Process(proc.pid).children(recursive=True)]}") from None
         assert time.monotonic() - sent < 5.0
         time.sleep(0.5)
         assert not [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
