@@ -4,7 +4,8 @@ Every folder lives under ``<temp dir>/media_assets-scratch/`` and carries the pi
 that made it (``<name>-pid<pid>-<random>``). A run that exits cleanly removes its own; a run
 that is SIGKILLed cannot, so :func:`remove_orphaned` removes the folders whose process no
 longer exists, and :func:`remove_dead_sockets` the Unix sockets that killed Dagster gRPC
-servers left in the temp dir. Both run in every ``media-assets process`` pass. No Dagster here.
+servers left in the temp dir. Both run when a run makes its first scratch folder
+(:func:`scratch_dir`) and in every ``media-assets process`` pass. No Dagster here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import psutil
 
 _PID = re.compile(r"-pid(\d+)-")
+_cleaned = False  # this process has removed what killed processes left (once is enough)
 
 
 def scratch_root() -> Path:
@@ -27,7 +29,13 @@ def scratch_root() -> Path:
 
 def scratch_dir(name: str) -> tempfile.TemporaryDirectory:
     """A temporary folder named after ``name`` and this process, removed when the ``with``
-    block ends."""
+    block ends. The first one a process makes also removes what killed processes left
+    (:func:`remove_orphaned`, :func:`remove_dead_sockets`): each run starts clean."""
+    global _cleaned
+    if not _cleaned:
+        _cleaned = True
+        remove_orphaned()
+        remove_dead_sockets()
     root = scratch_root()
     root.mkdir(parents=True, exist_ok=True)
     return tempfile.TemporaryDirectory(prefix=f"{name}-pid{os.getpid()}-", dir=root)

@@ -243,15 +243,19 @@ def test_sockets_of_dead_processes_are_removed_and_live_ones_kept(own_temp_dir):
             proc.wait()
 
 
-def test_scratch_folders_of_dead_processes_are_removed(own_temp_dir):
-    from media_assets.scratch import remove_orphaned, scratch_dir, scratch_root
+def test_scratch_folders_of_dead_processes_are_removed(own_temp_dir, monkeypatch):
+    """By a run's first scratch folder (each run starts clean), and by remove_orphaned (each
+    pass); a live process's folder is kept."""
+    from media_assets import scratch
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    orphan = scratch_root() / f"mp4_clips-pid{dead}-test"
-    (orphan / "x").mkdir(parents=True)
-    with scratch_dir("labeling_frames") as mine:
-        removed = remove_orphaned()
-        assert orphan in removed and not orphan.exists() and Path(mine).is_dir()
+    orphans = [scratch.scratch_root() / f"mp4_clips-pid{dead}-test{i}" for i in (1, 2)]
+    (orphans[0] / "x").mkdir(parents=True)
+    monkeypatch.setattr(scratch, "_cleaned", False)  # as in a fresh run worker
+    with scratch.scratch_dir("labeling_frames") as mine:
+        assert not orphans[0].exists() and Path(mine).is_dir()
+        (orphans[1] / "x").mkdir(parents=True)
+        assert scratch.remove_orphaned() == [orphans[1]] and Path(mine).is_dir()
 
 
 def test_scratch_folder_of_a_killed_unreaped_process_is_removed(own_temp_dir):
