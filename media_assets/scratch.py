@@ -15,11 +15,13 @@ import re
 import shutil
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
 
 _PID = re.compile(r"-pid(\d+)-")
+SOCKET_MIN_AGE_S = 5.0  # a socket younger than this is never taken (see remove_dead_sockets)
 _cleaned = False  # this process has removed what killed processes left (once is enough)
 
 
@@ -80,15 +82,18 @@ def remove_dead_sockets() -> list[Path]:
     :func:`tempfile.NamedTemporaryFile`) and unlinks them when the server stops; SIGKILL leaves
     them. A socket is taken only if it is owned by this user and no process has it bound
     (``psutil.net_connections("unix")``, i.e. ``/proc/net/unix`` on Linux): a server's socket is
-    bound from its ``bind()`` on, before it listens, so a live one is never removed.
+    bound from its ``bind()`` on, before it listens, so a live one is never removed. Sockets
+    made in the last ``SOCKET_MIN_AGE_S`` seconds (by modification time) are left for a later
+    call: Linux creates the file inside ``bind()`` a moment before the kernel lists its address.
     """
     candidates = []
+    newest = time.time() - SOCKET_MIN_AGE_S
     for path in Path(tempfile.gettempdir()).glob("tmp*"):
         try:
             info = path.lstat()
         except OSError:
             continue
-        if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid():
+        if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid() and info.st_mtime < newest:
             candidates.append(path)
     if not candidates:
         return []
