@@ -234,8 +234,8 @@ def test_direct_video_events_and_the_pipeline_s_own_outputs(instance, s3_resourc
 
 
 def test_master_table_and_targets_are_observed_by_etag(instance, s3_resource, s3_buckets):
-    """The master table and targets are external assets observed by `new_batch_sensor`: one
-    observation per new ETag (data version = ETag), and one `video_embedding_index` run per
+    """The master table and targets are external assets recorded by `new_batch_sensor`: one
+    materialization per new ETag (data version = ETag), and one `video_embedding_index` run per
     master version; nothing while they are unchanged or absent."""
     bucket = s3_buckets("labels")
     settings = LabelCorrectionSettings(bucket=bucket)
@@ -251,10 +251,11 @@ def test_master_table_and_targets_are_observed_by_etag(instance, s3_resource, s3
     assert {e.asset_key.to_user_string(): e.tags["dagster/data_version"] for e in first.asset_events} == etags
     assert [r.run_key for r in first.run_requests] == [f"index@{etags['master_video_embeddings']}"]
     assert [r.job_name for r in first.run_requests] == ["video_embedding_index_job"]
-    # recorded as the daemon records them: the UI shows the versions
+    # recorded as the daemon records them: the UI shows the versions (materializations: Dagster
+    # reads an external asset's current data version from them, not from observations)
     for name, etag in etags.items():
-        (record,) = instance.fetch_observations(dg.AssetKey(name), limit=10).records
-        assert record.asset_observation.tags["dagster/data_version"] == etag
+        (record,) = instance.fetch_materializations(dg.AssetKey(name), limit=10).records
+        assert record.asset_materialization.tags["dagster/data_version"] == etag
     same = _tick(new_batch_sensor, label_defs, instance, first.cursor, resources)
     assert not same.run_requests and not same.asset_events
     store.put_bytes(b"master v2", bucket, settings.master_key)

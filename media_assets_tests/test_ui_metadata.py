@@ -66,6 +66,10 @@ STATS = """
 query($key: AssetKeyInput!) {
   assetNodeOrError(assetKey: $key) { ... on AssetNode { partitionStats { numMaterialized numPartitions numFailed } } }
 }"""
+STALE = """
+query($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) { ... on AssetNode { staleStatus staleCauses { reason dependency { path } } } }
+}"""
 
 
 def _port() -> int:
@@ -131,6 +135,9 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
                  for a in ("raw_videos", "audio_objects")}
         assert stats["raw_videos"] == {"numMaterialized": 3, "numPartitions": 3, "numFailed": 0}, stats
         assert stats["audio_objects"]["numMaterialized"] >= 1 and stats["audio_objects"]["numFailed"] == 0, stats
+        # the label index was built from the master table's current version: fresh, not "Unsynced"
+        index = graphql(f"http://127.0.0.1:{port}", STALE, {"key": {"path": ["video_embedding_index"]}})["data"]["assetNodeOrError"]
+        assert index["staleStatus"] == "FRESH", index
 
         # the bunny's labeling frames: its black, frozen and white stretches on the dropped sheet
         sheet = graphql(f"http://127.0.0.1:{port}", SHEET, {"key": {"path": ["labeling_frames"]}, "p": ["bigbuckbunny.avi"]})

@@ -32,19 +32,21 @@ from .partitions import batch_partitions
 PARTITIONS_PER_RUN = LABELS_PARTITIONS_PER_RUN
 
 
-# External inputs: no code here writes them. `new_batch_sensor` observes both by ETag on every
-# tick (an AssetObservation whose data version is the ETag), so the UI shows each version and
-# `video_embedding_index` is rebuilt when the master table changes.
+# External inputs: no code here writes them. `new_batch_sensor` records a materialization of
+# each per new ETag (data version = ETag): Dagster reads an external asset's current data
+# version from its materializations, so the UI shows each version and `video_embedding_index`
+# is fresh after its rebuild and stale until the run the sensor requests for a new master version
+# (no automation condition as well: it would request a second run for the same version).
 master_video_embeddings = dg.AssetSpec(
     "master_video_embeddings",
-    description="Master embedding table `rf_video_embeddings.pkl` (video id -> (d_v,) float32). External; observed by ETag by `new_batch_sensor`.",
+    description="Master embedding table `rf_video_embeddings.pkl` (video id -> (d_v,) float32). External; recorded per ETag (its data version) by `new_batch_sensor`.",
     kinds={"pickle"},
     group_name="labels",
 )
 
 label_targets = dg.AssetSpec(
     "label_targets",
-    description="Targets table `targets.csv` (video_id + target columns). External; observed by ETag by `new_batch_sensor`.",
+    description="Targets table `targets.csv` (video_id + target columns). External; recorded per ETag (its data version) by `new_batch_sensor`.",
     kinds={"csv"},
     group_name="labels",
 )
@@ -81,7 +83,6 @@ MASTER_ETAG = b"master_etag"  # schema metadata of the index table: the master v
     group_name="labels",
     retry_policy=TRANSIENT_RETRY,
     kinds={"numpy", "parquet"},
-    automation_condition=dg.AutomationCondition.eager(),
     io_manager_key="label_tables",
 )
 def video_embedding_index(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, label_settings: LabelCorrectionSettings) -> dg.Output:

@@ -61,15 +61,15 @@ batch_sources_attention = attention_check(
     required_resource_keys={"object_store", "label_settings", "event_queue", "reconcile_settings"},
     description="Polls the batch bucket (or reads its S3 notifications from MEDIA_ASSETS_LABELS_EVENTS_QUEUE_URL). New batches become training_batches partitions, added "
     "in batch-number order and requested as ranges of partitions_per_run (one run each, not one "
-    "run per batch); re-uploaded batches get a run of their own. Also observes the master table "
-    "and targets by ETag and requests video_embedding_index when the master table changes.",
+    "run per batch); re-uploaded batches get a run of their own. Also records the master table "
+    "and targets by ETag (a materialization of each external asset per new version) and requests video_embedding_index when the master table changes.",
 )
 def new_batch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     settings = context.resources.label_settings
     store = context.resources.object_store.get_store()
     state = json.loads(context.cursor) if context.cursor else {}
     run_requests: list[dg.RunRequest] = []
-    asset_events: list[dg.AssetObservation | dg.AssetCheckEvaluation] = []
+    asset_events: list[dg.AssetMaterialization | dg.AssetCheckEvaluation] = []
 
     for asset_key, key in (("master_video_embeddings", settings.master_key), ("label_targets", settings.targets_key)):
         try:
@@ -78,7 +78,10 @@ def new_batch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             continue
         if etag != state.get(asset_key):
             state[asset_key] = etag
-            asset_events.append(dg.AssetObservation(asset_key=asset_key, tags={DATA_VERSION_TAG: etag}, metadata={"etag": etag}))
+            # a materialization, not an observation: Dagster takes the current data version of an
+            # external (non-observable) asset from its materializations only, so with observations
+            # video_embedding_index read "stale" (master at INITIAL) right after it was rebuilt
+            asset_events.append(dg.AssetMaterialization(asset_key=asset_key, tags={DATA_VERSION_TAG: etag}, metadata={"etag": etag}))
             if asset_key == "master_video_embeddings":
                 run_requests.append(dg.RunRequest(job_name=video_embedding_index_job.name, run_key=f"index@{etag}"))
 
