@@ -204,6 +204,20 @@ def test_batch_events_become_ranges(instance, s3_resource, notified_bucket, even
     result = _tick(new_batch_sensor, label_defs, instance, None, resources)
     ranges = [(r.tags[PARTITION_RANGE_START_TAG], r.tags[PARTITION_RANGE_END_TAG]) for r in result.run_requests]
     assert ranges == [(keys[0], keys[2]), (keys[3], keys[4])]
+    # each batch's arrival fills its training_batches partition (the UI shows 5 of 5, not "Missing")
+    def arrivals() -> dict[str, list[str]]:
+        records = instance.fetch_materializations(dg.AssetKey("training_batches"), limit=100).records
+        found: dict[str, list[str]] = {}
+        for r in reversed(records):  # oldest first
+            found.setdefault(r.partition_key, []).append(r.asset_materialization.metadata["etag"].value)
+        return found
+
+    assert arrivals() == {k: [store.head(bucket, k).etag] for k in keys}
+    store.put_bytes(b"y", bucket, keys[1])  # re-uploaded: its own run and a second arrival, the others none
+    again = _tick(new_batch_sensor, label_defs, instance, result.cursor, resources)
+    assert [r.partition_key for r in again.run_requests] == [keys[1]]
+    assert arrivals()[keys[1]][-1] == store.head(bucket, keys[1]).etag and len(arrivals()[keys[1]]) == 2
+    assert all(len(v) == 1 for k, v in arrivals().items() if k != keys[1])
 
 
 def test_direct_video_events_and_the_pipeline_s_own_outputs(instance, s3_resource, notified_bucket, event_queue, sqs):

@@ -130,10 +130,13 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
                 assert entries[asset].get(label) == typename, (asset, label, entries[asset])
 
         # external assets: the demo's 3 AVIs are 3 of 3 raw_videos partitions filled ("Missing (3)"
-        # with observations); its audio day is filled
+        # with observations); its audio day is filled; so is each label batch
         stats = {a: graphql(f"http://127.0.0.1:{port}", STATS, {"key": {"path": [a]}})["data"]["assetNodeOrError"]["partitionStats"]
-                 for a in ("raw_videos", "audio_objects")}
+                 for a in ("raw_videos", "audio_objects", "training_batches")}
         assert stats["raw_videos"] == {"numMaterialized": 3, "numPartitions": 3, "numFailed": 0}, stats
+        # every label batch arrived: each training_batches partition filled (recorded by new_batch_sensor)
+        assert stats["training_batches"]["numPartitions"] > 0 and stats["training_batches"]["numFailed"] == 0, stats
+        assert stats["training_batches"]["numMaterialized"] == stats["training_batches"]["numPartitions"], stats
         assert stats["audio_objects"]["numMaterialized"] >= 1 and stats["audio_objects"]["numFailed"] == 0, stats
         # the label index was built from the master table's current version: fresh, not "Unsynced"
         index = graphql(f"http://127.0.0.1:{port}", STALE, {"key": {"path": ["video_embedding_index"]}})["data"]["assetNodeOrError"]

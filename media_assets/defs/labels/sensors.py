@@ -31,6 +31,20 @@ def range_request(chunk: list[ObjectInfo]) -> dg.RunRequest:
     )
 
 
+def record_arrivals(objects: list[ObjectInfo]) -> list[dg.AssetMaterialization]:
+    """One materialization of the external asset ``training_batches`` per new or re-uploaded
+    batch object (partition = its key; metadata: ETag, size in bytes, LastModified): the batch
+    arrived, so its partition is filled in the UI instead of "Missing". Dagster's way to report
+    that an external asset was updated (as ``raw_videos`` and ``audio_objects`` are). No data
+    version: a batch's correction records the batch ETag it read in its own metadata.
+
+    Cost: one event-log write per batch, in the daemon, when the batch is first seen (about
+    8 ms each on the SQLite instance: a first import of 16,889 batches spends about 2 minutes
+    of daemon time over its ticks, once)."""
+    return [dg.AssetMaterialization(asset_key=training_batches.key, partition=o.key, metadata={
+        "etag": o.etag, "bytes": dg.MetadataValue.int(o.size), "last_modified": o.last_modified.isoformat()}) for o in objects]
+
+
 def _watched(settings) -> WatchedPrefix:
     return WatchedPrefix(settings.bucket, settings.batch_prefix, lambda o: settings.batch_number(o.key) is not None, settings.events_queue_url)
 
@@ -61,7 +75,8 @@ batch_sources_attention = attention_check(
     required_resource_keys={"object_store", "label_settings", "event_queue", "reconcile_settings"},
     description="Polls the batch bucket (or reads its S3 notifications from MEDIA_ASSETS_LABELS_EVENTS_QUEUE_URL). New batches become training_batches partitions, added "
     "in batch-number order and requested as ranges of partitions_per_run (one run each, not one "
-    "run per batch); re-uploaded batches get a run of their own. Also records the master table "
+    "run per batch); re-uploaded batches get a run of their own. Each new or re-uploaded batch is recorded as a materialization "
+    "of its training_batches partition (it arrived). Also records the master table "
     "and targets by ETag (a materialization of each external asset per new version) and requests video_embedding_index when the master table changes.",
 )
 def new_batch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -96,6 +111,7 @@ def new_batch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         state["attention_at"] = time.time()
     existing = set(context.instance.get_dynamic_partitions(batch_partitions.name))
     fresh = sorted((o for o in new if o.key not in existing), key=lambda o: (settings.batch_number(o.key), o.key))
+    asset_events += record_arrivals([*fresh, *(o for o in new if o.key in existing)])
     run_requests += [range_request(fresh[i : i + n]) for i in range(0, len(fresh), n)]
     run_requests += [
         dg.RunRequest(job_name=label_correction_job.name, partition_key=o.key, run_key=run_key_for(o))
