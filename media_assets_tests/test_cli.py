@@ -55,6 +55,7 @@ def _instance(env_root: Path, monkeypatch) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+@pytest.mark.long(52)
 def test_process_runs_everything_pending_and_reports_failures(tmp_path, media, monkeypatch):
     src = tmp_path / "data" / "video-avi"
     (src / "cams").mkdir(parents=True)
@@ -165,6 +166,7 @@ def _scratch_of_group(name: str, pgid: int) -> list[Path]:
     return found
 
 
+@pytest.mark.long(59)
 @pytest.mark.slow
 def test_sigkill_mid_run_is_finished_by_the_next_pass(tmp_path, media, monkeypatch, own_temp_dir):
     """SIGKILL the whole pass (driver, daemon, run worker) while the 250 s video is in its decode pass:
@@ -282,6 +284,7 @@ def test_scratch_folder_of_a_killed_unreaped_process_is_removed(own_temp_dir):
         proc.wait()
 
 
+@pytest.mark.long(73)
 @pytest.mark.slow
 def test_two_passes_at_once_on_a_fresh_home(tmp_path, media, monkeypatch):
     """Two `process` started together on a fresh DAGSTER_HOME: the instance is created once, the
@@ -301,6 +304,7 @@ def test_two_passes_at_once_on_a_fresh_home(tmp_path, media, monkeypatch):
     assert any("nothing pending" in o for o in outs), outs
 
 
+@pytest.mark.long(90)
 @pytest.mark.slow
 def test_missing_watched_bucket_fails_only_its_sensor(tmp_path, media, moto_endpoint, s3_client, monkeypatch):
     """On S3 with the audio bucket missing, new_audio_sensor's ticks fail with a line naming the

@@ -80,6 +80,7 @@ def test_video_pipeline_on_postgres(pg_instance, local_resource, media):
     assert any(o.key.startswith("bunny/") for o in store.list_objects("unlabeled-images"))
 
 
+@pytest.mark.long(34)
 def test_500_batch_label_backfill_on_postgres(pg_instance, local_resource, tmp_path):
     """One ranged run corrects 500 batches; every partition has its own materialization."""
     store = local_resource.get_store()
@@ -144,6 +145,7 @@ def _pass_until_a_run_is(status: dg.DagsterRunStatus, tmp_path: Path, data: Path
     return proc
 
 
+@pytest.mark.long(84)
 @pytest.mark.slow
 def test_postgres_restart_mid_run_and_outage_while_the_pass_waits(tmp_path, pg, pg_instance, media):
     """Two database faults in one pass over a 250 s AVI. PostgreSQL restarts (fast shutdown:

@@ -91,6 +91,7 @@ mutation($selector: SensorSelector!) {
 }"""
 
 
+@pytest.mark.long(235)
 def test_webserver_daemon_code_server_on_postgres(tmp_path, media, monkeypatch):
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -10,6 +10,7 @@ import time
 import uuid
 
 import dagster as dg
+import pytest
 
 from media_assets.defs.keyframes import defs as keyframe_defs
 from media_assets.defs.reconcile import REREQUEST_TAG
@@ -45,6 +46,7 @@ def _run(defs, instance, requests):
     return {r.partition_key: execute_run_request(defs, instance, "new_avi_sensor", "video_conversion", r) for r in requests}
 
 
+@pytest.mark.long(21)
 def test_transient_failure_is_rerequested_once_the_bucket_exists(instance, s3_resource, s3_buckets, s3_client, media):
     """Observation 2 of issue 9: a missing output bucket fails the run; once the bucket exists
     the source is processed with no manual step. A corrupt source is re-requested too (its
@@ -110,6 +112,7 @@ def test_object_missed_by_the_cursor_is_requested(instance, local_resource, medi
     assert _run(due_now, instance, late.run_requests)["late/b.avi"].success
 
 
+@pytest.mark.long(16)
 def test_a_new_pass_rerequests_what_failed_before_it_at_once(instance, local_resource, media):
     """The operator fixes the cause (here a file where the MP4 bucket should be) and runs
     `media-assets process`: the pass (retry_failed_before = its start) re-requests the failed

@@ -78,6 +78,7 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.long(160)
 def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
     env = {**os.environ, "MEDIA_ASSETS_DATA_ROOT": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home"),
            "MEDIA_ASSETS_STORAGE": "local"}
