@@ -330,8 +330,13 @@ def _error_line(name: str, error) -> str:
     return f"{name}: {error.cls_name}: {rest if sep and prefix.endswith(error.cls_name) else first}"
 
 
-def sensor_errors(instance: dg.DagsterInstance, defs: dg.Definitions, after: float) -> tuple[list[str], list[str]]:
-    """``(failing, recovered)`` from the sensors' tick records after ``after`` (epoch seconds).
+def sensor_errors(instance: dg.DagsterInstance, defs: dg.Definitions, after: float,
+                  ended_before: float | None = None) -> tuple[list[str], list[str]]:
+    """``(failing, recovered)`` from the sensors' tick records after ``after`` (epoch seconds)
+    that ended before ``ended_before`` (default: all). A pass passes the moment it began to
+    stop its daemon: a tick still in flight then fails because the daemon's code server is
+    going (gRPC ``UNAVAILABLE``, its socket already removed), which says nothing about the
+    sensor.
 
     ``failing``: one line per sensor whose latest finished tick failed, with the error its code
     raised (e.g. ``new_audio_sensor: BucketNotFoundError: bucket 'audio' does not exist``): work
@@ -341,7 +346,8 @@ def sensor_errors(instance: dg.DagsterInstance, defs: dg.Definitions, after: flo
     states, _ = _sensor_states(instance, defs)
     failing, recovered = [], []
     for state in sorted(states, key=lambda st: st.instigator_name):
-        finished = [t for t in _ticks_since(instance, state, after) if t.status.value in _QUIET_TICKS]  # newest first
+        finished = [t for t in _ticks_since(instance, state, after) if t.status.value in _QUIET_TICKS  # newest first
+                    and (ended_before is None or (t.end_timestamp or t.timestamp) < ended_before)]
         failed = [t for t in finished if t.status.value == "FAILURE" and t.error is not None]
         if not failed:
             continue
@@ -406,6 +412,7 @@ def run_pass(
         except PassStopped as exc:
             stopped = str(exc)
         finally:
+            stopping_at = time.time()  # ticks that end after this may fail by the daemon's stop
             if daemon is not None:
                 _stop_group(daemon.pid, daemon)
                 (logs / "daemon.stopped").write_text(repr(time.time()))
@@ -413,7 +420,7 @@ def run_pass(
         ended_at = time.time()
         with dg.DagsterInstance.get() as instance:
             runs = collect(instance, since)
-            errors, sensors_recovered = sensor_errors(instance, defs, started_at)
+            errors, sensors_recovered = sensor_errors(instance, defs, started_at, ended_before=stopping_at)
             busy_s = _busy_seconds(instance, since, started_at, ended_at)
         seconds = time.monotonic() - started
         return PassResult(runs=runs, sensor_errors=errors, sensor_recovered=sensors_recovered, recovered_runs=recovered, seconds=seconds, fixed_s=max(0.0, seconds - busy_s), stopped=stopped)
