@@ -53,11 +53,12 @@ system-deps: demo-deps
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	$(APT_INSTALL)
 
-# two workers, one per core. Three were measured on a clean clone (573.6 s once, then 669.9 s
-# with two timing failures: a code server loading its definitions under that load did not stop
-# within 30 s of SIGTERM), four overloaded the machine (648 s, a timing failure)
+# three xdist workers on the two cores: most end-to-end tests wait (sensor ticks, run monitoring,
+# restarts) rather than compute, and the long ones start first, spread over the workers
+# (conftest.pytest_collection_modifyitems). Measured locally: 712 s with two workers, 599 s with
+# three. Four overloaded the machine (648 s and a timing failure).
 test: install runtime system-deps
-	$(PY) -m pytest -n 2 --dist worksteal -p no:logging --durations=15 media_assets_tests
+	$(PY) -m pytest -n 3 --dist worksteal -p no:logging --durations=15 media_assets_tests
 
 # the fast tier: everything but the end-to-end tests that start the daemon and kill processes
 test-fast: install system-deps
