@@ -188,6 +188,20 @@ def _finished_badly(record: dg.RunRecord | None) -> bool:
     return run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) != "true"
 
 
+def _classify(instance: dg.DagsterInstance, run: dg.DagsterRun, source: str, *, rerun_hint: str, input_reason: str,
+              spent_reason: str | None) -> Attention | None:
+    """The attention item for ``source`` whose latest run ``run`` ended for good: canceled (with
+    ``rerun_hint``), bad input (``input_reason``), or another failure whose retries are spent
+    (``spent_reason``; ``None``: retries remain, nothing to report)."""
+    if run.status == dg.DagsterRunStatus.CANCELED:
+        return Attention(source, "canceled", f"its run was canceled; {rerun_hint}", run.run_id)
+    if is_input_failure(instance, run.run_id):
+        return Attention(source, "bad input", input_reason, run.run_id)
+    if spent_reason is not None:
+        return Attention(source, "retries spent", spent_reason, run.run_id)
+    return None
+
+
 def needs_attention(
     instance: dg.DagsterInstance,
     *,
@@ -228,12 +242,12 @@ def needs_attention(
         error = run_error(instance, run.run_id) or "no error recorded"
         if pk not in by_pk:
             items.append(Attention(name, "deleted", f"removed before it was processed (last run: {error})", run.run_id))
-        elif run.status == dg.DagsterRunStatus.CANCELED:
-            items.append(Attention(name, "canceled", "its run was canceled; re-execute the run or re-upload the object", run.run_id))
-        elif is_input_failure(instance, run.run_id):
-            items.append(Attention(name, "bad input", error, run.run_id))
-        elif int(run.tags.get(REREQUEST_TAG, "0")) >= settings.max_rerequests:
-            items.append(Attention(name, "retries spent", f"{error} (after {settings.max_rerequests} re-requests)", run.run_id))
+            continue
+        spent = int(run.tags.get(REREQUEST_TAG, "0")) >= settings.max_rerequests
+        item = _classify(instance, run, name, rerun_hint="re-execute the run or re-upload the object", input_reason=error,
+                         spent_reason=f"{error} (after {settings.max_rerequests} re-requests)" if spent else None)
+        if item is not None:
+            items.append(item)
     return sorted(items, key=lambda a: (a.source, a.kind))
 
 
@@ -278,12 +292,9 @@ def failed_partitions_attention(instance: dg.DagsterInstance, *, job_name: str, 
             errors[run.run_id] = run_error(instance, run.run_id) or "no error recorded"
         error = errors[run.run_id]
         own = next((line[len(f"- {pk}: "):] for line in error.splitlines() if line.startswith(f"- {pk}: ")), None)
-        if run.status == dg.DagsterRunStatus.CANCELED:
-            items.append(Attention(names[pk], "canceled", "its run was canceled; re-execute the run or backfill the partition", run.run_id))
-        elif is_input_failure(instance, run.run_id):
-            items.append(Attention(names[pk], "bad input", own or error.splitlines()[0], run.run_id))
-        else:
-            items.append(Attention(names[pk], "retries spent", f"{error.splitlines()[0]} (Dagster's run retries spent)", run.run_id))
+        items.append(_classify(instance, run, names[pk], rerun_hint="re-execute the run or backfill the partition",
+                               input_reason=own or error.splitlines()[0],
+                               spent_reason=f"{error.splitlines()[0]} (Dagster's run retries spent)"))
     return sorted(items, key=lambda a: a.source)
 
 
