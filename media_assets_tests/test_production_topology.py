@@ -91,7 +91,7 @@ mutation($selector: SensorSelector!) {
 }"""
 
 
-@pytest.mark.long(235)
+@pytest.mark.long(145)
 def test_webserver_daemon_code_server_on_postgres(tmp_path, media, monkeypatch):
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -145,17 +145,18 @@ def test_webserver_daemon_code_server_on_postgres(tmp_path, media, monkeypatch):
                 assert time.monotonic() - lost_at < LOST_RUN_DEADLINE_S
                 _assert_recovered(s3, instance, "long.avi", "long")
 
-                # 2. the run worker alone is SIGKILLed (the OOM killer's way); the code server lives on
-                s3.upload_file(str(media["long"]), "video-avi", "again/long.avi")
-                _wait("the second long run to start", lambda: _started(instance, "again/long.avi"), 300, logs, 1)
-                time.sleep(3)
+                # 2. the run worker alone is SIGKILLed (the OOM killer's way); the code server lives on.
+                # A 10 s video: its run (about 12 s) is still in its steps when the worker that
+                # reported RUN_START is killed; the split is already proven by step 1
+                s3.upload_file(str(media["bikes"]), "video-avi", "again/bikes.avi")
+                _wait("the second run to start", lambda: _started(instance, "again/bikes.avi"), 300, logs, 0.5)
+                pid = _wait("the run worker's pid", lambda: _worker_pid(instance, "again/bikes.avi"), 60, logs, 0.5)
                 lost_at = time.monotonic()
-                pid = _wait("the run worker's pid", lambda: _worker_pid(instance, "again/long.avi"), 60, logs, 1)
                 os.kill(pid, signal.SIGKILL)
-                _wait("a retry of the killed worker's run to succeed", lambda: _retried_to_success(instance, "again/long.avi"),
+                _wait("a retry of the killed worker's run to succeed", lambda: _retried_to_success(instance, "again/bikes.avi"),
                       LOST_RUN_DEADLINE_S, logs, 3)
                 assert time.monotonic() - lost_at < LOST_RUN_DEADLINE_S
-                _assert_recovered(s3, instance, "again/long.avi", "again/long")
+                _assert_recovered(s3, instance, "again/bikes.avi", "again/bikes", clips=1, duration_s=10.0)
         finally:
             procs.stop_all()
     assert not procs.procs
@@ -186,8 +187,8 @@ def _worker_pid(instance: dg.DagsterInstance, partition: str) -> int | None:
     return None
 
 
-def _assert_recovered(s3, instance: dg.DagsterInstance, key: str, prefix: str) -> None:
-    """The lost run failed and a retry of it succeeded; the clips cover the 250 s source, the
+def _assert_recovered(s3, instance: dg.DagsterInstance, key: str, prefix: str, clips: int = 3, duration_s: float = 250.0) -> None:
+    """The lost run failed and a retry of it succeeded; ``clips`` clips cover the ``duration_s`` source, the
     labeling manifest names every JPEG under the video's prefix (nothing of the dead attempt is
     left), and the source AVI is gone (removed last, by the run's final step)."""
     import json
@@ -196,8 +197,8 @@ def _assert_recovered(s3, instance: dg.DagsterInstance, key: str, prefix: str) -
     first, last = runs[0], runs[-1]
     assert first.status == dg.DagsterRunStatus.FAILURE and last.status == dg.DagsterRunStatus.SUCCESS
     assert last.tags.get("dagster/root_run_id") == first.run_id
-    clips = json.loads(s3.get_object(Bucket="video-mp4", Key=f".manifests/{prefix}/clips.json")["Body"].read())
-    assert len(clips["clips"]) == 3 and abs(sum(c["duration_s"] for c in clips["clips"]) - 250) < 1.0
+    made = json.loads(s3.get_object(Bucket="video-mp4", Key=f".manifests/{prefix}/clips.json")["Body"].read())
+    assert len(made["clips"]) == clips and abs(sum(c["duration_s"] for c in made["clips"]) - duration_s) < 1.0, made
     frames = json.loads(s3.get_object(Bucket="video-mp4", Key=f".manifests/{prefix}/frames.json")["Body"].read())
     listed = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="unlabeled-images", Prefix=f"{prefix}/")
               for o in page.get("Contents", [])]
