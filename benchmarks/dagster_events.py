@@ -13,7 +13,10 @@ two public ways:
                  ``MaterializeResult`` for the range: Dagster writes the range's materializations
                  as one batch when ``DAGSTER_EVENT_BATCH_SIZE`` > 0
 each with Dagster's defaults and with ``DAGSTER_EVENT_BATCH_SIZE=1000`` and/or
-``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true`` (one planned event per run). Every
+``DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true`` (one planned event per run). A last row
+is no run: ``DagsterInstance.report_runless_asset_event`` per partition, what the daemon does
+with ``new_batch_sensor``'s arrival records (one materialization of ``training_batches`` per
+new batch, ``labels/sensors.py:record_arrivals``). Every
 row runs in a fresh process (the variables are read by Dagster at import and run creation).
 Prints seconds, ms per partition, and the ms per partition extrapolated to 16,889 batches.
 On Postgres it also prints the database sessions (connections) opened per partition
@@ -39,6 +42,7 @@ VARIANTS = [  # (name, mode, environment)
     ("log_event, batch size 1000", "log", {"DAGSTER_EVENT_BATCH_SIZE": "1000"}),
     ("log_event, planned per run", "log", {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true"}),
     ("ranged output, batch size 1000", "output", {"DAGSTER_EVENT_BATCH_SIZE": "1000"}),
+    ("sensor arrival records (runless)", "runless", {}),
 ]
 METADATA = {"corrected_key": "corrected/batch_1_0.pickle", "batch_etag": "0123456789abcdef", "rows": 128, "exact_matches": 100,
             "approximate_matches": 20, "unmatched": 8, "matched_without_targets": 0, "targets_changed": 30,
@@ -82,10 +86,14 @@ def child(mode: str, n: int, instance_kind: str) -> None:
     with instance() as inst:
         inst.add_dynamic_partitions("bench_batches", keys)
         started = time.perf_counter()
-        result = job.execute_in_process(instance=inst, tags={"dagster/asset_partition_range_start": keys[0],
-                                                             "dagster/asset_partition_range_end": keys[-1]})
+        if mode == "runless":
+            for key in keys:
+                inst.report_runless_asset_event(dg.AssetMaterialization(asset_key="recorded", partition=key, metadata=METADATA))
+        else:
+            result = job.execute_in_process(instance=inst, tags={"dagster/asset_partition_range_start": keys[0],
+                                                                 "dagster/asset_partition_range_end": keys[-1]})
+            assert result.success
         seconds = time.perf_counter() - started
-        assert result.success
         materialized = len(inst.get_materialized_partitions(dg.AssetKey("recorded")))
     print(json.dumps({"seconds": seconds, "materialized": materialized}))
 
