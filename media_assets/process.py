@@ -148,7 +148,12 @@ def _pgid_alive(pgid: int) -> bool:
 
 def _stop_group(pgid: int, leader: subprocess.Popen | None = None, grace_s: float = 20.0) -> None:
     """SIGTERM the process group (the daemon shuts down cleanly), SIGKILL what is left.
-    ``leader``, if this process started it, is reaped so its zombie does not hold the group."""
+
+    ``leader``, if this process started it (the pass's own daemon), gets SIGTERM first, alone:
+    the daemon finishes the sensor ticks in flight and then stops the code server it started.
+    SIGTERM to the whole group at once stopped that code server under a tick in flight, which
+    then failed (gRPC ``UNAVAILABLE``) and read as a sensor failure in the tick history. The
+    leader is reaped so its zombie does not hold the group."""
 
     def alive() -> bool:
         if leader is not None:
@@ -157,8 +162,13 @@ def _stop_group(pgid: int, leader: subprocess.Popen | None = None, grace_s: floa
 
     if not alive():
         return
-    os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
+    if leader is not None and leader.poll() is None:
+        leader.send_signal(signal.SIGTERM)
+        while time.monotonic() < deadline and leader.poll() is None:
+            time.sleep(0.2)
+    if alive():
+        os.killpg(pgid, signal.SIGTERM)
     while time.monotonic() < deadline and alive():
         time.sleep(0.2)
     if alive():
