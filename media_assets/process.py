@@ -343,10 +343,10 @@ def _error_line(name: str, error) -> str:
 def sensor_errors(instance: dg.DagsterInstance, defs: dg.Definitions, after: float,
                   ended_before: float | None = None) -> tuple[list[str], list[str]]:
     """``(failing, recovered)`` from the sensors' tick records after ``after`` (epoch seconds)
-    that ended before ``ended_before`` (default: all). A pass passes the moment it began to
-    stop its daemon: a tick still in flight then fails because the daemon's code server is
-    going (gRPC ``UNAVAILABLE``, its socket already removed), which says nothing about the
-    sensor.
+    that ended before ``ended_before`` (default: all). :func:`run_pass` gives the moment it
+    began to stop its daemon: a tick that outlives the daemon's clean stop (the group is then
+    killed) fails because its code server is gone (gRPC ``UNAVAILABLE``), which says nothing
+    about the sensor.
 
     ``failing``: one line per sensor whose latest finished tick failed, with the error its code
     raised (e.g. ``new_audio_sensor: BucketNotFoundError: bucket 'audio' does not exist``): work

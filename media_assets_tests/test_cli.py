@@ -43,7 +43,7 @@ def _cli(env_root: Path, *args: str, **extra) -> subprocess.CompletedProcess:
 def own_temp_dir(monkeypatch) -> Iterator[str]:
     """A temp folder of this test's own: this process's ``tempfile`` folder, and the ``TMPDIR`` a
     test gives the processes it starts. Scratch folders live under the temp folder, so those
-    of another test's killed runs (tests run two at a time) are not seen here."""
+    of another test's killed runs (tests run side by side) are not seen here."""
     path = tempfile.mkdtemp(prefix="ma-")  # short: Unix socket paths under it stay < 108 bytes
     monkeypatch.setattr(tempfile, "tempdir", path)
     yield path

@@ -114,7 +114,7 @@ def new_batch_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         state["attention_at"] = time.time()
     existing = set(context.instance.get_dynamic_partitions(batch_partitions.name))
     fresh = sorted((o for o in new if o.key not in existing), key=lambda o: (settings.batch_number(o.key), o.key))
-    asset_events += record_arrivals([*fresh, *(o for o in new if o.key in existing)])
+    asset_events += record_arrivals(new)  # the fresh ones and the re-uploaded ones
     run_requests += [range_request(fresh[i : i + n]) for i in range(0, len(fresh), n)]
     run_requests += [
         dg.RunRequest(job_name=label_correction_job.name, partition_key=o.key, run_key=run_key_for(o))
