@@ -7,8 +7,10 @@ SQLite instance and on the production Postgres instance file.
 Each row is one ranged run of an asset over ``--partitions`` dynamic partitions that does no
 work but record each partition, with the label pipeline's metadata (13 fields), in one of the
 two public ways:
-  log_event      ``context.log_event(AssetMaterialization(partition=...))`` per partition (what
-                 ``corrected_batches`` does): one event-log write each
+  log_event      ``context.log_event(AssetMaterialization(partition=...))`` per partition: one
+                 event-log write each
+  + 1 check      the same, plus one ``AssetCheckEvaluation(partition=...)`` per partition (what
+                 ``corrected_batches`` does: its ``batch_verified`` evaluation, pass or fail)
   ranged output  ``context.add_asset_metadata(..., partition_key=...)`` per partition, then one
                  ``MaterializeResult`` for the range: Dagster writes the range's materializations
                  as one batch when ``DAGSTER_EVENT_BATCH_SIZE`` > 0
@@ -41,6 +43,7 @@ VARIANTS = [  # (name, mode, environment)
     ("log_event, defaults", "log", {}),
     ("log_event, batch size 1000", "log", {"DAGSTER_EVENT_BATCH_SIZE": "1000"}),
     ("log_event, planned per run", "log", {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true"}),
+    ("log_event + 1 check evaluation", "log+check", {}),
     ("ranged output, batch size 1000", "output", {"DAGSTER_EVENT_BATCH_SIZE": "1000"}),
     ("sensor arrival records (runless)", "runless", {}),
 ]
@@ -69,8 +72,20 @@ def child(mode: str, n: int, instance_kind: str) -> None:
             context.add_asset_metadata(METADATA, partition_key=key)
         return dg.MaterializeResult()
 
-    asset = log_each if mode == "log" else ranged_output
-    job = dg.Definitions(assets=[asset], jobs=[dg.define_asset_job("record", selection=[asset])]).resolve_job_def("record")
+    @dg.asset_check(asset="recorded", partitions_def=parts, name="verified")  # re-verifies one partition on demand
+    def verified(context):
+        return dg.AssetCheckResult(passed=True)
+
+    @dg.asset(name="recorded", partitions_def=parts, output_required=False)
+    def log_each_checked(context):
+        for key in context.partition_keys:
+            context.log_event(dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=METADATA))
+            context.log_event(dg.AssetCheckEvaluation(asset_key=context.asset_key, check_name="verified", partition=key, passed=True,
+                                                      metadata={"unmatched_share": 0.0625}))
+        yield from ()
+
+    asset = {"log": log_each, "log+check": log_each_checked, "output": ranged_output}.get(mode, log_each)
+    job = dg.Definitions(assets=[asset], asset_checks=[verified] if mode == "log+check" else [], jobs=[dg.define_asset_job("record", selection=[asset])]).resolve_job_def("record")
     keys = [f"batch_{i}_0.pickle" for i in range(n)]
 
     @contextlib.contextmanager
