@@ -10,7 +10,7 @@
   real read speech with reference transcripts for tests and benchmarks (:func:`read_speech_clips`);
 - label correction: a master table of 200 random 64-d video embeddings, its targets CSV and
   six training batches of 32 rows that copy master embeddings, one row per batch unknown (3.1 %
-  unmatched: a healthy batch, under the 5 % bound of the ``unmatched_share_below_bound`` check).
+  unmatched: a healthy batch, under the 5 % bound of the ``batch_verified`` check).
 """
 
 from __future__ import annotations

@@ -401,8 +401,8 @@ def test_summary_counts_checks_by_severity():
 
     run = RunOutcome(run_id="r" * 36, job="audio", partition="2026-12-01", status="SUCCESS", seconds=1.0,
                      failed_checks=["audio_dataset.speech_not_lost [2026-12-01]: 1 file lost its speech"],
-                     warned_checks=["corrected_batches.unmatched_share_below_bound [batch_7]: 9 % unmatched"])
+                     warned_checks=["corrected_batches.batch_verified [batch_7]: 9.0% of rows unmatched, over the 5.0% bound"])
     text = summary(PassResult(runs=[run], sensor_errors=[], recovered_runs=[], seconds=2.0))
     assert "CHECK FAILED audio_dataset.speech_not_lost [2026-12-01]" in text
-    assert "check warning corrected_batches.unmatched_share_below_bound [batch_7]" in text
+    assert "check warning corrected_batches.batch_verified [batch_7]" in text
     assert "1 runs, 0 failed, 1 failed checks (ERROR), 1 check warnings (WARN), 0 sensor errors" in text

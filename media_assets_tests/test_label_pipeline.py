@@ -84,10 +84,14 @@ def test_label_correction_local(instance, local_resource, tmp_path):
     assert {a.source: a.kind for a in listed} == {f"{settings.bucket}/{k}": "bad input" for k in ds.malformed}, listed
     assert all(ds.malformed[a.source.partition("/")[2]] in a.reason for a in listed), listed
 
-    layout_failures = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(dg.AssetKey("corrected_batches"), "same_layout_as_original"), limit=100
-    )
-    assert not layout_failures  # only failing evaluations are logged inline
+    # every corrected batch has its check evaluation recorded, pass or fail: it fails (WARN) exactly
+    # where the batch's own unmatched share is over the bound (this data: 3 % unknown rows on average)
+    verified = _evaluations(instance)
+    shares = {r.partition_key: r.asset_materialization.metadata["unmatched_share"].value
+              for r in instance.fetch_materializations(dg.AssetKey("corrected_batches"), limit=1000).records}
+    assert set(verified) == set(ds.expected) == set(shares)
+    assert {k: e.passed for k, e in verified.items()} == {k: v <= settings.max_unmatched_share for k, v in shares.items()}
+    assert all(e.severity == dg.AssetCheckSeverity.WARN for e in verified.values() if not e.passed)
 
     # nothing new: no runs; a re-uploaded batch: one run for just that partition
     assert process_pending(defs, instance) == []
@@ -106,6 +110,9 @@ def test_label_correction_local(instance, local_resource, tmp_path):
     again_meta = {r.partition_key: r.asset_materialization.metadata for r in records if r.run_id == rerun.run_id}
     assert set(again_meta) == set(ds.expected)
     assert all(m["up_to_date"].value is True and "rows" in m and "batch_etag" in m for m in again_meta.values())
+    # ... and its check evaluated again for that materialization (the UI shows a check's status for the latest one)
+    again_checks = _evaluations(instance, run_id=rerun.run_id)
+    assert {k: e.passed for k, e in again_checks.items()} == {k: e.passed for k, e in verified.items()}
     failure = next(e for e in rerun.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
     assert f"{len(ds.malformed)} of {len(ds.malformed)} batches failed" in failure  # only the bad ones were tried again
     time.sleep(0.01)
@@ -125,18 +132,35 @@ def test_label_correction_on_s3_with_dataframe_master(instance, s3_resource, s3_
     _check(store, settings, ds, outcomes, instance, marker)
 
 
+def _evaluations(instance, run_id: str | None = None) -> dict:
+    """``{partition: AssetCheckEvaluation}``: the latest `batch_verified` evaluation of each
+    batch (of run ``run_id`` only, if given)."""
+    records = instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), ascending=True)
+    out = {}
+    for r in records:
+        ev = r.event_log_entry.dagster_event.asset_check_evaluation_data
+        if ev.check_name == "batch_verified" and (run_id is None or r.run_id == run_id):
+            out[ev.partition] = ev
+    return out
+
+
 def test_unmatched_share_check_warns(instance, local_resource):
     store = local_resource.get_store()
     settings = LabelCorrectionSettings(max_unmatched_share=0.01)
     write_label_dataset(store, settings.bucket, n_videos=1000, n_batches=2, unknown_share=0.2, malformed=())
     outcomes = process_pending(_defs(local_resource, settings), instance)
-    assert all(o.success for o in outcomes)
-    history = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(dg.AssetKey("corrected_batches"), "unmatched_share_below_bound"), limit=10
-    )
-    assert len(history) == 2
-    evaluations = [h.event.dagster_event.event_specific_data for h in history]
-    assert not any(e.passed for e in evaluations)
+    assert all(o.success for o in outcomes)  # the batches are written: an unmatched share is a warning
+    evaluations = _evaluations(instance)
+    assert len(evaluations) == 2 and not any(e.passed for e in evaluations.values()), evaluations
+    assert all(e.severity == dg.AssetCheckSeverity.WARN and "of rows unmatched, over the 1.0% bound" in e.description
+               for e in evaluations.values()), evaluations
+    # the check executed on demand re-verifies a partition from storage: the same verdict
+    key = next(iter(evaluations))
+    verify = dg.define_asset_job("verify", selection=dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("corrected_batches"), "batch_verified")), partitions_def=batch_partitions)
+    defs = dg.Definitions.merge(_defs(local_resource, settings), dg.Definitions(jobs=[verify]))
+    result = defs.resolve_job_def("verify").execute_in_process(instance=instance, tags={"dagster/partition": key})  # the run tag a launched partitioned run carries
+    (again,) = result.get_asset_check_evaluations()
+    assert not again.passed and again.severity == dg.AssetCheckSeverity.WARN and again.metadata["same_layout"].value is True
 
 
 @pytest.mark.parametrize("missing", ["rf_video_embeddings.pkl", "targets.csv"])
