@@ -98,18 +98,22 @@ def test_object_missed_by_the_cursor_is_requested(instance, local_resource, medi
     defs = _defs(local_resource, video, KeyframeSettings(), ReconcileSettings(interval_s=3600))
     first = _tick(defs, instance, None)
     assert [r.partition_key for r in first.run_requests] == ["late/a.avi"]
-    _run(defs, instance, first.run_requests)
 
     store.upload(media["bikes"], video.source_bucket, "late/b.avi")
     stamp = (dt.datetime.now() - dt.timedelta(hours=1)).timestamp()
     os.utime(store.root / video.source_bucket / "late" / "b.avi", (stamp, stamp))
 
-    assert _tick(defs, instance, first.cursor).run_requests == []  # cursor: older than seen; reconciliation not due
-    due_now = _defs(local_resource, video, KeyframeSettings(), ReconcileSettings(interval_s=0))
-    late = _tick(due_now, instance, first.cursor)
+    # cursor: older than seen; reconciliation not due (an hour), and no run has ended since the last pass
+    assert _tick(defs, instance, first.cursor).run_requests == []
+    _run(defs, instance, first.run_requests)
+    # the job's runs have drained: the next tick reconciles once, and finds the late object
+    late = _tick(defs, instance, first.cursor)
     assert [(r.partition_key, r.run_key.split("@")[0]) for r in late.run_requests] == [("late/b.avi", "late/b.avi")]
     assert "late/b.avi" in instance.get_dynamic_partitions("videos")  # added by the same tick
-    assert _run(due_now, instance, late.run_requests)["late/b.avi"].success
+    assert _run(defs, instance, late.run_requests)["late/b.avi"].success
+    # a pass at its interval then finds nothing left
+    due_now = _defs(local_resource, video, KeyframeSettings(), ReconcileSettings(interval_s=0))
+    assert _tick(due_now, instance, late.cursor).run_requests == []  # nothing left
 
 
 @pytest.mark.long(16)

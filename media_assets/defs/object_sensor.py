@@ -43,7 +43,7 @@ import dagster as dg
 from ..settings import SENSOR_INTERVAL_S
 from ..storage import BucketNotFoundError, ObjectInfo
 from ..storage.s3_events import MalformedEventError, parse_notification
-from .reconcile import (ATTENTION_CHECK, Attention, Source, attention_evaluation, attention_result, due, needs_attention,
+from .reconcile import (ATTENTION_CHECK, Attention, Source, attention_evaluation, attention_result, drained_since, due, needs_attention,
                         stranded_requests)
 
 
@@ -266,7 +266,8 @@ def partitioned_object_sensor(
     The tick records no asset events per object (each is one event write in Dagster's storage,
     ~15 ms on SQLite): the run records its source as it reads it
     (:func:`media_assets.defs.video.assets.record_source`). Every
-    ``reconcile_settings.interval_s`` it also re-requests stranded sources: objects the cursor
+    ``reconcile_settings.interval_s``, and on the first tick after the job's runs have drained
+(:func:`media_assets.defs.reconcile.drained_since`), it also re-requests stranded sources: objects the cursor
     passed whose partition of ``done_asset`` is not materialized, with no run or a latest run
     that failed for a non-input reason (:mod:`media_assets.defs.reconcile`), and records what
     needs a person as the ``no_source_needs_attention`` evaluation of ``check_asset``; with
@@ -286,7 +287,9 @@ def partitioned_object_sensor(
         resources = context.resources
         previous = ObjectCursor.parse(context.cursor)
         settings = resources.reconcile_settings
-        reconcile = due(settings, previous.reconciled_at)
+        # at its interval, and once more when the job's runs have drained (the attention check
+        # then follows the materializations they made)
+        reconcile = due(settings, previous.reconciled_at) or drained_since(context.instance, source.job.name, previous.reconciled_at)
         tick = next_objects(context, source.watched(resources), previous, max_runs_per_tick(resources), reconcile=reconcile,
                             counts=lambda o: source.skip_reason(resources, o) is None)
         new, cursor = tick.new, tick.cursor

@@ -30,6 +30,7 @@ The sensors record that list as the evaluation of a WARN asset check
 
 from __future__ import annotations
 
+import datetime as dt
 import textwrap
 import time
 from collections.abc import Mapping, Sequence
@@ -145,6 +146,25 @@ def due(settings: ReconcileSettings, previous_pass: float | None) -> bool:
     """Whether a reconciliation pass is due: ``interval_s`` after ``previous_pass``, or at once
     when ``previous_pass`` was before ``settings.retry_failed_before``."""
     return previous_pass is None or previous_pass < settings.retry_failed_before or time.time() >= previous_pass + settings.interval_s
+
+
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+def drained_since(instance: dg.DagsterInstance, job_name: str, previous_pass: float | None) -> bool:
+    """Whether a run of ``job_name`` has ended since ``previous_pass`` (epoch seconds) and none
+    is queued or in progress: the job's work has drained, so a pass now records the attention
+    check after the materializations those runs made (Dagster shows a check evaluated before
+    its asset's latest materialization as not evaluated). Under continuous work this is false
+    and passes keep to ``interval_s``. Cost: two run-storage queries."""
+    if previous_pass is None:
+        return False
+    if instance.get_runs_count(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
+        return False
+    since = dt.datetime.fromtimestamp(previous_pass, dt.timezone.utc)
+    return bool(instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=FINISHED, updated_after=since), limit=1))
 
 
 ATTENTION_CHECK = "no_source_needs_attention"
