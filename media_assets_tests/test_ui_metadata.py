@@ -21,8 +21,9 @@ import psutil
 import dagster as dg
 import pytest
 
+from media_assets.defs.labels.partitions import batch_partitions
 from media_assets_tests.harness import spoken_words
-from media_assets_tests.ui_browser import graphql, show_markdown
+from media_assets_tests.ui_browser import graphql, page_text, show_markdown
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +67,26 @@ STATS = """
 query($key: AssetKeyInput!) {
   assetNodeOrError(assetKey: $key) { ... on AssetNode { partitionStats { numMaterialized numPartitions numFailed } } }
 }"""
+# every asset check with its latest evaluation, and per partition for partitioned checks
+CHECKS = """
+query {
+  assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks {
+    name executionForLatestMaterialization { status }
+    partitionStatuses { ... on AssetCheckDefaultPartitionStatuses { succeededPartitions failedPartitions } } } } } }
+}"""
+CHECK_HISTORY = """
+query($key: AssetKeyInput!, $name: String!) {
+  assetCheckExecutions(assetKey: $key, checkName: $name, limit: 100) { status evaluation { partition } }
+}"""
+BACKFILL = """
+mutation($names: [String!], $asset: AssetKeyInput!) {
+  launchPartitionBackfill(backfillParams: {partitionNames: $names, assetSelection: [$asset], title: "no-op"}) {
+    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }
+"""
 STALE = """
 query($key: AssetKeyInput!) {
   assetNodeOrError(assetKey: $key) { ... on AssetNode { staleStatus staleCauses { reason dependency { path } } } }
@@ -96,6 +117,7 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
         for asset in ("raw_videos", "video_uploads", "audio_objects", "training_batches"):
             record = demo_instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey(asset), "no_source_needs_attention"))
             assert record is not None and record.evaluation.passed, (asset, record)
+        batches = demo_instance.get_dynamic_partitions(batch_partitions.name)
     # the demo's speech is transcribed word for word
     import pyarrow.dataset as pads
 
@@ -108,6 +130,7 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
 
     # the UI as a user starts it: `make ui` (Dagster's `dg dev`: webserver and daemon)
     port = _port()
+    url = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "webserver.log", "wb")
     web = subprocess.Popen(["make", "-s", "-C", str(ROOT), "ui", f"UI_PORT={port}"],
                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -130,9 +153,31 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
             for label, typename in expected.items():
                 assert entries[asset].get(label) == typename, (asset, label, entries[asset])
 
+        # a backfill of label batches that are all corrected already (its run does nothing new)
+        launched = graphql(url, BACKFILL, {"names": batches, "asset": {"path": ["corrected_batches"]}})["data"]["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        backfill_until = time.monotonic() + 150  # the daemon's backfill loop ticks every 30 s
+
+        # every check has a recorded evaluation of its asset's latest materialization, and it passed;
+        # a partitioned check, one for every partition materialized, all passed
+        checks = {(tuple(n["assetKey"]["path"]), c["name"]): c for n in graphql(url, CHECKS, {})["data"]["assetNodes"]
+                  for c in (n["assetChecksOrError"] or {}).get("checks", [])}
+        assert ("corrected_batches", "batch_verified") in {(a[0], c) for a, c in checks}, sorted(checks)
+        not_green = {k: c["executionForLatestMaterialization"] for k, c in checks.items()
+                     if (c["executionForLatestMaterialization"] or {}).get("status") != "SUCCEEDED"}
+        assert not not_green, not_green
+        # (Dagster's per-partition check statuses count an evaluation only with the storage id of
+        # the materialization it verified, which no public API sets for log_event evaluations:
+        # the batch evaluations are read from the check's execution history)
+        history = graphql(url, CHECK_HISTORY, {"key": {"path": ["corrected_batches"]}, "name": "batch_verified"})["data"]["assetCheckExecutions"]
+        latest = {}
+        for execution in history:  # newest first
+            latest.setdefault(execution["evaluation"]["partition"], execution["status"])
+        assert latest == dict.fromkeys(batches, "SUCCEEDED"), history
+
         # external assets: the demo's 3 AVIs are 3 of 3 raw_videos partitions filled ("Missing (3)"
         # with observations); its audio day is filled; so is each label batch
-        stats = {a: graphql(f"http://127.0.0.1:{port}", STATS, {"key": {"path": [a]}})["data"]["assetNodeOrError"]["partitionStats"]
+        stats = {a: graphql(url, STATS, {"key": {"path": [a]}})["data"]["assetNodeOrError"]["partitionStats"]
                  for a in ("raw_videos", "audio_objects", "training_batches")}
         assert stats["raw_videos"] == {"numMaterialized": 3, "numPartitions": 3, "numFailed": 0}, stats
         # every label batch arrived: each training_batches partition filled (recorded by new_batch_sensor)
@@ -156,6 +201,18 @@ def test_ui_shows_each_pipelines_media_and_counts(tmp_path):
         # the key-frame contact sheet, as a user opens it: every image decoded by the browser
         sizes = show_markdown(f"http://127.0.0.1:{port}", "key_frames", "bikes.avi")
         assert sizes and all(w > 0 and h > 0 for w, h in sizes), sizes
+
+        # the no-op backfill: its run skipped every batch as up to date, and it reads succeeded
+        backfill_id = launched["backfillId"]
+        while (status := graphql(url, BACKFILL_STATUS, {"id": backfill_id})["data"]["partitionBackfillOrError"]["status"]) in (
+                "REQUESTED", "CANCELING") and time.monotonic() < backfill_until:
+            time.sleep(3)
+        assert status == "COMPLETED_SUCCESS", status
+        # its page: status Succeeded; corrected_batches' row: partitions targeted, in progress, succeeded, failed
+        shown = page_text(url, f"/runs/b/{backfill_id}", "Partitions targeted")
+        row = re.search(r"corrected_batches\n[^\n]*completed\n(\d+)\n(\d+)\n(\d+)\n(\d+)", shown)
+        assert "Status\nSucceeded" in shown and row, shown[:2000]
+        assert [int(n) for n in row.groups()] == [len(batches), 0, len(batches), 0], shown[:2000]
     finally:
         # not asserted: Dagster's `dg dev` sometimes deadlocks on Ctrl-C (its webserver, done,
         # joins the thread that reads dg dev's shutdown pipe while dg dev waits for it: seen

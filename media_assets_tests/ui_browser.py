@@ -61,3 +61,16 @@ def show_markdown(base_url: str, asset: str, partition: str | None, label_index:
             return [tuple(s) for s in sizes]
         finally:
             browser.close()
+
+
+def page_text(base_url: str, path: str, wait_for: str) -> str:
+    """The visible text of the UI page at ``path`` once ``wait_for`` (a text) is shown."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(base_url + path, wait_until="networkidle", timeout=90_000)
+            page.get_by_text(wait_for).first.wait_for(state="visible", timeout=30_000)
+            return page.inner_text("body")
+        finally:
+            browser.close()
