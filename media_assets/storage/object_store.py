@@ -108,21 +108,92 @@ def safe_local_name(key: str, default_suffix: str = "") -> str:
 
 
 class ObjectStore(Protocol):
-    """The interface both backends implement. Keys are validated with :func:`check_key`
-    before any local path is built from them."""
+    """The interface both backends implement (:class:`LocalObjectStore`, :class:`S3ObjectStore`).
 
-    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]: ...
-    def head(self, bucket: str, key: str) -> ObjectInfo: ...
-    def exists(self, bucket: str, key: str) -> bool: ...
-    def bucket_exists(self, bucket: str) -> bool: ...
-    def ensure_bucket(self, bucket: str) -> None: ...
-    def download(self, bucket: str, key: str, dest: Path) -> Path: ...
-    def upload(self, src: Path, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo: ...
-    def put_bytes(self, data: bytes, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo: ...
-    def get_bytes(self, bucket: str, key: str) -> bytes: ...
-    def delete(self, bucket: str, key: str) -> None: ...
-    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo: ...
-    def uri(self, bucket: str, key: str) -> str: ...
+    Every method validates ``key`` with :func:`check_key` first (:class:`UnsafeKeyError` for an
+    empty, absolute or ``.``/``..`` key) before any local path or request is built from it.
+    Writes are whole-object and atomic: a reader sees the old object or the new one, never
+    part of one. Transient S3 errors are retried by botocore (its ``standard`` retry mode);
+    what is still raised after that is the caller's to retry (Dagster's retry policies).
+    """
+
+    def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object of ``bucket`` whose key starts with ``prefix``, in key order (S3's
+        listing order), lazily, page by page; temporary files of local writes are skipped.
+
+        Raises:
+            BucketNotFoundError: S3, the bucket does not exist (a local store yields nothing).
+        """
+        ...
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        """The object's size (bytes), LastModified (UTC) and ETag, without reading it.
+
+        Raises:
+            ObjectNotFoundError: no such object (or no such bucket).
+        """
+        ...
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether ``bucket/key`` exists (``False`` for a missing bucket too)."""
+        ...
+
+    def bucket_exists(self, bucket: str) -> bool:
+        """Whether the bucket exists."""
+        ...
+
+    def ensure_bucket(self, bucket: str) -> None:
+        """Create the bucket if it does not exist (local stores, the demo and tests; production
+        buckets are made by their owner)."""
+        ...
+
+    def download(self, bucket: str, key: str, dest: Path) -> Path:
+        """Copy the object to the local file ``dest`` (parents created); returns ``dest``.
+
+        Raises:
+            ObjectNotFoundError: no such object.
+        """
+        ...
+
+    def upload(self, src: Path, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo:
+        """Write the local file ``src`` as ``bucket/key`` (replacing it); the new object's info.
+
+        Raises:
+            BucketNotFoundError: the bucket does not exist.
+        """
+        ...
+
+    def put_bytes(self, data: bytes, bucket: str, key: str, content_type: str | None = None) -> ObjectInfo:
+        """Write ``data`` as ``bucket/key`` (replacing it); the new object's info.
+
+        Raises:
+            BucketNotFoundError: the bucket does not exist.
+        """
+        ...
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        """The object's whole content (for small objects: manifests, pickles, tables).
+
+        Raises:
+            ObjectNotFoundError: no such object.
+        """
+        ...
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete ``bucket/key``; a missing object is not an error (S3's semantics)."""
+        ...
+
+    def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> ObjectInfo:
+        """Server-side copy (S3 ``CopyObject``; locally an atomic file copy); the copy's info.
+
+        Raises:
+            ObjectNotFoundError: no such source object.
+        """
+        ...
+
+    def uri(self, bucket: str, key: str) -> str:
+        """Where the object lives, for people and readers: ``s3://bucket/key`` or ``file:///...``."""
+        ...
 
 
 TEMP_PREFIX = ".tmp-"  # hidden temporary files of local writes; listings skip them

@@ -5,7 +5,7 @@ the rest, re-check them, commit the manifest, and the UI preview. No asset is de
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -173,13 +173,3 @@ class LabelingUploads(OutputSetUploads):
             },
             check_results=checks,
         )
-
-
-def commit_labeling(context: dg.AssetExecutionContext, store: ObjectStore, settings: VideoConversionSettings, key: str,
-                    frame_sets: Iterable[SampledFrames], check: bool = True) -> dg.MaterializeResult:
-    """:class:`LabelingUploads` of ``frame_sets`` (the video's sampled frames in timeline order,
-    e.g. :func:`frames_from_clips`): the ``labeling_frames`` result."""
-    with LabelingUploads(context, store, settings, key) as uploads:
-        for frames in frame_sets:
-            uploads.add(frames)
-        return uploads.finish(check)
