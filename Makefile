@@ -28,7 +28,7 @@ runtime: $(RUNTIME)/.installed
 
 install: $(VENV)/.installed
 	mkdir -p $(DAGSTER_HOME)
-	cp -u dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	cp -u media_assets/config/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: install demo-deps
 	$(VENV)/bin/media-assets demo
@@ -69,7 +69,7 @@ test-fast: install system-deps
 # folder that is not DAGSTER_HOME (the project's, copied there by install)
 UI_PORT ?= 3000
 ui: install
-	cd $(DAGSTER_HOME) && $(CURDIR)/$(VENV)/bin/dg dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+	cd $(DAGSTER_HOME) && $(CURDIR)/$(VENV)/bin/dg dev -w $(CURDIR)/media_assets/config/workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
 bench: install system-deps
 	$(PY) -m pip install -q -e '.[test,bench]'

@@ -58,6 +58,9 @@ def child(mode: str, n: int, instance_kind: str) -> None:
     import dagster as dg
     import yaml
 
+    from media_assets.instance_config import DAGSTER_YAML
+    from media_assets.lib.records import ranged_run_tags
+
     parts = dg.DynamicPartitionsDefinition(name="bench_batches")
 
     @dg.asset(name="recorded", partitions_def=parts, output_required=False)
@@ -91,7 +94,7 @@ def child(mode: str, n: int, instance_kind: str) -> None:
     @contextlib.contextmanager
     def instance():
         if instance_kind == "sqlite":
-            with dg.instance_for_test(overrides=yaml.safe_load((ROOT / "dagster.yaml").read_text())) as inst:
+            with dg.instance_for_test(overrides=yaml.safe_load(DAGSTER_YAML)) as inst:
                 yield inst
         else:
             with dg.DagsterInstance.from_config(os.environ["BENCH_DAGSTER_HOME"]) as inst:
@@ -105,8 +108,7 @@ def child(mode: str, n: int, instance_kind: str) -> None:
             for key in keys:
                 inst.report_runless_asset_event(dg.AssetMaterialization(asset_key="recorded", partition=key, metadata=METADATA))
         else:
-            result = job.execute_in_process(instance=inst, tags={"dagster/asset_partition_range_start": keys[0],
-                                                                 "dagster/asset_partition_range_end": keys[-1]})
+            result = job.execute_in_process(instance=inst, tags=ranged_run_tags(keys[0], keys[-1]))
             assert result.success
         seconds = time.perf_counter() - started
         materialized = len(inst.get_materialized_partitions(dg.AssetKey("recorded")))
@@ -139,7 +141,7 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             env = {}
             if kind == "postgres":
-                from media_assets_tests.postgres_server import postgres_server
+                from media_assets.testing.postgres_server import postgres_server
 
                 env = stack.enter_context(postgres_server())
                 home = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-events-"))

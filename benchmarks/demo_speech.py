@@ -7,7 +7,7 @@ spoken by ``media_assets.samples.speak`` (espeak-ng, en-us, 150 words/min), as t
 its speech, and transcribed the way the ``transcripts`` asset transcribes short files: the
 default recognizer (bundled Whisper base int8, beam 5, language en) through
 ``FasterWhisperRecognizer.transcribe_files``. A sentence is exact when its words equal the
-transcript's (``media_assets_tests.harness.spoken_words``: lower case, punctuation dropped), the
+transcript's (``media_assets.testing.harness.spoken_words``: lower case, punctuation dropped), the
 comparison ``test_ui_metadata`` makes on the demo. Prints one row per sentence, whether it is
 one of the demo's (``HARVARD_SENTENCES``), the count of exact sentences, and exits 1 when a demo
 sentence is not exact (then the demo's own test fails too: pick exact ones).
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from media_assets.kernels.audio import decode_audio  # noqa: E402
 from media_assets.resources.audio import SpeechRecognizerResource  # noqa: E402
 from media_assets.samples import HARVARD_LIST_1, HARVARD_SENTENCES, speak  # noqa: E402
-from media_assets_tests.harness import spoken_words  # noqa: E402
+from media_assets.testing.harness import spoken_words  # noqa: E402
 
 
 def main() -> int:

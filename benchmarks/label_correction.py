@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/label_correction.py [--batches 16889] [--videos 50000] [--dim 512]
 
-Dataset (media_assets_tests/label_data.py): 16,889 batches of 128 rows (video 512-d, audio
+Dataset (media_assets/testing/label_data.py): 16,889 batches of 128 rows (video 512-d, audio
 128-d float32, 2 targets), 85 % exact embeddings, 12 % with float noise, 3 % unknown; master
 table 50,000 x 512. Prints seconds, batches/second and CPU seconds (user + system, this process and its worker
 processes) for, in the same run:
@@ -41,14 +41,15 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from media_assets.defs.labels import batch_partitions  # noqa: E402
+from media_assets.instance_config import DAGSTER_YAML  # noqa: E402
 from media_assets.defs.labels import defs as label_defs  # noqa: E402
-from media_assets.defs.labels.sensors import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG  # noqa: E402
+from media_assets.lib.records import ranged_run_tags, run_events, storage_kind  # noqa: E402
 from media_assets.kernels.safe_pickle import safe_loads  # noqa: E402
 from media_assets.resources.labels import LabelCorrectionSettings, label_tables_io_manager  # noqa: E402
 from media_assets.resources.events import EventQueueResource
 from media_assets.resources.reconcile import ReconcileSettings  # noqa: E402
 from media_assets.storage import ObjectStoreResource  # noqa: E402
-from media_assets_tests.label_data import write_label_dataset  # noqa: E402
+from media_assets.testing.label_data import write_label_dataset  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -100,12 +101,12 @@ def main() -> None:
     args.postgres = args.postgres or args.instance == "postgres"
     results: dict[str, tuple[float, float]] = {}
     # the project's instance configuration (stock SQLite storage), in a temp dir
-    instance_config = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+    instance_config = yaml.safe_load(DAGSTER_YAML)
     stack = contextlib.ExitStack()
     if args.postgres:
         import shutil
 
-        from media_assets_tests.postgres_server import postgres_server
+        from media_assets.testing.postgres_server import postgres_server
 
         os.environ.update(stack.enter_context(postgres_server()))
         pg_home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pg-home-")))
@@ -131,7 +132,7 @@ def main() -> None:
                                  n_batches=args.batches, rows=(128, 128), exact_share=0.85, unknown_share=0.03,
                                  malformed=(), seed=0)
         keys = list(ds.expected)
-        range_tags = {PARTITION_RANGE_START_TAG: keys[0], PARTITION_RANGE_END_TAG: keys[-1]}
+        range_tags = ranged_run_tags(keys[0], keys[-1])
         print(f"generated {len(keys)} batches in {time.perf_counter() - t:.0f} s", flush=True)
 
         # I/O floor: the same transfers and (de)serialisation, no matching
@@ -146,7 +147,7 @@ def main() -> None:
         resources = {"object_store": resource_, "label_settings": settings, "event_queue": EventQueueResource(), "reconcile_settings": ReconcileSettings()}
         defs = dg.Definitions.merge(label_defs, dg.Definitions(resources=resources))
         with new_instance() as instance:
-            print(f"instance: {type(instance.event_log_storage).__name__}", flush=True)
+            print(f"instance: {storage_kind(instance)}", flush=True)
             instance.add_dynamic_partitions(batch_partitions.name, keys)
             dg.materialize(list(label_defs.assets), selection=["video_embedding_index"], instance=instance,
                            resources={**resources, "label_tables": label_tables_io_manager})
@@ -154,7 +155,7 @@ def main() -> None:
             with measured(results, "platform (1 run, all partitions)"):
                 result = job.execute_in_process(instance=instance, tags=range_tags)
             assert result.success
-            planned = instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, limit=100_000).records
+            planned = list(run_events(instance, result.run_id, dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED))
             print(f"planned events: {args.planned_events} ({len(planned)} for the run)", flush=True)
             assert len(instance.get_materialized_partitions(dg.AssetKey("corrected_batches"))) == len(keys)
             sample_metadata = {k: v.value for k, v in result.get_asset_materialization_events()[0].materialization.metadata.items()}

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/sensors.py [--objects 100000] [--ticks 3]
 
 moto's S3/SQS server runs as its own process on 127.0.0.1; ``new_avi_sensor`` is evaluated the
-way the daemon evaluates it (``media_assets_tests.harness.tick_sensor``: ``build_sensor_context`` +
+way the daemon evaluates it (``media_assets.testing.harness.tick_sensor``: ``build_sensor_context`` +
 ``evaluate_tick`` on a SQLite instance, each tick's dynamic partitions added to it; the tick
 records no asset event per object: each run observes its source). Printed, in one run:
 
@@ -47,7 +47,7 @@ from media_assets.resources.keyframes import KeyframeSettings  # noqa: E402
 from media_assets.resources.reconcile import ReconcileSettings  # noqa: E402
 from media_assets.resources.video import VideoConversionSettings  # noqa: E402
 from media_assets.storage import ObjectStoreResource  # noqa: E402
-from media_assets_tests.harness import tick_sensor  # noqa: E402
+from media_assets.testing.harness import tick_sensor  # noqa: E402
 
 SQS_SECONDS = [0.0]  # time spent in SQS calls (moto's server) during the event ticks
 

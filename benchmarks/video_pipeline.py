@@ -44,6 +44,7 @@ from pathlib import Path
 import dagster as dg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from media_assets.lib.records import run_events  # noqa: E402
 from media_assets.defs.keyframes import defs as keyframe_defs  # noqa: E402
 from media_assets.defs.video import defs as video_defs  # noqa: E402
 from media_assets.defs.video import raw_videos, video_decode, video_partitions  # noqa: E402
@@ -72,7 +73,8 @@ def timed(fn) -> tuple[float, float]:
 def stage_split(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, float]]:
     """Seconds between the run's step starts and asset materializations, in order."""
     marks = []
-    for entry in instance.all_logs(run_id):
+    for record in run_events(instance, run_id):
+        entry = record.event_log_entry
         ev = entry.dagster_event
         if ev is None:
             continue

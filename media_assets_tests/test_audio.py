@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from media_assets.defs.audio import defs as audio_defs, new_audio_sensor
-from media_assets_tests.harness import process_pending, spoken_words
+from media_assets.testing.harness import process_pending, spoken_words
 from media_assets.kernels.asr import suspect_reasons
 from media_assets.kernels.audio import check_audio, decode_audio, iter_audio_chunks
 from media_assets.kernels.audio_tokens import EncodecTokenizer, mulaw_decode, mulaw_encode, validate_waveform

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from media_assets.instance_config import DAGSTER_YAML
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yaml"
 SECRETS = ("DAGSTER_PG_PASSWORD", "MINIO_ROOT_PASSWORD")
@@ -151,7 +153,7 @@ def test_code_server_entrypoint_stops_within_5_s_of_sigterm(tmp_path):
         port = s.getsockname()[1]
     bin_dir = Path(os.sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DAGSTER_HOME": str(tmp_path)}
-    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    (tmp_path / "dagster.yaml").write_text(DAGSTER_YAML)
     # Started as tini starts it in the image: default signal dispositions and an empty signal
     # mask. A child inherits ignored signals and the mask across exec, and a shell cannot trap a
     # signal that was ignored when it started (POSIX, "trap"), so a pytest worker's own state

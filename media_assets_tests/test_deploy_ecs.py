@@ -19,7 +19,7 @@ import boto3
 import dagster as dg
 import yaml
 
-from media_assets_tests.postgres_server import postgres_server
+from media_assets.testing.postgres_server import postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
 ECS_YAML = ROOT / "deploy" / "ecs" / "dagster.yaml"

@@ -12,12 +12,14 @@ import boto3
 import dagster as dg
 import pytest
 
+from media_assets.lib.records import DATA_VERSION_TAG
 from media_assets.defs.audio.sensors import new_audio_sensor
 from media_assets.defs.audio import defs as audio_defs
 from media_assets.defs.keyframes import defs as keyframes_defs
 from media_assets.defs.keyframes import new_video_sensor
 from media_assets.defs.labels import defs as label_defs
-from media_assets.defs.labels.sensors import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, new_batch_sensor
+from media_assets.lib.records import partition_range
+from media_assets.defs.labels.sensors import new_batch_sensor
 from media_assets.defs.object_sensor import ObjectCursor
 from media_assets.defs.video import defs as video_defs
 from media_assets.defs.video import new_avi_sensor, video_partitions
@@ -30,7 +32,7 @@ from media_assets.resources.labels import LabelCorrectionSettings
 from media_assets.resources.reconcile import ReconcileSettings
 from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage.s3_events import MalformedEventError, parse_notification
-from media_assets_tests.harness import tick_sensor
+from media_assets.testing.harness import tick_sensor
 
 VISIBILITY_S = 1  # short, so a message whose tick was "lost" comes back within the test
 
@@ -202,7 +204,7 @@ def test_batch_events_become_ranges(instance, s3_resource, notified_bucket, even
         store.put_bytes(b"x", bucket, key)
     assert all(settings.batch_number(k) is not None for k in keys)
     result = _tick(new_batch_sensor, label_defs, instance, None, resources)
-    ranges = [(r.tags[PARTITION_RANGE_START_TAG], r.tags[PARTITION_RANGE_END_TAG]) for r in result.run_requests]
+    ranges = [partition_range(r.tags) for r in result.run_requests]
     assert ranges == [(keys[0], keys[2]), (keys[3], keys[4])]
     # each batch's arrival fills its training_batches partition (the UI shows 5 of 5, not "Missing")
     def arrivals() -> dict[str, list[str]]:
@@ -262,14 +264,14 @@ def test_master_table_and_targets_are_observed_by_etag(instance, s3_resource, s3
     store.put_bytes(b"video_id,t\n", bucket, settings.targets_key)
     first = _tick(new_batch_sensor, label_defs, instance, empty.cursor, resources)
     etags = {name: store.head(bucket, key).etag for name, key in (("master_video_embeddings", settings.master_key), ("label_targets", settings.targets_key))}
-    assert {e.asset_key.to_user_string(): e.tags["dagster/data_version"] for e in first.asset_events} == etags
+    assert {e.asset_key.to_user_string(): e.tags[DATA_VERSION_TAG] for e in first.asset_events} == etags
     assert [r.run_key for r in first.run_requests] == [f"index@{etags['master_video_embeddings']}"]
     assert [r.job_name for r in first.run_requests] == ["video_embedding_index_job"]
     # recorded as the daemon records them: the UI shows the versions (materializations: Dagster
     # reads an external asset's current data version from them, not from observations)
     for name, etag in etags.items():
         (record,) = instance.fetch_materializations(dg.AssetKey(name), limit=10).records
-        assert record.asset_materialization.tags["dagster/data_version"] == etag
+        assert record.asset_materialization.tags[DATA_VERSION_TAG] == etag
     same = _tick(new_batch_sensor, label_defs, instance, first.cursor, resources)
     assert not same.run_requests and not same.asset_events
     store.put_bytes(b"master v2", bucket, settings.master_key)

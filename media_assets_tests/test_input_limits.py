@@ -14,7 +14,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from media_assets.defs.reconcile import is_input_failure
+from media_assets.lib.records import failure_description, is_input_failure
 from media_assets.kernels import limits
 from media_assets.kernels.audio import check_audio, iter_audio_chunks
 from media_assets.kernels.ffmpeg import (
@@ -99,7 +99,7 @@ def test_video_over_a_bound_fails_as_input_before_decoding(instance, local_resou
     result = _materialize(instance, local_resource, VideoConversionSettings(), key, raise_on_error=False)
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    message = failure.step_failure_data.user_failure_data.description
+    message = failure_description(failure.step_failure_data)
     assert f"video-avi/{key}" in message and "over the limit" in message and "MEDIA_ASSETS_VIDEO_" in message
     assert is_input_failure(instance, result.run_id)  # reported once, not retried
     assert store.exists("video-avi", key)  # the object is kept
@@ -117,7 +117,7 @@ def test_oversized_objects_are_refused_before_the_download(instance, local_resou
         f.truncate(65 * limits.GIB)
     result = _materialize(instance, local_resource, VideoConversionSettings(), key, raise_on_error=False)
     (failure,) = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    message = failure.step_failure_data.user_failure_data.description
+    message = failure_description(failure.step_failure_data)
     assert "69,793,218,560 bytes" in message and "MEDIA_ASSETS_VIDEO_MAX_SOURCE_BYTES" in message
     assert path.stat().st_size == 65 * limits.GIB and is_input_failure(instance, result.run_id)
 
@@ -229,7 +229,7 @@ def test_stalled_decode_fails_the_step_as_infrastructure_and_keeps_the_source(in
     result = _materialize(instance, local_resource, settings, key, raise_on_error=False)
     assert not result.success
     failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert failures and all(f.step_failure_data.user_failure_data is None for f in failures)
+    assert failures and all(failure_description(f.step_failure_data) is None for f in failures)
     error = failures[-1].step_failure_data.error
     assert "FFmpegTimeoutError: ffmpeg still running after its wall-clock limit of 0.3 s" in error.to_string()
     assert len([e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_RESTARTED]) == 2  # the asset's RetryPolicy

@@ -12,7 +12,7 @@ from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.kernels.keyframes import analysis_rate_for, extract_samples, select_keyframes
 from media_assets.resources.embedder import DEFAULT_THRESHOLDS, local_model
 
-from media_assets_tests.keyframe_reels import FPS, Shot, make_reel, photo, render_shot, score, select_default, traps_shots, transitions_shots
+from media_assets.testing.keyframe_reels import FPS, Shot, make_reel, photo, render_shot, score, select_default, traps_shots, transitions_shots
 
 
 def _select(reel, tmp, threshold, with_analysis=True):

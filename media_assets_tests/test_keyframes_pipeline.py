@@ -20,13 +20,14 @@ import pytest
 from botocore.stub import Stubber
 from PIL import Image
 
+from media_assets.lib.records import check_evaluations
 from media_assets.defs.keyframes import TASK_TOKEN_TAG
 from media_assets.defs.keyframes import defs as keyframe_defs
 from media_assets.defs.keyframes.sensors import step_functions_task_failure, step_functions_task_success
 from media_assets.scratch import scratch_root
 from media_assets.defs.video import defs as video_defs
 from media_assets.defs.video import video_partitions
-from media_assets_tests.harness import process_pending
+from media_assets.testing.harness import process_pending
 from media_assets.kernels.ffmpeg import run_ffmpeg
 from media_assets.resources.embedder import ImageEmbedderResource
 from media_assets.resources.keyframes import KeyframeSettings
@@ -103,8 +104,8 @@ def test_direct_upload_key_frames_at_the_cuts(instance, local_resource, reel):
     emb = np.asarray(table["embedding"].combine_chunks().flatten().to_numpy()).reshape(11, 1280)
     assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     for check in ("at_least_one_key_frame", "uploaded_keys_exist"):
-        (record,) = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(dg.AssetKey("key_frames"), check), limit=1)
-        assert record.event.dagster_event.event_specific_data.passed, check
+        (evaluation,) = check_evaluations(instance, dg.AssetCheckKey(dg.AssetKey("key_frames"), check), limit=1)
+        assert evaluation.passed, check
 
 
 def test_converted_avi_gets_key_frames_in_the_same_run(instance, local_resource, media):

@@ -9,7 +9,7 @@ from media_assets.kernels.labels import VideoEmbeddingIndex, master_table_arrays
 from media_assets.kernels.safe_pickle import safe_loads
 from media_assets.resources.labels import LabelCorrectionSettings
 from media_assets.storage import LocalObjectStore
-from media_assets_tests.label_data import load_pickle, write_label_dataset
+from media_assets.testing.label_data import load_pickle, write_label_dataset
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from media_assets.kernels.labels import (
     validate_batch,
 )
 from media_assets.kernels.safe_pickle import UnsafePickleError, safe_loads
-from media_assets_tests.label_data import _Exploit, make_master, write_label_dataset
+from media_assets.testing.label_data import _Exploit, make_master, write_label_dataset
 
 
 def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path):

@@ -10,15 +10,16 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from media_assets.lib.records import PARTITION_TAG, failure_description, ranged_run_tags, run_events
 from media_assets.defs.labels import batch_partitions
 from media_assets.defs.labels import defs as label_defs
 from media_assets.defs.labels.sensors import batch_attention
 from media_assets.process import partitions_of_run
 from media_assets.resources.events import EventQueueResource
-from media_assets_tests.harness import process_pending
+from media_assets.testing.harness import process_pending
 from media_assets.resources.labels import LabelCorrectionSettings
 from media_assets.resources.reconcile import ReconcileSettings
-from media_assets_tests.label_data import load_pickle, write_label_dataset
+from media_assets.testing.label_data import load_pickle, write_label_dataset
 
 
 def _defs(resource, settings):
@@ -100,7 +101,7 @@ def test_label_correction_local(instance, local_resource, tmp_path):
     etags = {k: store.head(settings.bucket, settings.corrected_key(k)).etag for k in ds.expected}
     rerun = defs.resolve_job_def("label_correction").execute_in_process(
         instance=instance, raise_on_error=False,
-        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+        tags=ranged_run_tags(keys[0], keys[-1]),
     )
     assert {k: store.head(settings.bucket, settings.corrected_key(k)).etag for k in ds.expected} == etags  # none rewritten
     # ... but each finished batch is materialized again as up to date, with its counts: a
@@ -113,7 +114,7 @@ def test_label_correction_local(instance, local_resource, tmp_path):
     # ... and its check evaluated again for that materialization (the UI shows a check's status for the latest one)
     again_checks = _evaluations(instance, run_id=rerun.run_id)
     assert {k: e.passed for k, e in again_checks.items()} == {k: e.passed for k, e in verified.items()}
-    failure = next(e for e in rerun.all_events if e.is_step_failure).step_failure_data.user_failure_data.description
+    failure = failure_description(next(e for e in rerun.all_events if e.is_step_failure).step_failure_data)
     assert f"{len(ds.malformed)} of {len(ds.malformed)} batches failed" in failure  # only the bad ones were tried again
     time.sleep(0.01)
     store.put_bytes(ds.originals["batch_5_0.pickle"], settings.bucket, "batch_5_0.pickle")
@@ -135,12 +136,13 @@ def test_label_correction_on_s3_with_dataframe_master(instance, s3_resource, s3_
 def _evaluations(instance, run_id: str | None = None) -> dict:
     """``{partition: AssetCheckEvaluation}``: the latest `batch_verified` evaluation of each
     batch (of run ``run_id`` only, if given)."""
-    records = instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION), ascending=True)
+    runs = [run_id] if run_id else [r.run_id for r in instance.get_runs(filters=dg.RunsFilter(job_name="label_correction"))][::-1]
     out = {}
-    for r in records:
-        ev = r.event_log_entry.dagster_event.asset_check_evaluation_data
-        if ev.check_name == "batch_verified" and (run_id is None or r.run_id == run_id):
-            out[ev.partition] = ev
+    for rid in runs:  # oldest first: the latest evaluation of each batch wins
+        for r in run_events(instance, rid, dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+            ev = r.event_log_entry.dagster_event.asset_check_evaluation_data
+            if ev.check_name == "batch_verified":
+                out[ev.partition] = ev
     return out
 
 
@@ -158,7 +160,7 @@ def test_unmatched_share_check_warns(instance, local_resource):
     key = next(iter(evaluations))
     verify = dg.define_asset_job("verify", selection=dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("corrected_batches"), "batch_verified")), partitions_def=batch_partitions)
     defs = dg.Definitions.merge(_defs(local_resource, settings), dg.Definitions(jobs=[verify]))
-    result = defs.resolve_job_def("verify").execute_in_process(instance=instance, tags={"dagster/partition": key})  # the run tag a launched partitioned run carries
+    result = defs.resolve_job_def("verify").execute_in_process(instance=instance, tags={PARTITION_TAG: key})  # the run tag a launched partitioned run carries
     (again,) = result.get_asset_check_evaluations()
     assert not again.passed and again.severity == dg.AssetCheckSeverity.WARN and again.metadata["same_layout"].value is True
 
@@ -192,7 +194,7 @@ def test_planned_events_of_a_ranged_run(instance, local_resource, monkeypatch, p
     (ranged,) = instance.get_runs(filters=dg.RunsFilter(job_name="label_correction"))
     keys = instance.get_dynamic_partitions(batch_partitions.name)
     assert len(keys) == 5 and [o.success for o in outcomes if o.job == "label_correction"] == [False]
-    planned = instance.get_records_for_run(ranged.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED).records
+    planned = list(run_events(instance, ranged.run_id, dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED))
     assert len(planned) == (1 if per_run else 5)
     assert set(instance.get_materialized_partitions(dg.AssetKey("corrected_batches"))) == set(ds.expected)
     (bad,) = ds.malformed
@@ -217,14 +219,14 @@ def test_index_table_is_stored_by_the_io_manager_and_never_required(instance, lo
     keys = sorted(ds.expected, key=settings.batch_number)
     instance.add_dynamic_partitions(batch_partitions.name, keys)
     job = defs.resolve_job_def("label_correction")
-    tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+    tags = ranged_run_tags(keys[0], keys[-1])
 
     def correct() -> list[str]:
         result = job.execute_in_process(instance=instance, tags=tags)
         assert result.success
         for key in keys:
             assert np.array_equal(load_pickle(store.get_bytes(settings.bucket, settings.corrected_key(key)))["targets"], ds.expected[key])
-        return [r.event_log_entry.user_message for r in instance.get_records_for_run(result.run_id).records
+        return [r.event_log_entry.user_message for r in run_events(instance, result.run_id)
                 if "older than the master table" in r.event_log_entry.user_message]
 
     assert len(correct()) == 1  # no index yet: built in the run

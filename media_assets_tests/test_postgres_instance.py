@@ -16,13 +16,14 @@ import dagster as dg
 import pytest
 import yaml
 
+from media_assets.lib.records import PARTITION_TAG, partition_range, storage_kind
 from media_assets.defs.labels import batch_partitions
 from media_assets.defs.video import video_partitions
 from media_assets.resources.labels import LabelCorrectionSettings
 from media_assets.resources.video import VideoConversionSettings
-from media_assets_tests.harness import make_watched_buckets, process_pending
-from media_assets_tests.label_data import load_pickle, write_label_dataset
-from media_assets_tests.postgres_server import running_postgres
+from media_assets.testing.harness import make_watched_buckets, process_pending
+from media_assets.testing.label_data import load_pickle, write_label_dataset
+from media_assets.testing.postgres_server import running_postgres
 from media_assets_tests.test_label_pipeline import _defs as label_defs
 from media_assets_tests.test_video_pipeline import _full_job
 
@@ -65,14 +66,14 @@ def test_deploy_file_reads_every_secret_from_the_environment():
 
 
 def test_video_pipeline_on_postgres(pg_instance, local_resource, media):
-    assert type(pg_instance.run_storage).__name__ == "PostgresRunStorage"
+    assert storage_kind(pg_instance) == "PostgresEventLogStorage"
     store = local_resource.get_store()
     store.upload(media["bunny"], "video-avi", "bunny.avi")
     pg_instance.add_dynamic_partitions(video_partitions.name, ["bunny.avi"])
     result = _full_job(local_resource, VideoConversionSettings()).execute_in_process(instance=pg_instance, partition_key="bunny.avi")
     assert result.success
     (run,) = pg_instance.get_runs(filters=dg.RunsFilter(job_name="video_conversion"))
-    assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/partition"] == "bunny.avi"
+    assert run.status == dg.DagsterRunStatus.SUCCESS and run.tags[PARTITION_TAG] == "bunny.avi"
     for asset in ("mp4_clips", "labeling_frames", "keyframe_embeddings", "key_frames", "source_video_removal"):
         (rec,) = pg_instance.fetch_materializations(dg.AssetRecordsFilter(dg.AssetKey(asset), asset_partitions=["bunny.avi"]), limit=10).records
         assert rec.run_id == run.run_id
@@ -89,7 +90,7 @@ def test_500_batch_label_backfill_on_postgres(pg_instance, local_resource, tmp_p
     outcomes = process_pending(label_defs(local_resource, settings), pg_instance)
     assert [(o.job, o.success) for o in outcomes] == [("video_embedding_index_job", True), ("label_correction", True)]
     runs = pg_instance.get_runs(filters=dg.RunsFilter(job_name="label_correction", statuses=[dg.DagsterRunStatus.SUCCESS]))
-    assert len(runs) == 1 and runs[0].tags["dagster/asset_partition_range_start"] == "batch_1_0.pickle"
+    assert len(runs) == 1 and partition_range(runs[0].tags)[0] == "batch_1_0.pickle"
     keys = pg_instance.get_dynamic_partitions(batch_partitions.name)
     good = set(ds.expected)
     assert len(keys) == len(good) == 500

@@ -24,8 +24,9 @@ import boto3
 import dagster as dg
 import pytest
 
-from media_assets_tests.postgres_server import postgres_server
-from media_assets_tests.ui_browser import graphql
+from media_assets.lib.records import PARTITION_TAG, ROOT_RUN_TAG, run_worker
+from media_assets.testing.postgres_server import postgres_server
+from media_assets.testing.ui_browser import graphql
 
 pytestmark = pytest.mark.slow
 
@@ -170,7 +171,7 @@ def _try(fn):
 
 
 def _runs(instance: dg.DagsterInstance, partition: str) -> list[dg.DagsterRun]:
-    return list(reversed(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": partition}))))  # oldest first
+    return list(reversed(instance.get_runs(filters=dg.RunsFilter(tags={PARTITION_TAG: partition}))))  # oldest first
 
 
 def _started(instance, partition):
@@ -181,9 +182,9 @@ def _worker_pid(instance: dg.DagsterInstance, partition: str) -> int | None:
     """The pid in the RUN_START event of the partition's run in progress (its worker writes it)."""
     for run in _runs(instance, partition):
         if run.status == dg.DagsterRunStatus.STARTED:
-            records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_START).records
-            if records:
-                return records[0].event_log_entry.dagster_event.pid
+            worker = run_worker(instance, run.run_id)
+            if worker:
+                return worker[0]
     return None
 
 
@@ -196,7 +197,7 @@ def _assert_recovered(s3, instance: dg.DagsterInstance, key: str, prefix: str, c
     runs = _runs(instance, key)
     first, last = runs[0], runs[-1]
     assert first.status == dg.DagsterRunStatus.FAILURE and last.status == dg.DagsterRunStatus.SUCCESS
-    assert last.tags.get("dagster/root_run_id") == first.run_id
+    assert last.tags.get(ROOT_RUN_TAG) == first.run_id
     made = json.loads(s3.get_object(Bucket="video-mp4", Key=f".manifests/{prefix}/clips.json")["Body"].read())
     assert len(made["clips"]) == clips and abs(sum(c["duration_s"] for c in made["clips"]) - duration_s) < 1.0, made
     frames = json.loads(s3.get_object(Bucket="video-mp4", Key=f".manifests/{prefix}/frames.json")["Body"].read())

@@ -12,6 +12,7 @@ import uuid
 import dagster as dg
 import pytest
 
+from media_assets.lib.records import PARTITION_TAG
 from media_assets.defs.keyframes import defs as keyframe_defs
 from media_assets.defs.reconcile import REREQUEST_TAG
 from media_assets.defs.video import defs as video_defs
@@ -21,7 +22,7 @@ from media_assets.resources.reconcile import ReconcileSettings
 from media_assets.resources.events import EventQueueResource
 from media_assets.resources.step_functions import StepFunctionsResource
 from media_assets.resources.video import VideoConversionSettings
-from media_assets_tests.harness import execute_run_request
+from media_assets.testing.harness import execute_run_request
 
 
 def _defs(resource, video: VideoConversionSettings, keyframes: KeyframeSettings, reconcile: ReconcileSettings) -> dg.Definitions:
@@ -85,7 +86,7 @@ def test_transient_failure_is_rerequested_once_the_bucket_exists(instance, s3_re
 
     # done: nothing more; the corrupt source's input failure is final (2 runs, not more)
     assert _tick(defs(), instance, second.cursor).run_requests == []
-    text_runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": "cam/text.avi"}))
+    text_runs = instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: "cam/text.avi"}))
     assert len(text_runs) == 2
 
 

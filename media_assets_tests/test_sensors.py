@@ -17,7 +17,7 @@ from media_assets.resources.video import VideoConversionSettings
 from media_assets.storage import ObjectInfo
 from media_assets.resources.reconcile import ReconcileSettings
 from media_assets.resources.events import EventQueueResource
-from media_assets_tests.harness import tick_sensor
+from media_assets.testing.harness import tick_sensor
 
 
 def _tick(instance, cursor, resources):

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 from PIL import Image
 
+from media_assets.lib.records import failure_description
 from media_assets.defs.video import raw_videos, video_decode, video_partitions
 from media_assets.resources.embedder import ImageEmbedderResource
 from media_assets.resources.keyframes import KeyframeSettings, keyframe_tables_io_manager
@@ -122,7 +123,7 @@ def test_source_kept_when_an_output_is_missing(instance, local_resource, media):
                                        raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "bikes/240.jpg" in failure.step_failure_data.user_failure_data.description
+    assert "bikes/240.jpg" in failure_description(failure.step_failure_data)
     assert store.exists("video-avi", "bikes.avi")
 
 
@@ -164,7 +165,7 @@ def test_bad_input_fails_clearly_and_keeps_the_source(instance, local_resource, 
     result = _materialize(instance, local_resource, VideoConversionSettings(), f"{name}.avi", raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    description = failure.step_failure_data.user_failure_data.description
+    description = failure_description(failure.step_failure_data)
     assert match in description
     # for people: the object's key, no scratch path (the local copy's name is the run's business)
     assert description.startswith(f"video-avi/{name}.avi: ") and str(scratch_root()) not in description, description

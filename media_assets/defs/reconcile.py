@@ -38,11 +38,10 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from ..lib.records import ACTIVE, FINISHED, PARTITION_TAG, is_input_failure, partition_range, run_error, will_retry
 from ..resources.reconcile import ReconcileSettings
 
 REREQUEST_TAG = "media_assets/rerequest"
-PARTITION_TAG = "dagster/partition"  # Dagster's documented run tag of a single-partition run
-WILL_RETRY_TAG = "dagster/will_retry"  # set by Dagster on a failed run its run retries will re-execute
 _DONE = (dg.AssetPartitionStatus.MATERIALIZED, dg.AssetPartitionStatus.IN_PROGRESS)
 _QUERY_CHUNK = 500  # partition keys per run query
 
@@ -56,12 +55,6 @@ class Source:
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
-def is_input_failure(instance: dg.DagsterInstance, run_id: str) -> bool:
-    """True when a step of run ``run_id`` failed by raising ``dg.Failure`` (the input's fault)."""
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
-    return any(r.event_log_entry.dagster_event.step_failure_data.user_failure_data is not None for r in records)
-
-
 def _latest_runs(instance: dg.DagsterInstance, job_name: str, partition_keys: Sequence[str]) -> dict[str, dg.RunRecord]:
     latest: dict[str, dg.RunRecord] = {}
     for i in range(0, len(partition_keys), _QUERY_CHUNK):
@@ -71,22 +64,6 @@ def _latest_runs(instance: dg.DagsterInstance, job_name: str, partition_keys: Se
             if pk not in latest or record.create_timestamp > latest[pk].create_timestamp:
                 latest[pk] = record
     return latest
-
-
-def run_error(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    """The first error of run ``run_id``, one line for people: the description of the step's
-    ``dg.Failure``, else the step's exception message (its cause first), else the run's failure
-    message; ``None`` when it recorded none."""
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-        data = entry.dagster_event.step_failure_data
-        if data.user_failure_data and data.user_failure_data.description:
-            return f"{entry.step_key}: {data.user_failure_data.description}"
-        if data.error:
-            cause = data.error.cause or data.error
-            return f"{entry.step_key}: {cause.message.strip()}"
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE):
-        return entry.message or entry.dagster_event.message
-    return None
 
 
 def _open_sources(instance: dg.DagsterInstance, job_name: str, asset_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition,
@@ -126,7 +103,7 @@ def stranded_requests(
             requests.append(dg.RunRequest(partition_key=pk, run_key=src.run_key, tags=dict(src.tags)))
             continue
         run = record.dagster_run
-        if run.status != dg.DagsterRunStatus.FAILURE or run.tags.get(WILL_RETRY_TAG) == "true":
+        if run.status != dg.DagsterRunStatus.FAILURE or will_retry(run):
             continue
         n = int(run.tags.get(REREQUEST_TAG, "0"))
         ended = record.end_time or record.update_timestamp.timestamp()
@@ -148,11 +125,6 @@ def due(settings: ReconcileSettings, previous_pass: float | None) -> bool:
     return previous_pass is None or previous_pass < settings.retry_failed_before or time.time() >= previous_pass + settings.interval_s
 
 
-IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-             dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
-FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
-
-
 def drained_since(instance: dg.DagsterInstance, job_name: str, previous_pass: float | None) -> bool:
     """Whether a run of ``job_name`` has ended since ``previous_pass`` (epoch seconds) and none
     is queued or in progress: the job's work has drained, so a pass now records the attention
@@ -161,7 +133,7 @@ def drained_since(instance: dg.DagsterInstance, job_name: str, previous_pass: fl
     and passes keep to ``interval_s``. Cost: two run-storage queries."""
     if previous_pass is None:
         return False
-    if instance.get_runs_count(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT)):
+    if instance.get_runs_count(dg.RunsFilter(job_name=job_name, statuses=ACTIVE)):
         return False
     since = dt.datetime.fromtimestamp(previous_pass, dt.timezone.utc)
     return bool(instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=FINISHED, updated_after=since), limit=1))
@@ -205,7 +177,7 @@ def _finished_badly(record: dg.RunRecord | None) -> bool:
     run = record.dagster_run
     if run.status == dg.DagsterRunStatus.CANCELED:
         return True
-    return run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) != "true"
+    return run.status == dg.DagsterRunStatus.FAILURE and not will_retry(run)
 
 
 def _classify(instance: dg.DagsterInstance, run: dg.DagsterRun, source: str, *, rerun_hint: str, input_reason: str,
@@ -271,7 +243,6 @@ def needs_attention(
     return sorted(items, key=lambda a: (a.source, a.kind))
 
 
-RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 _ENDED_RUNS_READ = 1000  # newest failed or canceled runs searched for the run of a failed partition
 
 
@@ -298,7 +269,7 @@ def failed_partitions_attention(instance: dg.DagsterInstance, *, job_name: str, 
         tags = record.dagster_run.tags
         if PARTITION_TAG in tags:
             return tags[PARTITION_TAG] == pk
-        start, end = order.get(tags.get(RANGE_START_TAG)), order.get(tags.get(RANGE_END_TAG))
+        start, end = (order.get(k) for k in (partition_range(tags) or (None, None)))
         return start is not None and end is not None and start <= order[pk] <= end
 
     errors: dict[str, str] = {}

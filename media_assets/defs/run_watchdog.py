@@ -14,7 +14,7 @@ for runs that an earlier code server started:
   before the RUN_START event (a pid the kernel has reused since belongs to a younger process).
 
 A STARTED run whose worker is not alive is reported failed
-(``DagsterInstance.report_run_failed``): a run failure, not a step failure, so the instance's
+(``media_assets.lib.records.report_failed``): a run failure, not a step failure, so the instance's
 run retries re-execute it from the failed step even with ``retry_on_asset_or_op_failure:
 false``. A CANCELING run whose worker is gone is reported canceled (the cancel was asked for).
 
@@ -30,6 +30,7 @@ import time
 import dagster as dg
 import psutil
 
+from ..lib.records import report_canceled, report_failed, run_worker
 from ..settings import SENSOR_INTERVAL_S
 
 _WATCHED = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
@@ -46,15 +47,6 @@ def worker_alive(pid: int, started_at: float) -> bool:
         return False
 
 
-def _worker(instance: dg.DagsterInstance, run_id: str) -> tuple[int, float] | None:
-    """``(pid, timestamp)`` of the run's RUN_START event, or ``None`` before the worker started."""
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
-    if not records or records[0].event_log_entry.dagster_event.pid is None:
-        return None
-    entry = records[0].event_log_entry
-    return entry.dagster_event.pid, entry.timestamp
-
-
 def lost_runs(instance: dg.DagsterInstance, job_names: set[str]) -> list[dg.DagsterRun]:
     """The STARTED or CANCELING runs of ``job_names`` whose worker process is gone."""
     lost = []
@@ -62,7 +54,7 @@ def lost_runs(instance: dg.DagsterInstance, job_names: set[str]) -> list[dg.Dags
         run = record.dagster_run
         if run.job_name not in job_names:
             continue
-        worker = _worker(instance, run.run_id)
+        worker = run_worker(instance, run.run_id)
         if worker is None or worker_alive(*worker):
             continue
         lost.append(run)
@@ -77,9 +69,9 @@ def fail_lost_runs(instance: dg.DagsterInstance, job_names: set[str], log) -> li
         if run is None or run.status not in _WATCHED:
             continue
         if run.status == dg.DagsterRunStatus.CANCELING:
-            instance.report_run_canceled(run, "the run's worker process is gone; its cancel is complete")
+            report_canceled(instance, run, "the run's worker process is gone; its cancel is complete")
         else:
-            instance.report_run_failed(run, "the run worker process is gone (its code server stopped, or it was killed); "
+            report_failed(instance, run, "the run worker process is gone (its code server stopped, or it was killed); "
                                             "Dagster's run retries re-execute the run")
         log.warning(f"run {run.run_id} ({run.job_name}): worker gone, reported {'canceled' if run.status == dg.DagsterRunStatus.CANCELING else 'failed'}")
         done.append(run.run_id)

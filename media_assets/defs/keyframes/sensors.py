@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from ...lib.records import run_materializations, step_failure_line
 from ...resources.step_functions import StepFunctionsResource
 from ...settings import SENSOR_INTERVAL_S
 from ..object_sensor import ObjectSource, WatchedPrefix, attention_check, partitioned_object_sensor
@@ -47,15 +48,12 @@ def key_frames_output(instance: dg.DagsterInstance, run_id: str) -> dict | None:
     """``{bucket, video_key, selected_frame_keys, frames_kept, manifest}`` from the run's
     ``key_frames`` materialization: the keys of its ``key_frame_list`` table (the first 500;
     ``frames_kept`` is the total, the manifest at ``manifest`` lists them all)."""
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-    for record in records:
-        mat = record.event_log_entry.asset_materialization
-        if mat and mat.asset_key == dg.AssetKey("key_frames"):
-            meta = {k: v.value for k, v in mat.metadata.items()}
-            return {"bucket": meta["bucket"], "video_key": meta["video_key"],
-                    "selected_frame_keys": [r.data["key"] for r in meta["key_frame_list"].records],
-                    "frames_kept": meta["frames_kept"], "manifest": meta["manifest"]}
-    return None
+    meta = run_materializations(instance, run_id).get("key_frames", (0, None))[1]
+    if meta is None:
+        return None
+    return {"bucket": meta["bucket"], "video_key": meta["video_key"],
+            "selected_frame_keys": [r.data["key"] for r in meta["key_frame_list"].records],
+            "frames_kept": meta["frames_kept"], "manifest": meta["manifest"]}
 
 
 @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[keyframes_job, video_conversion_job],
@@ -79,9 +77,5 @@ def step_functions_task_failure(context: dg.RunFailureSensorContext, step_functi
     if not token:
         return dg.SkipReason("run has no task token")
     step_failures = context.get_step_failure_events()
-    cause = "\n".join(
-        (e.step_failure_data.user_failure_data.description if e.step_failure_data.user_failure_data else None)
-        or e.step_failure_data.error.message
-        for e in step_failures
-    ) or (context.failure_event.message or "run failed")
+    cause = "\n".join(step_failure_line(e.step_failure_data) for e in step_failures) or (context.failure_event.message or "run failed")
     step_functions.send_failure(token, "MediaAssetsRunFailed", cause)

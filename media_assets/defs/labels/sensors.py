@@ -7,17 +7,13 @@ import time
 import dagster as dg
 
 from ...settings import SENSOR_INTERVAL_S
+from ...lib.records import DATA_VERSION_TAG, ranged_run_tags
 from ...storage import ObjectInfo, ObjectNotFoundError
 from ..object_sensor import ObjectCursor, WatchedPrefix, attention_check, next_objects, run_key_for
-from ..reconcile import RANGE_END_TAG, RANGE_START_TAG, Attention, attention_evaluation, due, failed_partitions_attention
+from ..reconcile import Attention, attention_evaluation, due, failed_partitions_attention
 from .assets import training_batches
 from .jobs import label_correction_job, video_embedding_index_job
 from .partitions import batch_partitions
-
-DATA_VERSION_TAG = "dagster/data_version"
-# Dagster's documented run tags for one run over a partition range (what a UI backfill with
-# BackfillPolicy.multi_run sets on each of its runs)
-PARTITION_RANGE_START_TAG, PARTITION_RANGE_END_TAG = RANGE_START_TAG, RANGE_END_TAG
 
 
 def range_request(chunk: list[ObjectInfo]) -> dg.RunRequest:
@@ -27,7 +23,7 @@ def range_request(chunk: list[ObjectInfo]) -> dg.RunRequest:
     return dg.RunRequest(
         job_name=label_correction_job.name,
         run_key=f"{chunk[0].key}..{chunk[-1].key}@{digest}",
-        tags={PARTITION_RANGE_START_TAG: chunk[0].key, PARTITION_RANGE_END_TAG: chunk[-1].key},
+        tags=ranged_run_tags(chunk[0].key, chunk[-1].key),
     )
 
 

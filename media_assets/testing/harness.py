@@ -11,65 +11,27 @@ cursor of each sensor is kept in the harness's own dict per instance.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
+from media_assets.lib.records import RUN_KEY_TAG, SENSOR_NAME_TAG, RunOutcome, launched_by, run_outcome
 from media_assets.resources.audio import AudioSettings
 from media_assets.resources.keyframes import KeyframeSettings
 from media_assets.resources.labels import LabelCorrectionSettings
 from media_assets.resources.video import VideoConversionSettings
 
-RUN_KEY_TAG = "dagster/run_key"  # the tags Dagster's sensor daemon puts on the runs it launches
-SENSOR_NAME_TAG = "dagster/sensor_name"
 _CURSORS: dict[tuple[str, str], str | None] = {}  # (instance root directory, sensor) -> cursor
 
 
-@dataclass
-class RunOutcome:
-    """One executed run: its sensor, partition (or partition range), success and the metadata
-    of every asset it materialized (``{asset key string: metadata dict}``)."""
-
-    sensor: str
-    job: str
-    partition: str
-    run_id: str
-    success: bool
-    seconds: float
-    error: str | None = None
-    materializations: dict[str, dict] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)  # materializations per asset (partitions)
-
-
-def _already_run(instance: dg.DagsterInstance, sensor_name: str, run_key: str) -> bool:
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={RUN_KEY_TAG: run_key, SENSOR_NAME_TAG: sensor_name}), limit=1)
-    return bool(runs)
-
-
-def _failure_message(result) -> str:
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            err = event.step_failure_data.error
-            desc = event.step_failure_data.user_failure_data.description if event.step_failure_data.user_failure_data else None
-            cause = err.cause.message.strip() if err.cause else err.message.strip()
-            return f"{event.step_key}: {desc or cause}"
-    return "run failed"
-
-
-def _metadata_values(metadata) -> dict:
-    return {k: getattr(v, "value", v) for k, v in metadata.items()}
-
-
 def execute_run_request(defs: dg.Definitions, instance: dg.DagsterInstance, sensor_name: str, job_name: str, request: dg.RunRequest) -> RunOutcome:
-    """Execute one run request in this process and record it in ``instance``."""
+    """Execute one run request in this process and record it in ``instance``, tagged as the
+    sensor daemon tags the runs it launches; its :class:`RunOutcome` read from the instance."""
     job = defs.resolve_job_def(request.job_name or job_name)
     tags = {**(request.tags or {}), SENSOR_NAME_TAG: sensor_name}
     if request.run_key:
         tags[RUN_KEY_TAG] = request.run_key
-    started = time.perf_counter()
     result = job.execute_in_process(
         instance=instance,
         partition_key=request.partition_key,
@@ -77,25 +39,8 @@ def execute_run_request(defs: dg.Definitions, instance: dg.DagsterInstance, sens
         tags=tags,
         raise_on_error=False,
     )
-    mats, counts = {}, {}
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        key = mat.asset_key.to_user_string()
-        mats[key] = _metadata_values(mat.metadata)
-        counts[key] = counts.get(key, 0) + 1
-    return RunOutcome(
-        sensor=sensor_name,
-        job=job.name,
-        partition=request.partition_key or "..".join(
-            filter(None, [tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")])
-        ),
-        run_id=result.run_id,
-        success=result.success,
-        seconds=time.perf_counter() - started,
-        error=None if result.success else _failure_message(result),
-        materializations=mats,
-        counts=counts,
-    )
+    # read back from the instance, as `media-assets process` reads its runs
+    return run_outcome(instance, instance.get_run_record_by_id(result.run_id))
 
 
 def tick_sensor(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None,
@@ -149,7 +94,7 @@ def process_pending(
             cursor = _CURSORS.get((instance.root_directory, sensor.name))
             data = tick_sensor(sensor, instance, cursor, defs=defs)
             new_cursor = data.cursor if data.cursor is not None else cursor
-            requests = [r for r in data.run_requests or [] if not (r.run_key and _already_run(instance, sensor.name, r.run_key))]
+            requests = [r for r in data.run_requests or [] if not (r.run_key and launched_by(instance, sensor.name, r.run_key))]
             for request in requests:
                 outcome = execute_run_request(defs, instance, sensor.name, job_name, request)
                 outcomes.append(outcome)
