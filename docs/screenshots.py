@@ -1,5 +1,5 @@
 """The README's screenshots: one per pipeline, taken from a running Dagster UI over a processed
-demo (`make demo`, then `make ui` or `dagster-webserver -w workspace.yaml`).
+demo (`make demo`, then `make ui` or `dagster-webserver -w media_assets/config/workspace.yaml`).
 
     .venv/bin/python docs/screenshots.py [--url http://127.0.0.1:3000]
 
